@@ -1,0 +1,304 @@
+"""Frozen, validated configs for data, model, training, and the presets.
+
+Every config checks itself on construction, so bad input fails before any work starts, with an
+error that names the field and the allowed range. A run is fully described by a `RunConfig`
+(saved as config.json); `RunConfig.from_dict(cfg.to_dict())` rebuilds it exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from workbench.data.templates import ATTRIBUTES, TEMPLATES
+
+# Shipped pool sizes (see workbench/data/pools/SOURCES.md). Years: 1900..2100.
+SHIPPED_POOL_SIZES = {
+    "first_names": 900,
+    "last_names": 1000,
+    "cities": 800,
+    "universities": 200,
+    "majors": 100,
+    "companies": 500,
+    "years": 201,
+}
+SAMPLER_KINDS = ("uniform", "power_law", "celebrities", "warmup", "sequential")
+
+
+def _check(cond: bool, name: str, allowed: str, value: Any) -> None:
+    if not cond:
+        raise ValueError(f"{name}={value!r} is out of range: allowed {allowed}")
+
+
+def _int(name: str, value: Any, lo: int, hi: float = math.inf) -> None:
+    ok = isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi
+    _check(ok, name, f"an integer in [{lo}, {hi if hi != math.inf else 'inf'}]", value)
+
+
+def _float(name: str, value: Any, lo: float, hi: float = math.inf, lo_open: bool = False) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (lo < value if lo_open else lo <= value) and value <= hi
+    lo_s = f"({lo}" if lo_open else f"[{lo}"
+    _check(ok, name, f"a number in {lo_s}, {hi if hi != math.inf else 'inf'}]", value)
+
+
+@dataclass(frozen=True)
+class PoolSizes:
+    """How many entries of each shipped pool to use (the first k). Shrink for small runs."""
+
+    first_names: int = 900
+    last_names: int = 1000
+    cities: int = 800
+    universities: int = 200
+    majors: int = 100
+    companies: int = 500
+    years: int = 201  # birth years 1900 .. 1900 + years - 1
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            _int(f"pool_sizes.{f.name}", getattr(self, f.name), 1, SHIPPED_POOL_SIZES[f.name])
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    """Which individual each training biography is about (digest §1, sampling distributions).
+
+    kind: uniform | power_law (P(i) ~ (i+1)^-alpha) | celebrities (the first n_celebrities are
+    sampled weight_celebrities times more often) | warmup (the first indiv_warmup individuals for
+    epochs_warmup epochs of indiv_warmup / batch_size steps, then uniform) | sequential
+    (n_groups equal groups visited in order, the whole cycle n_repeats times over the run).
+    """
+
+    kind: str = "uniform"
+    alpha: float = 1.0
+    n_celebrities: int = 1000
+    weight_celebrities: float = 10.0
+    indiv_warmup: int = 1000
+    epochs_warmup: float = 10.0
+    n_groups: int = 4
+    n_repeats: int = 1
+
+    def __post_init__(self) -> None:
+        _check(self.kind in SAMPLER_KINDS, "sampler.kind", f"one of {SAMPLER_KINDS}", self.kind)
+        _float("sampler.alpha", self.alpha, 0.0, 10.0)
+        _int("sampler.n_celebrities", self.n_celebrities, 1)
+        _float("sampler.weight_celebrities", self.weight_celebrities, 0.0, lo_open=True)
+        _int("sampler.indiv_warmup", self.indiv_warmup, 1)
+        _float("sampler.epochs_warmup", self.epochs_warmup, 0.0)
+        _int("sampler.n_groups", self.n_groups, 1)
+        _int("sampler.n_repeats", self.n_repeats, 1)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """The synthetic-biography world: populations, pools, templates, tokenizer size, sampler."""
+
+    n_individuals: int = 64_000
+    n_heldout: int = 16_000
+    n_finetune: int = 0  # new individuals generated after the held-out ones (fine-tuning)
+    attributes: tuple[str, ...] = ATTRIBUTES
+    n_templates: int = 25
+    n_train_templates: int = 20
+    pool_sizes: PoolSizes = field(default_factory=PoolSizes)
+    vocab_size: int = 4096
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "attributes", tuple(self.attributes))
+        for a in self.attributes:
+            _check(a in ATTRIBUTES, "data.attributes", f"a subset of {ATTRIBUTES}", a)
+        _check(len(self.attributes) > 0 and len(set(self.attributes)) == len(self.attributes),
+               "data.attributes", f"a non-empty list of distinct names from {ATTRIBUTES}", self.attributes)
+        n_shipped = min(len(TEMPLATES[a]) for a in ATTRIBUTES)
+        _int("data.n_templates", self.n_templates, 2, n_shipped)
+        _int("data.n_train_templates", self.n_train_templates, 1, self.n_templates - 1)
+        _int("data.vocab_size", self.vocab_size, 512, 65_536)
+        p = self.pool_sizes
+        max_names = p.first_names * p.first_names * p.last_names
+        _int("data.n_individuals", self.n_individuals, 1, max_names)
+        _int("data.n_heldout", self.n_heldout, 0, max_names - self.n_individuals)
+        _int("data.n_finetune", self.n_finetune, 0, max_names - self.n_individuals - self.n_heldout)
+        s = self.sampler
+        if s.kind == "celebrities":
+            _int("sampler.n_celebrities", s.n_celebrities, 1, self.n_individuals)
+        if s.kind == "warmup":
+            _int("sampler.indiv_warmup", s.indiv_warmup, 1, self.n_individuals)
+        if s.kind == "sequential":
+            _int("sampler.n_groups", s.n_groups, 1, self.n_individuals)
+
+    @property
+    def n_values(self) -> dict[str, int]:
+        """Number of possible values per attribute (the no-knowledge baseline's ingredients)."""
+        p = self.pool_sizes
+        sizes = {"birth_date": p.years * 12 * 31, "birth_city": p.cities, "university": p.universities,
+                 "major": p.majors, "company": p.companies, "current_location": p.cities}
+        return {a: sizes[a] for a in self.attributes}
+
+    @property
+    def no_knowledge_baseline(self) -> float:
+        """Mean over attribute types of log(#possible values), in nats (digest §2)."""
+        return sum(math.log(n) for n in self.n_values.values()) / len(self.attributes)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """A decoder-only HookedTransformer. n_ctx=0 means: fit the longest possible biography."""
+
+    n_layers: int = 8
+    d_model: int = 512
+    n_heads: int = 8
+    d_head: int = 64
+    d_mlp: int = 2048
+    n_ctx: int = 0
+    act_fn: str = "gelu"
+    positional_embedding_type: str = "standard"
+
+    def __post_init__(self) -> None:
+        _int("model.n_layers", self.n_layers, 1, 96)
+        _int("model.d_model", self.d_model, 8, 16_384)
+        _int("model.n_heads", self.n_heads, 1, 256)
+        _int("model.d_head", self.d_head, 1, 1024)
+        _int("model.d_mlp", self.d_mlp, 1, 65_536)
+        _int("model.n_ctx", self.n_ctx, 0, 8192)
+        acts = ("gelu", "relu", "silu", "gelu_new")
+        _check(self.act_fn in acts, "model.act_fn", f"one of {acts}", self.act_fn)
+        pos = ("standard", "rotary")
+        _check(self.positional_embedding_type in pos, "model.positional_embedding_type", f"one of {pos}",
+               self.positional_embedding_type)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """AdamW + cosine schedule without warm-up (digest §3); evaluation and checkpoint cadence.
+
+    checkpoint_steps: () means the study's schedule (every 125 steps up to 2,000, plus 32 evenly
+    spaced over the run), scaled down proportionally when the run is shorter than 16k steps.
+    """
+
+    steps: int = 16_000
+    batch_size: int = 128
+    lr: float = 4e-4
+    final_lr: float = 1e-7
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    schedule: str = "cosine"  # cosine | constant (fine-tuning)
+    eval_every: int = 250
+    eval_size: int = 512  # sequences in the fixed evaluation sets (seen and held-out)
+    checkpoint_steps: tuple[int, ...] = ()
+    device: str = "auto"  # auto | cpu | cuda
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "checkpoint_steps", tuple(int(s) for s in self.checkpoint_steps))
+        _int("train.steps", self.steps, 1)
+        _int("train.batch_size", self.batch_size, 1, 65_536)
+        _float("train.lr", self.lr, 0.0, 1.0, lo_open=True)
+        _float("train.final_lr", self.final_lr, 0.0, self.lr)
+        _float("train.weight_decay", self.weight_decay, 0.0, 10.0)
+        _float("train.beta1", self.beta1, 0.0, 1.0)
+        _float("train.beta2", self.beta2, 0.0, 1.0)
+        _check(self.schedule in ("cosine", "constant"), "train.schedule", "cosine | constant", self.schedule)
+        _int("train.eval_every", self.eval_every, 1)
+        _int("train.eval_size", self.eval_size, 1, 1_000_000)
+        for s in self.checkpoint_steps:
+            _int("train.checkpoint_steps[]", s, 0, self.steps)
+        _check(self.device in ("auto", "cpu", "cuda"), "train.device", "auto | cpu | cuda", self.device)
+
+
+def _from_dict(cls: type, d: dict[str, Any]) -> Any:
+    """Rebuild a (nested) frozen dataclass from `dataclasses.asdict` output; unknown keys fail."""
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(d) - set(names)
+    if unknown:
+        raise ValueError(f"{cls.__name__}: unknown field(s) {sorted(unknown)}; allowed {sorted(names)}")
+    kwargs = {}
+    for k, v in d.items():
+        sub = _NESTED.get((cls.__name__, k))
+        if sub is not None and v is not None:
+            v = _from_dict(sub, v)
+        elif isinstance(v, list):
+            v = tuple(v)
+        kwargs[k] = v
+    return cls(**kwargs)
+
+
+@dataclass(frozen=True)
+class PatchConfig:
+    """Attention-pattern patching during training (digest §4.3): the reference run and step."""
+
+    reference_run: str = ""
+    reference_step: int = 0
+    start_step: int = 0
+    layers: tuple[int, ...] = ()  # () = all layers
+    heads: tuple[int, ...] = ()  # () = all heads
+    mix: float = 1.0  # a * reference + (1 - a) * own
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "layers", tuple(self.layers))
+        object.__setattr__(self, "heads", tuple(self.heads))
+        _check(bool(self.reference_run), "patch.reference_run", "a run directory", self.reference_run)
+        _int("patch.reference_step", self.reference_step, 0)
+        _int("patch.start_step", self.start_step, 0)
+        _float("patch.mix", self.mix, 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Fine-tuning on new individuals from a pre-trained checkpoint, with optional replay (§4.7)."""
+
+    base_run: str = ""
+    base_step: int = 0
+    n_new: int = 1000
+    replay_weight: float = 0.0  # weight of each pre-training individual vs 1 per new individual
+
+    def __post_init__(self) -> None:
+        _check(bool(self.base_run), "finetune.base_run", "a run directory", self.base_run)
+        _int("finetune.base_step", self.base_step, 0)
+        _int("finetune.n_new", self.n_new, 1)
+        _float("finetune.replay_weight", self.replay_weight, 0.0)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines a run; one seed derives population, tokenizer, init and batches."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    seed: int = 0
+    preset: str = "custom"
+    patch: PatchConfig | None = None
+    finetune: FinetuneConfig | None = None
+
+    def __post_init__(self) -> None:
+        _int("seed", self.seed, 0, 2**63 - 1)
+        if self.finetune is not None:
+            _int("finetune.n_new", self.finetune.n_new, 1, self.data.n_finetune)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
+        return _from_dict(cls, d)
+
+    def replace(self, **sections: Any) -> "RunConfig":
+        """Copy with whole sections or nested fields replaced: replace(train={"steps": 10})."""
+        kw: dict[str, Any] = {}
+        for k, v in sections.items():
+            cur = getattr(self, k)
+            kw[k] = dataclasses.replace(cur, **v) if isinstance(v, dict) and cur is not None else v
+        return dataclasses.replace(self, **kw)
+
+
+_NESTED = {
+    ("RunConfig", "data"): DataConfig,
+    ("RunConfig", "model"): ModelConfig,
+    ("RunConfig", "train"): TrainConfig,
+    ("RunConfig", "patch"): PatchConfig,
+    ("RunConfig", "finetune"): FinetuneConfig,
+    ("DataConfig", "pool_sizes"): PoolSizes,
+    ("DataConfig", "sampler"): SamplerConfig,
+}

@@ -1,0 +1,169 @@
+"""Biographies: one sentence per attribute from the individual's templates, shuffled, concatenated.
+
+Everything is pre-tokenized once (name parts, values, template pieces); a biography is spliced from
+those token lists, so building a batch is list concatenation plus one numpy scatter. Every token
+carries labels: its kind (BOS, template text, name, attribute value, padding), the attribute of
+its sentence, and whether it is the first token of an attribute value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+import torch
+from jaxtyping import Bool, Int
+from torch import Tensor
+
+from workbench.data.pools import ATTRIBUTE_POOL, MONTHS, split_date
+from workbench.data.population import World
+from workbench.data.templates import TEMPLATES
+from workbench.data.tokenizer import BiographyTokenizer, template_pieces
+
+PAD, BOS, TEXT, NAME, VALUE = 0, 1, 2, 3, 4
+KIND_NAMES = {PAD: "pad", BOS: "bos", TEXT: "text", NAME: "name", VALUE: "value"}
+SPLITS = ("train", "eval")
+
+
+@dataclass
+class Batch:
+    """Padded biographies (right padding), one per row, with per-token labels."""
+
+    tokens: Int[Tensor, "batch pos"]
+    kind: Int[Tensor, "batch pos"]  # PAD | BOS | TEXT | NAME | VALUE
+    attribute: Int[Tensor, "batch pos"]  # index into config.attributes of the token's sentence; -1 on BOS/PAD
+    value_start: Bool[Tensor, "batch pos"]  # first token of an attribute value
+    individuals: Int[Tensor, "batch"]  # global individual ids
+
+    @property
+    def mask(self) -> Bool[Tensor, "batch pos"]:
+        """True on real tokens, False on padding."""
+        return self.kind != PAD
+
+    def to(self, device: str | torch.device) -> "Batch":
+        return Batch(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+
+    def __getitem__(self, rows) -> "Batch":
+        return Batch(**{f.name: getattr(self, f.name)[rows] for f in fields(self)})
+
+    def __len__(self) -> int:
+        return self.tokens.shape[0]
+
+
+class Biographer:
+    """Builds token-level biographies for a world with a tokenizer."""
+
+    def __init__(self, world: World, tokenizer: BiographyTokenizer):
+        self.world, self.tokenizer = world, tokenizer
+        cfg, pools, enc = world.config, world.pools, tokenizer.encode_segment
+        self.attributes = cfg.attributes
+        self.first = [enc(" " + n) for n in pools.first_names]
+        self.last = [enc(" " + n) for n in pools.last_names]
+        self.month = [enc(" " + m) for m in MONTHS]
+        self.day = [enc(f" {d}") for d in range(1, 32)]
+        self.year = [enc(" " + y) for y in pools.years]
+        self.comma = enc(",")
+        self.values = [None if a == "birth_date" else [enc(" " + v) for v in getattr(pools, ATTRIBUTE_POOL[a])]
+                       for a in cfg.attributes]
+        # pieces[a][t] = (prefix, between name and value, after value) token lists
+        self.pieces = [[tuple(enc(p) if p else [] for p in template_pieces(t)) for t in TEMPLATES[a][: cfg.n_templates]]
+                       for a in cfg.attributes]
+
+    def name_tokens(self, individual: int) -> list[int]:
+        f, m, last = self.world.names[individual]
+        return self.first[f] + self.first[m] + self.last[last]
+
+    def value_tokens(self, individual: int, attribute: int) -> list[int]:
+        v = int(self.world.values[individual, attribute])
+        if self.values[attribute] is None:
+            y, mo, d = split_date(v)
+            return self.month[mo] + self.day[d] + self.comma + self.year[y]
+        return self.values[attribute][v]
+
+    def max_length(self) -> int:
+        """An upper bound (tight: reachable) on a biography's length in tokens, BOS included."""
+        longest = lambda lists: max(len(x) for x in lists)  # noqa: E731
+        name = 2 * longest(self.first) + longest(self.last)
+        total = 1
+        for j in range(len(self.attributes)):
+            total += name + max(sum(len(p) for p in ps) for ps in self.pieces[j])
+            if self.values[j] is None:
+                total += longest(self.month) + longest(self.day) + len(self.comma) + longest(self.year)
+            else:
+                total += longest(self.values[j])
+        return total
+
+    def batch(self, individuals: np.ndarray, split: str, rng: np.random.Generator, pad_to: int = 0) -> Batch:
+        """Biographies of `individuals` from their training or evaluation templates.
+
+        The template of each sentence and the sentence order are drawn from `rng`; `pad_to` fixes
+        the padded length (0: the longest biography in the batch).
+        """
+        if split not in SPLITS:
+            raise ValueError(f"split={split!r} is out of range: allowed train | eval")
+        cfg = self.world.config
+        individuals = np.asarray(individuals, dtype=np.int64)
+        b, n_attr = len(individuals), len(self.attributes)
+        lo, n = (0, cfg.n_train_templates) if split == "train" else (cfg.n_train_templates, cfg.n_templates - cfg.n_train_templates)
+        order = np.argsort(rng.random((b, n_attr)), axis=1)
+        slot = lo + rng.integers(n, size=(b, n_attr))
+        templates = self.world.template_order[individuals[:, None], np.arange(n_attr)[None, :], slot]
+
+        flat: list[int] = []
+        lengths = np.empty(b, dtype=np.int64)
+        seg_len: list[int] = []
+        seg_kind: list[int] = []
+        seg_attr: list[int] = []
+        for i, ind in enumerate(individuals.tolist()):
+            name = self.name_tokens(ind)
+            start = len(flat)
+            flat.append(self.tokenizer.bos_id)
+            seg_len.append(1), seg_kind.append(BOS), seg_attr.append(-1)
+            for a in order[i].tolist():
+                prefix, between, after = self.pieces[a][templates[i, a]]
+                value = self.value_tokens(ind, a)
+                flat += prefix + name + between + value + after
+                seg_len += (len(prefix), len(name), len(between), len(value), len(after))
+                seg_kind += (TEXT, NAME, TEXT, VALUE, TEXT)
+                seg_attr += (a, a, a, a, a)
+            lengths[i] = len(flat) - start
+        seg_len_a = np.asarray(seg_len)
+        kind_flat = np.repeat(np.asarray(seg_kind, dtype=np.int8), seg_len_a)
+        attr_flat = np.repeat(np.asarray(seg_attr, dtype=np.int8), seg_len_a)
+        starts = np.cumsum(seg_len_a) - seg_len_a
+        vstart_flat = np.zeros(len(flat), dtype=bool)
+        vstart_flat[starts[(np.asarray(seg_kind) == VALUE) & (seg_len_a > 0)]] = True
+
+        t = max(int(lengths.max()), pad_to)
+        if pad_to and lengths.max() > pad_to:
+            raise ValueError(f"a biography has {lengths.max()} tokens, more than pad_to={pad_to}")
+        where = np.arange(t)[None, :] < lengths[:, None]
+        tokens = np.full((b, t), self.tokenizer.pad_id, dtype=np.int64)
+        kind = np.zeros((b, t), dtype=np.int8)
+        attr = np.full((b, t), -1, dtype=np.int8)
+        vstart = np.zeros((b, t), dtype=bool)
+        tokens[where], kind[where], attr[where], vstart[where] = flat, kind_flat, attr_flat, vstart_flat
+        return Batch(torch.from_numpy(tokens), torch.from_numpy(kind), torch.from_numpy(attr),
+                     torch.from_numpy(vstart), torch.from_numpy(individuals))
+
+    def text(self, batch: Batch, row: int, mark: bool = False) -> str:
+        """Decoded biography; with mark, names as [[...]] and values as <<...>>."""
+        ids, kinds = batch.tokens[row][batch.mask[row]].tolist(), batch.kind[row][batch.mask[row]].tolist()
+        if not mark:
+            return self.tokenizer.decode(ids[1:])
+        out, cur, cur_kind = [], [], None
+        for tok, k in zip(ids[1:], kinds[1:]):
+            if k != cur_kind and cur:
+                out.append(_wrap(self.tokenizer.decode(cur), cur_kind))
+                cur = []
+            cur.append(tok)
+            cur_kind = k
+        out.append(_wrap(self.tokenizer.decode(cur), cur_kind))
+        return "".join(out)
+
+
+def _wrap(text: str, kind: int | None) -> str:
+    body = text.lstrip(" ")
+    lead = text[: len(text) - len(body)]
+    return lead + {NAME: f"[[{body}]]", VALUE: f"<<{body}>>"}.get(kind, body)
+

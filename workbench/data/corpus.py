@@ -1,0 +1,78 @@
+"""`BiographyData`: a run's world, tokenizer and sampler behind one object.
+
+Training batches are a pure function of (seed, step); evaluation sets are fixed by the seed and
+drawn from the evaluation templates (seen individuals) or from the held-out / new individuals.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from workbench.config import RunConfig
+from workbench.data.biographies import Batch, Biographer
+from workbench.data.population import World, make_world
+from workbench.data.samplers import Sampler, finetune_sampler, make_sampler
+from workbench.data.tokenizer import BiographyTokenizer, train_tokenizer
+
+_STREAM_BATCH, _STREAM_EVAL = 21, 22
+
+
+class BiographyData:
+    """Everything a run needs from the data side."""
+
+    def __init__(self, config: RunConfig, tokenizer: BiographyTokenizer | None = None, world: World | None = None):
+        self.config = config
+        d = config.data
+        self.world = world if world is not None else make_world(d, config.seed)
+        self.tokenizer = tokenizer if tokenizer is not None else train_tokenizer(
+            self.world.pools, d.attributes, d.n_templates, d.vocab_size)
+        self.biographer = Biographer(self.world, self.tokenizer)
+        self.sampler = self._make_sampler()
+
+    def _make_sampler(self) -> Sampler:
+        c, t = self.config, self.config.train
+        if c.finetune is not None:
+            new = self.world.finetune[: c.finetune.n_new]
+            return finetune_sampler(new, self.world.train, c.finetune.replay_weight, t.batch_size, c.seed + 1)
+        return make_sampler(c.data.sampler, self.world.train, t.batch_size, t.steps, c.seed)
+
+    @property
+    def max_length(self) -> int:
+        return self.biographer.max_length()
+
+    def train_batch(self, step: int) -> Batch:
+        """The training batch of a step (training templates), identical on every call."""
+        rng = np.random.default_rng([self.config.seed, _STREAM_BATCH, step])
+        return self.biographer.batch(self.sampler.individuals(step), "train", rng)
+
+    def eval_batch(self, group: str = "train", size: int | None = None, seed_offset: int = 0) -> Batch:
+        """A fixed evaluation set: `size` biographies of individuals of `group` on evaluation templates.
+
+        group: 'train' (seen individuals), 'heldout', or 'finetune' (the new individuals in use).
+        """
+        size = size or self.config.train.eval_size
+        ids = np.asarray(self.world.group(group))
+        if group == "finetune" and self.config.finetune is not None:
+            ids = ids[: self.config.finetune.n_new]
+        if len(ids) == 0:
+            raise ValueError(f"group={group!r} has no individuals in this run")
+        rng = np.random.default_rng([self.config.seed, _STREAM_EVAL, ("train", "heldout", "finetune").index(group), seed_offset])
+        chosen = rng.choice(ids, size=size, replace=size > len(ids))
+        return self.biographer.batch(chosen, "eval", rng)
+
+    def stats(self) -> dict:
+        """Pool sizes, templates per attribute, baseline, vocabulary and lengths (for `data stats`)."""
+        d, pools = self.config.data, self.world.pools
+        lengths = self.train_batch(0).mask.sum(1).float()
+        return {
+            "pool_sizes": {k: len(getattr(pools, k)) for k in ("first_names", "last_names", "cities", "universities", "majors", "companies", "years")},
+            "n_values": d.n_values,
+            "templates_per_attribute": {a: d.n_templates for a in d.attributes},
+            "train_templates_per_individual": d.n_train_templates,
+            "eval_templates_per_individual": d.n_templates - d.n_train_templates,
+            "no_knowledge_baseline": d.no_knowledge_baseline,
+            "n_individuals": d.n_individuals, "n_heldout": d.n_heldout, "n_finetune": d.n_finetune,
+            "vocab_size": self.tokenizer.vocab_size,
+            "mean_biography_tokens": float(lengths.mean()),
+            "max_biography_tokens": self.max_length,
+        }
