@@ -102,7 +102,7 @@ class DataConfig:
     n_templates: int = 25
     n_train_templates: int = 20
     pool_sizes: PoolSizes = field(default_factory=PoolSizes)
-    vocab_size: int = 4096
+    vocab_size: int = 8192  # saturates: whole words (names, most values) become single tokens
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
 
     def __post_init__(self) -> None:
@@ -302,3 +302,37 @@ _NESTED = {
     ("DataConfig", "pool_sizes"): PoolSizes,
     ("DataConfig", "sampler"): SamplerConfig,
 }
+
+
+def _presets() -> dict[str, RunConfig]:
+    small_pools = PoolSizes(first_names=60, last_names=60, cities=40, universities=20, majors=20, companies=30, years=20)
+    return {
+        # the study's model and run (digest §3): 8 layers, d_model 512, 8 heads x 64, MLP 2048
+        "paper": RunConfig(preset="paper"),
+        # sized so the three phases show on 2 CPU cores in a few minutes (see analysis/notes)
+        "cpu-quick": RunConfig(
+            preset="cpu-quick",
+            data=DataConfig(n_individuals=600, n_heldout=300, n_finetune=600, vocab_size=4096,
+                            pool_sizes=PoolSizes(first_names=200, last_names=200, cities=200, universities=100,
+                                                 majors=50, companies=100, years=50)),
+            model=ModelConfig(n_layers=4, d_model=64, n_heads=4, d_head=16, d_mlp=256),
+            train=TrainConfig(steps=2000, batch_size=32, lr=2e-3, eval_every=50, eval_size=128),
+        ),
+        # for tests: seconds on a CPU
+        "tiny": RunConfig(
+            preset="tiny",
+            data=DataConfig(n_individuals=64, n_heldout=32, n_finetune=32, vocab_size=512, pool_sizes=small_pools),
+            model=ModelConfig(n_layers=2, d_model=32, n_heads=2, d_head=16, d_mlp=64),
+            train=TrainConfig(steps=40, batch_size=16, lr=3e-3, eval_every=10, eval_size=32),
+        ),
+    }
+
+
+PRESETS: tuple[str, ...] = ("paper", "cpu-quick", "tiny")
+
+
+def preset(name: str, **sections: Any) -> RunConfig:
+    """A preset RunConfig, optionally with sections replaced: preset("tiny", train={"steps": 5})."""
+    if name not in PRESETS:
+        raise ValueError(f"preset={name!r} is unknown: allowed {', '.join(PRESETS)}")
+    return _presets()[name].replace(**sections)

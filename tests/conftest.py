@@ -1,0 +1,187 @@
+"""Shared fixtures: small worlds and tokenizers, a biography parser, and statistical tolerances.
+
+Everything here is sized to run in well under a second on one CPU core.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from statistics import NormalDist
+
+import numpy as np
+import pytest
+
+from workbench.config import DataConfig, PoolSizes, RunConfig, preset
+from workbench.data.biographies import NAME, PAD, TEXT, VALUE
+from workbench.data.corpus import BiographyData
+from workbench.data.templates import TEMPLATES
+from workbench.data.tokenizer import template_pieces
+
+# False-positive rate of every statistical check. The checks are seeded (deterministic), so this
+# only sets how far from the expectation a correct implementation may land.
+ALPHA = 1e-6
+
+
+# ---------------------------------------------------------------------------------------------
+# statistics (stdlib only: scipy is not a dependency of the package)
+
+
+def chi2_critical(df: int, alpha: float = ALPHA) -> float:
+    """Upper alpha-quantile of chi-square(df), Wilson-Hilferty approximation.
+
+    At alpha=1e-6 it overestimates the exact quantile slightly for small df (df=5: 37.5 vs 35.9;
+    df=49: 111.6 vs 111.1), i.e. it errs towards not failing a correct implementation.
+    """
+    z = NormalDist().inv_cdf(1.0 - alpha)
+    h = 2.0 / (9.0 * df)
+    return df * (1.0 - h + z * math.sqrt(h)) ** 3
+
+
+def chi2_stat(counts: np.ndarray, probs: np.ndarray) -> float:
+    counts = np.asarray(counts, dtype=np.float64)
+    expected = np.asarray(probs, dtype=np.float64) * counts.sum()
+    keep = expected > 0
+    assert counts[~keep].sum() == 0, "draws landed where the probability is zero"
+    return float((((counts - expected) ** 2)[keep] / expected[keep]).sum())
+
+
+def binomial_tolerance(p: float, n: int, alpha: float = ALPHA) -> float:
+    """Two-sided tolerance on an empirical frequency of n Bernoulli(p) draws."""
+    z = NormalDist().inv_cdf(1.0 - alpha / 2.0)
+    return z * math.sqrt(p * (1.0 - p) / n)
+
+
+class Stats:
+    chi2_critical = staticmethod(chi2_critical)
+    chi2_stat = staticmethod(chi2_stat)
+    binomial_tolerance = staticmethod(binomial_tolerance)
+
+    @staticmethod
+    def assert_matches(counts, probs) -> None:
+        """Chi-square goodness of fit of observed counts to a categorical distribution."""
+        probs = np.asarray(probs, dtype=np.float64)
+        df = int((probs > 0).sum()) - 1
+        stat = chi2_stat(counts, probs)
+        crit = chi2_critical(max(df, 1))
+        assert stat < crit, f"chi-square {stat:.1f} >= critical {crit:.1f} (df={df}, n={int(np.sum(counts))})"
+
+
+@pytest.fixture(scope="session")
+def stats() -> type[Stats]:
+    return Stats
+
+
+# ---------------------------------------------------------------------------------------------
+# configs and data
+
+
+@pytest.fixture(scope="session")
+def tiny_config() -> RunConfig:
+    return preset("tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tiny_config) -> BiographyData:
+    """The tiny preset's world, tokenizer and sampler (treat as read-only)."""
+    return BiographyData(tiny_config)
+
+
+@pytest.fixture(scope="session")
+def full_pool_data() -> BiographyData:
+    """Every shipped pool entry in use (default pool sizes and vocabulary), few individuals."""
+    cfg = RunConfig(data=DataConfig(n_individuals=256, n_heldout=64, n_finetune=64),
+                    train=preset("tiny").train)
+    return BiographyData(cfg)
+
+
+@pytest.fixture(scope="session")
+def small_pools() -> PoolSizes:
+    return PoolSizes(first_names=30, last_names=30, cities=12, universities=8, majors=6, companies=9, years=5)
+
+
+# ---------------------------------------------------------------------------------------------
+# reading biographies back from tokens
+
+
+@dataclass
+class Sentence:
+    attribute: int  # index into config.attributes
+    template: int  # index into TEMPLATES[attribute name]
+    kinds: list[int]
+    name_tokens: list[int]
+    value_tokens: list[int]
+    value_start_positions: list[int]  # positions (in the row) where value_start is True
+    first_value_position: int  # position (in the row) of the first VALUE token
+    tokens: list[int]
+
+
+def _runs(labels: list[int]) -> list[tuple[int, int, int]]:
+    """Maximal runs of equal labels: (label, start, stop)."""
+    runs, start = [], 0
+    for i in range(1, len(labels) + 1):
+        if i == len(labels) or labels[i] != labels[start]:
+            runs.append((labels[start], start, i))
+            start = i
+    return runs
+
+
+class BiographyParser:
+    """Recovers, from tokens and labels alone, which template each sentence of a biography used.
+
+    A sentence is a maximal run of tokens labelled with one attribute. Its TEXT tokens before the
+    name, between name and value, and after the value are compared with every template's pieces
+    encoded on their own (`template_pieces` + `encode_segment`); exactly one template must match.
+    """
+
+    def __init__(self, data: BiographyData):
+        self.data = data
+        tok, cfg = data.tokenizer, data.config.data
+        self.attributes = cfg.attributes
+        self.lookup: list[dict[tuple, int]] = []
+        for a in cfg.attributes:
+            table: dict[tuple, int] = {}
+            for t, template in enumerate(TEMPLATES[a][: cfg.n_templates]):
+                key = tuple(tuple(tok.encode_segment(p)) if p else () for p in template_pieces(template))
+                assert key not in table, f"{a}: templates {table[key]} and {t} tokenize identically"
+                table[key] = t
+            self.lookup.append(table)
+
+    def row(self, batch, r: int) -> list[Sentence]:
+        tokens = batch.tokens[r].tolist()
+        kinds = batch.kind[r].tolist()
+        attrs = batch.attribute[r].tolist()
+        vstart = batch.value_start[r].tolist()
+        n = sum(k != PAD for k in kinds)
+        sentences = []
+        for attr, start, stop in _runs(attrs[1:n]):
+            start, stop = start + 1, stop + 1
+            k = kinds[start:stop]
+            t = tokens[start:stop]
+            name_pos = [i for i, x in enumerate(k) if x == NAME]
+            value_pos = [i for i, x in enumerate(k) if x == VALUE]
+            assert name_pos and value_pos, f"row {r}: sentence without name or value: {k}"
+            n0, n1 = name_pos[0], name_pos[-1] + 1
+            v0, v1 = value_pos[0], value_pos[-1] + 1
+            assert all(x == TEXT for x in k[:n0] + k[n1:v0] + k[v1:]), f"row {r}: bad kind pattern {k}"
+            key = (tuple(t[:n0]), tuple(t[n1:v0]), tuple(t[v1:]))
+            template = self.lookup[attr].get(key)
+            assert template is not None, f"row {r}: sentence matches no template of {self.attributes[attr]}"
+            sentences.append(Sentence(
+                attribute=attr, template=template, kinds=k, name_tokens=t[n0:n1], value_tokens=t[v0:v1],
+                value_start_positions=[start + i for i in range(len(k)) if vstart[start + i]],
+                first_value_position=start + v0, tokens=t))
+        return sentences
+
+
+@pytest.fixture(scope="session")
+def parser_for():
+    """parser_for(data) -> a BiographyParser (cached per BiographyData)."""
+    cache: dict[int, BiographyParser] = {}
+
+    def get(data: BiographyData) -> BiographyParser:
+        if id(data) not in cache:
+            cache[id(data)] = BiographyParser(data)
+        return cache[id(data)]
+
+    return get

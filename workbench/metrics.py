@@ -1,0 +1,83 @@
+"""Knowledge metrics on attribute values (digest §2): attribute loss and accuracy, confidence.
+
+Attribute loss: cross-entropy summed over all tokens of an attribute value, averaged over the
+values of a sequence and over the batch. Attribute accuracy: a value is right only if every one of
+its tokens is the argmax prediction (teacher forced). Top-token probability and entropy are means
+over attribute-value tokens (the hallucination measures on held-out individuals).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float
+from torch import Tensor
+
+from workbench.data.biographies import PAD, VALUE, Batch
+
+
+@dataclass
+class ValueScores:
+    """Per sequence and attribute: summed loss over the value's tokens, and whether all are right."""
+
+    loss: Float[Tensor, "batch attribute"]
+    correct: Float[Tensor, "batch attribute"]  # 1.0 when every value token is the argmax
+    top_probability: Float[Tensor, "batch"]  # mean over the sequence's value tokens
+    entropy: Float[Tensor, "batch"]  # mean over the sequence's value tokens (nats)
+
+
+def next_token_loss(logits: Float[Tensor, "batch pos vocab"], batch: Batch) -> Tensor:
+    """The training objective: mean next-token cross-entropy over every non-padding target."""
+    targets = batch.tokens[:, 1:]
+    loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), targets.flatten(), reduction="none")
+    real = (batch.kind[:, 1:] != PAD).flatten().float()
+    return (loss * real).sum() / real.sum()
+
+
+@torch.no_grad()
+def value_scores(logits: Float[Tensor, "batch pos vocab"], batch: Batch, n_attributes: int) -> ValueScores:
+    """Score every attribute value of every sequence from the logits of one forward pass."""
+    logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+    targets = batch.tokens[:, 1:]
+    is_value = batch.kind[:, 1:] == VALUE
+    attr = batch.attribute[:, 1:].long().clamp(min=0)
+    nll = -logp.gather(-1, targets[..., None])[..., 0] * is_value
+    wrong = ((logp.argmax(-1) != targets) & is_value).float()
+    b = targets.shape[0]
+    loss = torch.zeros(b, n_attributes, device=logits.device).scatter_add_(1, attr, nll)
+    n_wrong = torch.zeros(b, n_attributes, device=logits.device).scatter_add_(1, attr, wrong)
+    probs = logp.exp()
+    top = probs.max(-1).values
+    entropy = -(probs * logp).sum(-1)
+    n_val = is_value.sum(1).clamp(min=1)
+    return ValueScores(loss, (n_wrong == 0).float(), (top * is_value).sum(1) / n_val,
+                       (entropy * is_value).sum(1) / n_val)
+
+
+def summarize(scores: ValueScores, attributes: tuple[str, ...], prefix: str = "") -> dict[str, float]:
+    """Means over the batch: attribute loss/accuracy (overall and per attribute), confidence."""
+    out = {
+        f"{prefix}attribute_loss": scores.loss.mean().item(),
+        f"{prefix}attribute_accuracy": scores.correct.mean().item(),
+        f"{prefix}top_probability": scores.top_probability.mean().item(),
+        f"{prefix}entropy": scores.entropy.mean().item(),
+    }
+    for j, a in enumerate(attributes):
+        out[f"{prefix}attribute_loss/{a}"] = scores.loss[:, j].mean().item()
+        out[f"{prefix}attribute_accuracy/{a}"] = scores.correct[:, j].mean().item()
+    return out
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, batch: Batch, attributes: tuple[str, ...], chunk: int = 128,
+             hooks: list | None = None) -> ValueScores:
+    """Forward `batch` in chunks (optionally with forward hooks) and score its attribute values."""
+    parts = []
+    device = next(model.parameters()).device
+    for i in range(0, len(batch), chunk):
+        sub = batch[i: i + chunk].to(device)
+        logits = model.run_with_hooks(sub.tokens, fwd_hooks=hooks) if hooks else model(sub.tokens)
+        parts.append(value_scores(logits, sub, len(attributes)))
+    return ValueScores(*(torch.cat([getattr(p, f) for p in parts]).cpu() for f in ValueScores.__dataclass_fields__))

@@ -1,0 +1,70 @@
+"""Training with attention patching (digest §4.3): a callback plus the validation of its spec.
+
+From `patch.start_step` on, every forward pass of the trained model uses the patterns that a frozen
+reference checkpoint computes on the same input; the optimizer state is reset when patching starts.
+The patched run is an ordinary run (metrics, checkpoints, resume); its config records the spec.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from workbench.config import RunConfig
+from workbench.patching.hooks import PatternPatcher, validate_indices
+from workbench.patching.sources import ReferencePatterns
+from workbench.training.loop import Callback, TrainState
+
+
+class PatchCallback(Callback):
+    """Installs a `PatternPatcher` at the start step, resetting the optimizer state there."""
+
+    def __init__(self, patcher: PatternPatcher, start_step: int):
+        self.patcher, self.start_step, self.installed = patcher, start_step, False
+
+    def _maybe_install(self, state: TrainState) -> None:
+        if not self.installed and state.step >= self.start_step:
+            if state.step == self.start_step:
+                state.optimizer.state.clear()  # "the optimizer state is reset when patching starts"
+            self.patcher.install()
+            self.installed = True
+
+    def on_train_start(self, state: TrainState) -> None:
+        self._maybe_install(state)
+
+    def on_step_start(self, state: TrainState) -> None:
+        self._maybe_install(state)
+
+    def on_train_end(self, state: TrainState) -> None:
+        if self.installed:
+            self.patcher.remove()
+            self.installed = False
+
+
+def reference_model(config: RunConfig, tokenizer, device: str = "cpu"):
+    """Validate a patch spec against its reference run and load the frozen reference model."""
+    from workbench.run import load_run
+
+    spec = config.patch
+    if not (Path(spec.reference_run) / "manifest.json").is_file():
+        raise ValueError(f"patch.reference_run={spec.reference_run!r} is not a run directory (no manifest.json)")
+    ref = load_run(spec.reference_run)
+    if spec.reference_step not in ref.checkpoint_steps:
+        raise ValueError(f"patch.reference_step={spec.reference_step} has no checkpoint in {spec.reference_run}: "
+                         f"allowed {ref.checkpoint_steps}")
+    if ref.config.model != config.model:
+        raise ValueError(f"patch.reference_run={spec.reference_run!r} has another architecture "
+                         f"({ref.config.model}) than this run ({config.model})")
+    if tokenizer is not None and ref.tokenizer != tokenizer:
+        raise ValueError(f"patch.reference_run={spec.reference_run!r} uses another tokenizer than this run")
+    if spec.start_step > config.train.steps:
+        raise ValueError(f"patch.start_step={spec.start_step} is out of range: allowed [0, {config.train.steps}]")
+    validate_indices("patch.layers", list(spec.layers), config.model.n_layers)
+    validate_indices("patch.heads", list(spec.heads), config.model.n_heads)
+    return ref.load_model(spec.reference_step, device)
+
+
+def prepare_patching(config: RunConfig, data, model, device: str) -> list[Callback]:
+    spec = config.patch
+    source = ReferencePatterns(reference_model(config, data.tokenizer, device))
+    patcher = PatternPatcher(model, source, list(spec.layers) or None, list(spec.heads) or None, spec.mix)
+    return [PatchCallback(patcher, spec.start_step)]

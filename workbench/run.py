@@ -1,0 +1,103 @@
+"""`load_run(path)`: a finished (or running) run as an object for analysis and notebooks."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+import pandas as pd
+from transformer_lens import HookedTransformer
+
+from workbench.config import RunConfig
+from workbench.data.corpus import BiographyData
+from workbench.model import build_model
+from workbench.phases import Phases, detect_phases
+from workbench.training.checkpoint import load_weights
+from workbench.training.rundir import RunDir
+
+
+class Run:
+    """A run directory: config, tokenizer, metrics, checkpoints, models and phases."""
+
+    def __init__(self, path: str | Path):
+        self.dir = RunDir(path)
+        self.manifest = self.dir.manifest()
+        self.config: RunConfig = self.dir.config()
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.path)!r}, status={self.status!r}, steps={self.checkpoint_steps[-1:]})"
+
+    @property
+    def path(self) -> Path:
+        return self.dir.path
+
+    @property
+    def name(self) -> str:
+        return self.dir.path.name
+
+    @property
+    def status(self) -> str:
+        return self.dir.manifest()["status"]
+
+    @property
+    def metrics(self) -> pd.DataFrame:
+        """One row per evaluation (step, attribute_loss, attribute_accuracy, heldout_..., baseline...)."""
+        return self.dir.metrics()
+
+    @property
+    def checkpoint_steps(self) -> list[int]:
+        return self.dir.checkpoint_steps()
+
+    @cached_property
+    def tokenizer(self):
+        return self.dir.tokenizer()
+
+    @cached_property
+    def data(self) -> BiographyData:
+        """The run's world, tokenizer (the saved one) and sampler, rebuilt from config and seed."""
+        data = BiographyData(self.config, tokenizer=self.tokenizer)
+        if data.world.fingerprint("train") != self.manifest["population_fingerprint"]:
+            raise ValueError(f"run {self.path}: the population rebuilt from config.json differs from the manifest's")
+        return data
+
+    def nearest_step(self, step: int) -> int:
+        return min(self.checkpoint_steps, key=lambda s: abs(s - step))
+
+    def load_model(self, step: int | None = None, device: str = "cpu") -> HookedTransformer:
+        """The model at a checkpoint step (default: the last), in eval mode, ready for run_with_cache."""
+        steps = self.checkpoint_steps
+        step = steps[-1] if step is None else step
+        if step not in steps:
+            raise ValueError(f"step={step} has no checkpoint in run {self.path}: allowed {steps}")
+        entry = self.manifest_entry(step)
+        from workbench.training.api import context_length
+
+        model = build_model(self.config.model, self.tokenizer.vocab_size, context_length(self.config, self.data),
+                            self.config.seed, device)
+        load_weights(model, self.path / entry["weights"], entry["sha256"])
+        return model.eval()
+
+    def manifest_entry(self, step: int) -> dict:
+        return self.dir.manifest()["checkpoints"][str(step)]
+
+    def phases(self, tol: float = 0.1, n_boot: int = 200) -> Phases:
+        """Plateau start and end with bootstrap 95% intervals (definition in workbench.phases)."""
+        scores = self.dir.read_scores()
+        if "loss" not in scores:
+            raise ValueError(f"run {self.path} has no evaluation scores yet")
+        return detect_phases(scores["step"], scores["loss"], self.config.data.no_knowledge_baseline, tol, n_boot)
+
+
+def load_run(path: str | Path) -> Run:
+    return Run(path)
+
+
+def list_runs(root: str | Path = "checkpoints") -> pd.DataFrame:
+    """Every run under `root`: name, preset, status, last step, wall time."""
+    rows = []
+    for manifest in sorted(Path(root).glob("*/manifest.json")):
+        m = RunDir(manifest.parent).manifest()
+        rows.append({"run": manifest.parent.name, "preset": m.get("preset"), "status": m.get("status"),
+                     "last_step": m.get("last_step"), "checkpoints": len(m.get("checkpoints", {})),
+                     "wall_s": round(m.get("wall_s", 0.0), 1), "path": str(manifest.parent)})
+    return pd.DataFrame(rows, columns=["run", "preset", "status", "last_step", "checkpoints", "wall_s", "path"])

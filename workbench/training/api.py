@@ -1,0 +1,120 @@
+"""Start, resume and continue runs: everything is validated before the first forward pass."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+import torch
+
+from workbench.config import RunConfig
+from workbench.data.corpus import BiographyData
+from workbench.model import build_model
+from workbench.training.callbacks import Checkpointer, Evaluator, Progress
+from workbench.training.checkpoint import load_optimizer, load_weights, study_checkpoint_steps
+from workbench.training.loop import Callback, TrainState, make_optimizer, resolve_device, train_loop
+from workbench.training.rundir import RunDir
+
+
+def feature_tokenizer(config: RunConfig):
+    """Patched and fine-tuning runs use their reference / base run's saved tokenizer."""
+    if config.finetune is not None:
+        return RunDir(config.finetune.base_run).tokenizer()
+    if config.patch is not None:
+        return RunDir(config.patch.reference_run).tokenizer()
+    return None
+
+
+def feature_callbacks(config: RunConfig, data: BiographyData, model: torch.nn.Module, device: str,
+                      fresh: bool) -> list[Callback]:
+    """Validate a run's features (patching, fine-tuning) and return their callbacks, before any
+    training compute. `fresh`: a new run (fine-tuning then loads its base weights)."""
+    callbacks: list[Callback] = []
+    if config.finetune is not None:
+        from workbench.finetune import prepare_finetune
+
+        callbacks += prepare_finetune(config, data, model, fresh)
+    if config.patch is not None:
+        from workbench.patching.training import prepare_patching
+
+        callbacks += prepare_patching(config, data, model, device)
+    return callbacks
+
+
+def context_length(config: RunConfig, data: BiographyData) -> int:
+    """model.n_ctx, or the longest possible biography when 0; a shorter context is an error."""
+    longest = data.max_length
+    if config.model.n_ctx and config.model.n_ctx < longest:
+        raise ValueError(f"model.n_ctx={config.model.n_ctx} is shorter than the longest biography "
+                         f"({longest} tokens): allowed n_ctx >= {longest}, or 0 to fit it")
+    return config.model.n_ctx or longest
+
+
+def checkpoint_schedule(config: RunConfig) -> tuple[int, ...]:
+    return config.train.checkpoint_steps or study_checkpoint_steps(config.train.steps)
+
+
+def setup(config: RunConfig, tokenizer=None) -> tuple[BiographyData, torch.nn.Module, str]:
+    """Data, a freshly initialised model (seeded by config.seed) and the device, all validated."""
+    device = resolve_device(config.train.device)
+    data = BiographyData(config, tokenizer=tokenizer)
+    model = build_model(config.model, data.tokenizer.vocab_size, context_length(config, data), config.seed, device)
+    return data, model, device
+
+
+def train(config: RunConfig, out: str | Path, progress: bool = True, callbacks: Iterable[Callback] = ()) -> RunDir:
+    """Train a new run into `out` (which must not hold a run yet)."""
+    run = RunDir(out)
+    if run.exists():
+        raise ValueError(f"run directory {run.path} already holds a run; use --resume or another --out")
+    data, model, device = setup(config, tokenizer=feature_tokenizer(config))
+    extra = feature_callbacks(config, data, model, device, fresh=True)
+    run.create(config, data.tokenizer, data.world.fingerprint("train"))
+    state = TrainState(model, make_optimizer(model, config.train), data, config)
+    return _run(run, state, device, progress, [*extra, *callbacks])
+
+
+def resume(path: str | Path, progress: bool = True, callbacks: Iterable[Callback] = ()) -> RunDir:
+    """Continue a stopped or killed run from its newest checkpoint; exact on CPU."""
+    run = RunDir(path)
+    config = run.config()
+    manifest = run.manifest()
+    steps = run.checkpoint_steps()
+    if not steps:
+        raise ValueError(f"run {run.path} has no checkpoint to resume from")
+    data, model, device = setup(config, tokenizer=run.tokenizer())
+    if data.world.fingerprint("train") != manifest["population_fingerprint"]:
+        raise ValueError(f"run {run.path}: the population rebuilt from config.json differs from the manifest's")
+    last = steps[-1]
+    entry = manifest["checkpoints"][str(last)]
+    load_weights(model, run.path / entry["weights"], entry["sha256"])
+    extra = feature_callbacks(config, data, model, device, fresh=False)
+    state = TrainState(model, make_optimizer(model, config.train), data, config, step=last)
+    if entry.get("optimizer"):
+        load_optimizer(state.optimizer, run.path / entry["optimizer"], entry["optimizer_sha256"])
+        _restore_loop_state(state, run.path / entry["optimizer"])
+    if manifest["status"] == "finished" and last >= config.train.steps:
+        return run
+    return _run(run, state, device, progress, [*extra, *callbacks])
+
+
+def _restore_loop_state(state: TrainState, path: Path) -> None:
+    import json
+
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        loop = json.loads((f.metadata() or {}).get("loop", "{}"))
+    state.loss_sum, state.loss_count = loop.get("loss_sum", 0.0), loop.get("loss_count", 0)
+
+
+def _run(run: RunDir, state: TrainState, device: str, progress: bool, extra: list[Callback]) -> RunDir:
+    callbacks = [*extra, Evaluator(run, device), Checkpointer(run, checkpoint_schedule(state.config)),
+                 Progress(progress, desc=run.path.name)]
+    try:
+        train_loop(state, callbacks, device)
+    except BaseException:
+        if run.exists():
+            run.update_manifest(status="failed" if state.step < state.config.train.steps else "finished")
+        raise
+    return run

@@ -1,0 +1,128 @@
+"""Standard callbacks: evaluation + metrics log, checkpoints + manifest, progress bar."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from workbench.metrics import evaluate, summarize
+from workbench.training.checkpoint import optimizer_tensors, save_tensors
+from workbench.training.loop import Callback, TrainState, learning_rate
+from workbench.training.rundir import RunDir
+
+# evaluation groups: (group in the World, column prefix)
+GROUPS = (("train", ""), ("heldout", "heldout_"), ("finetune", "new_"))
+
+
+class Evaluator(Callback):
+    """At step 0, every `eval_every` steps and at the end: score fixed evaluation sets, log a row.
+
+    The metrics log (metrics.csv) and per-sequence scores (eval_scores.npz, for bootstrap
+    uncertainty) are rewritten atomically after every evaluation, so a crash loses nothing.
+    """
+
+    def __init__(self, run: RunDir, device: str):
+        self.run, self.device = run, device
+
+    def on_train_start(self, state: TrainState) -> None:
+        data, cfg = state.data, state.config
+        self.sets = {}
+        for group, prefix in GROUPS:
+            if len(data.world.group(group)) and (group != "finetune" or cfg.finetune is not None):
+                self.sets[prefix] = data.eval_batch(group)
+        self.rows = [r for r in self.run.metrics().to_dict("records") if r["step"] <= state.step]
+        scores = self.run.read_scores()
+        keep = scores.get("step", np.zeros(0)) <= state.step
+        self.scores = {k: list(v[keep]) for k, v in scores.items()}
+        if not any(r["step"] == state.step for r in self.rows):
+            self.evaluate(state)
+
+    def on_step_end(self, state: TrainState) -> None:
+        if state.step % state.config.train.eval_every == 0 or state.step == state.config.train.steps:
+            self.evaluate(state)
+
+    def evaluate(self, state: TrainState) -> None:
+        cfg = state.config
+        model = state.model
+        was_training = model.training
+        model.eval()
+        row = {"step": state.step, "lr": learning_rate(cfg.train, state.step),
+               "train_loss": state.loss_sum / state.loss_count if state.loss_count else float("nan"),
+               "no_knowledge_baseline": cfg.data.no_knowledge_baseline}
+        self.scores.setdefault("step", []).append(np.asarray(state.step))
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device == "cuda"):
+            for prefix, batch in self.sets.items():
+                s = evaluate(model, batch, cfg.data.attributes, hooks=getattr(state, "eval_hooks", None))
+                row.update(summarize(s, cfg.data.attributes, prefix))
+                self.scores.setdefault(f"{prefix}loss", []).append(s.loss.mean(1).numpy().astype(np.float32))
+                self.scores.setdefault(f"{prefix}correct", []).append(s.correct.mean(1).numpy().astype(np.float32))
+        model.train(was_training)
+        state.loss_sum, state.loss_count = 0.0, 0
+        state.last_metrics = row
+        self.rows.append(row)
+        self.run.write_metrics(self.rows)
+        self.run.write_scores(self.scores)
+
+
+class Checkpointer(Callback):
+    """Weights at every scheduled step; optimizer and loop state with the newest one (for resume)."""
+
+    def __init__(self, run: RunDir, steps: tuple[int, ...]):
+        self.run, self.steps = run, set(steps)
+
+    def on_train_start(self, state: TrainState) -> None:
+        self.t0 = time.time()
+        self.wall0 = self.run.manifest().get("wall_s", 0.0)
+        self.run.update_manifest(status="running")
+        if state.step in self.steps and state.step not in self.run.checkpoint_steps():
+            self.save(state)
+
+    def on_step_end(self, state: TrainState) -> None:
+        if state.step in self.steps or state.step == state.config.train.steps:
+            self.save(state)
+
+    def on_train_end(self, state: TrainState) -> None:
+        status = "finished" if state.step >= state.config.train.steps else "stopped"
+        self.run.update_manifest(status=status, wall_s=self.wall0 + time.time() - self.t0)
+
+    def save(self, state: TrainState) -> None:
+        m = self.run.manifest()
+        step = state.step
+        weights = save_tensors(self.run.weights_path(step), state.model.state_dict())
+        opt_t, opt_meta = optimizer_tensors(state.optimizer)
+        opt_meta["loop"] = json.dumps({"step": step, "loss_sum": state.loss_sum, "loss_count": state.loss_count})
+        optim = save_tensors(self.run.optimizer_path(step), opt_t, opt_meta)
+        ckpts = m["checkpoints"]
+        ckpts[str(step)] = {"weights": self.run.weights_path(step).name, "sha256": weights,
+                            "optimizer": self.run.optimizer_path(step).name, "optimizer_sha256": optim}
+        self.run.update_manifest(checkpoints=ckpts, last_step=step, wall_s=self.wall0 + time.time() - self.t0)
+        for s, entry in ckpts.items():  # keep optimizer state with the newest checkpoint only
+            if int(s) != step and entry.get("optimizer"):
+                self.run.optimizer_path(int(s)).unlink(missing_ok=True)
+                entry["optimizer"] = entry["optimizer_sha256"] = None
+        self.run.update_manifest(checkpoints=ckpts)
+
+
+class Progress(Callback):
+    """A tqdm bar: step, training loss, attribute accuracy at the last evaluation, ETA."""
+
+    def __init__(self, enabled: bool = True, desc: str = "train"):
+        self.enabled, self.desc = enabled, desc
+
+    def on_train_start(self, state: TrainState) -> None:
+        self.bar = tqdm(total=state.config.train.steps, initial=state.step, desc=self.desc,
+                        disable=not self.enabled, dynamic_ncols=True, mininterval=1.0)
+
+    def on_step_end(self, state: TrainState) -> None:
+        self.bar.update(1)
+        if state.step % 10 == 0:
+            m = state.last_metrics
+            self.bar.set_postfix(loss=f"{state.loss:.3f}", attr_loss=f"{m.get('attribute_loss', float('nan')):.2f}",
+                                 acc=f"{m.get('attribute_accuracy', float('nan')):.2f}", refresh=False)
+
+    def on_train_end(self, state: TrainState) -> None:
+        self.bar.close()

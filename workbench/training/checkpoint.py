@@ -1,0 +1,113 @@
+"""Checkpoints: safetensors weights and optimizer state, written atomically, verified on load.
+
+Loading never runs code: weights and optimizer tensors are safetensors, everything else JSON.
+The study's schedule: every 125 steps up to step 2,000 plus 32 evenly spaced over a 16k-step run,
+scaled proportionally for shorter or longer runs (step 0, the untrained model, is always kept).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+STUDY_STEPS = 16_000
+
+
+def study_checkpoint_steps(steps: int) -> tuple[int, ...]:
+    """Every 125/16k of the run up to 2k/16k of it, plus 32 evenly spaced, plus step 0."""
+    scale = steps / STUDY_STEPS
+    early = {round(125 * k * scale) for k in range(17)}
+    late = {round(steps * k / 32) for k in range(1, 33)}
+    return tuple(sorted(s for s in early | late | {0, steps} if 0 <= s <= steps))
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write_json(path: Path, obj) -> None:
+    atomic_write_bytes(Path(path), json.dumps(obj, indent=2, sort_keys=True).encode())
+
+
+def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> str:
+    """Atomic safetensors write; returns the file's sha256."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+    os.replace(tmp, path)
+    return sha256(path)
+
+
+def load_tensors(path: Path, expected_sha256: str | None = None) -> dict[str, torch.Tensor]:
+    """Read a safetensors file; a missing, truncated or corrupted file -> ValueError naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"checkpoint file {path} does not exist")
+    if expected_sha256 is not None and sha256(path) != expected_sha256:
+        raise ValueError(f"checkpoint file {path} is corrupted or truncated (sha256 differs from the manifest)")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ValueError(f"checkpoint file {path} is corrupted or truncated: {e}") from e
+
+
+def load_weights(model: torch.nn.Module, path: Path, expected_sha256: str | None = None) -> None:
+    """Load model weights, with a clear error when the file does not fit the model's architecture."""
+    tensors = load_tensors(path, expected_sha256)
+    own = model.state_dict()
+    missing = sorted(set(own) - set(tensors))
+    extra = sorted(set(tensors) - set(own))
+    shape = sorted(k for k in set(own) & set(tensors) if own[k].shape != tensors[k].shape)
+    if missing or extra or shape:
+        detail = "; ".join(f"{name}: {v[:4]}" for name, v in
+                           (("missing", missing), ("unexpected", extra), ("shape mismatch", shape)) if v)
+        raise ValueError(f"checkpoint file {path} does not match the model's config ({detail})")
+    model.load_state_dict(tensors)
+
+
+def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Flatten an optimizer's state into tensors + JSON metadata (param groups, scalar state)."""
+    sd = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for pid, st in sd["state"].items():
+        for k, v in st.items():
+            if torch.is_tensor(v):
+                tensors[f"{pid}.{k}"] = v
+            else:
+                scalars[f"{pid}.{k}"] = v
+    return tensors, {"param_groups": json.dumps(sd["param_groups"]), "scalars": json.dumps(scalars)}
+
+
+def load_optimizer(optimizer: torch.optim.Optimizer, path: Path, expected_sha256: str | None = None) -> None:
+    from safetensors import safe_open
+
+    tensors = load_tensors(path, expected_sha256)
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata() or {}
+    state: dict[int, dict] = {}
+    for key, v in tensors.items():
+        pid, name = key.split(".", 1)
+        state.setdefault(int(pid), {})[name] = v
+    for key, v in json.loads(meta.get("scalars", "{}")).items():
+        pid, name = key.split(".", 1)
+        state.setdefault(int(pid), {})[name] = v
+    optimizer.load_state_dict({"state": state, "param_groups": json.loads(meta["param_groups"])})
