@@ -185,3 +185,24 @@ def parser_for():
         return cache[id(data)]
 
     return get
+
+
+# ---------------------------------------------------------------------------------------------
+# trained runs (session-scoped: trained once, shared read-only)
+
+
+@pytest.fixture(scope="session")
+def tiny_run_dir(tmp_path_factory):
+    """A seeded tiny run trained to completion (40 steps, a few seconds)."""
+    from workbench.training.api import train
+
+    path = tmp_path_factory.mktemp("runs") / "tiny"
+    train(preset("tiny"), path, progress=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_run_dir):
+    from workbench.run import load_run
+
+    return load_run(tiny_run_dir)

@@ -48,8 +48,12 @@ def cmd_data_sample(args) -> None:
     if args.n < 1:
         raise ValueError(f"-n={args.n} is out of range: allowed >= 1")
     data = BiographyData(_run_config(args))
-    batch = data.train_batch(0) if args.n <= data.config.train.batch_size else \
-        data.biographer.batch(data.sampler.individuals(0)[:1].repeat(args.n), "train", np.random.default_rng(0))
+    if args.n <= data.config.train.batch_size:
+        batch = data.train_batch(0)
+    else:  # individuals of as many training steps as needed
+        steps = range(-(-args.n // data.config.train.batch_size))
+        ids = np.concatenate([data.sampler.individuals(s) for s in steps])[: args.n]
+        batch = data.biographer.batch(ids, "train", np.random.default_rng(data.config.seed))
     print("names as [[...]], attribute values as <<...>>")
     for i in range(args.n):
         print(f"{i + 1}. {data.biographer.text(batch, i, mark=True).strip()}")

@@ -106,6 +106,11 @@ class DataConfig:
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
 
     def __post_init__(self) -> None:
+        for name, cls in (("pool_sizes", PoolSizes), ("sampler", SamplerConfig)):
+            if isinstance(getattr(self, name), dict):
+                object.__setattr__(self, name, _from_dict(cls, getattr(self, name)))
+        _check(not isinstance(self.attributes, str), "data.attributes",
+               f"a list of names from {ATTRIBUTES}, not one string", self.attributes)
         object.__setattr__(self, "attributes", tuple(self.attributes))
         for a in self.attributes:
             _check(a in ATTRIBUTES, "data.attributes", f"a subset of {ATTRIBUTES}", a)
@@ -286,11 +291,20 @@ class RunConfig:
 
     def replace(self, **sections: Any) -> "RunConfig":
         """Copy with whole sections or nested fields replaced: replace(train={"steps": 10})."""
-        kw: dict[str, Any] = {}
-        for k, v in sections.items():
-            cur = getattr(self, k)
-            kw[k] = dataclasses.replace(cur, **v) if isinstance(v, dict) and cur is not None else v
-        return dataclasses.replace(self, **kw)
+        return _replace(self, sections)
+
+
+def _replace(obj: Any, changes: dict[str, Any]) -> Any:
+    """dataclasses.replace, recursing into nested dataclass fields given as dicts."""
+    names = {f.name for f in dataclasses.fields(obj)}
+    unknown = set(changes) - names
+    if unknown:
+        raise ValueError(f"{type(obj).__name__}: unknown field(s) {sorted(unknown)}; allowed {sorted(names)}")
+    kw = {}
+    for k, v in changes.items():
+        cur = getattr(obj, k)
+        kw[k] = _replace(cur, v) if isinstance(v, dict) and dataclasses.is_dataclass(cur) else v
+    return dataclasses.replace(obj, **kw)
 
 
 _NESTED = {
@@ -321,9 +335,10 @@ def _presets() -> dict[str, RunConfig]:
         # for tests: seconds on a CPU
         "tiny": RunConfig(
             preset="tiny",
-            data=DataConfig(n_individuals=64, n_heldout=32, n_finetune=32, vocab_size=512, pool_sizes=small_pools),
+            data=DataConfig(n_individuals=64, n_heldout=32, n_finetune=32, vocab_size=2048, pool_sizes=small_pools),
             model=ModelConfig(n_layers=2, d_model=32, n_heads=2, d_head=16, d_mlp=64),
-            train=TrainConfig(steps=40, batch_size=16, lr=3e-3, eval_every=10, eval_size=32),
+            train=TrainConfig(steps=40, batch_size=16, lr=3e-3, eval_every=10, eval_size=32,
+                              checkpoint_steps=(0, 10, 20, 30, 40)),
         ),
     }
 

@@ -108,7 +108,7 @@ def test_stats(tiny_data):
     assert s["no_knowledge_baseline"] == pytest.approx(d.no_knowledge_baseline)
     assert s["n_values"] == d.n_values
     assert s["vocab_size"] == tiny_data.tokenizer.vocab_size
-    assert 0 < s["mean_biography_tokens"] <= s["max_biography_tokens"] == tiny_data.max_length
+    assert 0 < s["mean_biography_tokens"] <= s["longest_possible_biography_tokens"] == tiny_data.max_length
 
 
 def test_no_knowledge_baseline_by_hand_in_data():

@@ -74,5 +74,5 @@ class BiographyData:
             "n_individuals": d.n_individuals, "n_heldout": d.n_heldout, "n_finetune": d.n_finetune,
             "vocab_size": self.tokenizer.vocab_size,
             "mean_biography_tokens": float(lengths.mean()),
-            "max_biography_tokens": self.max_length,
+            "longest_possible_biography_tokens": self.max_length,
         }

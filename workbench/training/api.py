@@ -111,10 +111,15 @@ def _restore_loop_state(state: TrainState, path: Path) -> None:
 def _run(run: RunDir, state: TrainState, device: str, progress: bool, extra: list[Callback]) -> RunDir:
     callbacks = [*extra, Evaluator(run, device), Checkpointer(run, checkpoint_schedule(state.config)),
                  Progress(progress, desc=run.path.name)]
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
+    if device == "cpu":  # multithreaded CPU reductions are otherwise not bit-reproducible (exact resume)
+        torch.use_deterministic_algorithms(True, warn_only=True)
     try:
         train_loop(state, callbacks, device)
     except BaseException:
         if run.exists():
             run.update_manifest(status="failed" if state.step < state.config.train.steps else "finished")
         raise
+    finally:
+        torch.use_deterministic_algorithms(was_deterministic)
     return run

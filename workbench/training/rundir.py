@@ -86,7 +86,7 @@ class RunDir:
     def metrics(self) -> pd.DataFrame:
         if not self.metrics_path.is_file():
             return pd.DataFrame({"step": pd.Series(dtype=int)})
-        return pd.read_csv(self.metrics_path)
+        return pd.read_csv(self.metrics_path, engine="python")  # float(): exact round trip
 
     def checkpoint_steps(self) -> list[int]:
         return sorted(int(s) for s in self.manifest()["checkpoints"])
