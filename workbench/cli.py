@@ -103,11 +103,16 @@ def cmd_main(args) -> None:
     print(json.dumps({"run": str(run.path), "plateau": ph.to_dict(), "final_attribute_accuracy": last["attribute_accuracy"],
                       "final_attribute_loss": last["attribute_loss"], "no_knowledge_baseline": last["no_knowledge_baseline"],
                       "wall_s": run.dir.manifest()["wall_s"]}, indent=2, default=float))
-    try:
-        from workbench.viz.report import write_report
-    except ImportError:
-        return
+    from workbench.viz.report import write_report
+
     print(f"report: {write_report(run)}")
+
+
+def cmd_report(args) -> None:
+    from workbench.run import load_run
+    from workbench.viz.report import write_report
+
+    print(f"report: {write_report(load_run(args.run), args.out)}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -137,6 +142,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("runs", help="list runs and their status")
     p.add_argument("--root", default="checkpoints")
     p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser("report", help="write a run's self-contained offline HTML report")
+    p.add_argument("run")
+    p.add_argument("--out", help="output file (default <run>/report.html)")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("main", help="train the cpu-quick reference run and write its report")
     p.add_argument("--preset", default="cpu-quick")

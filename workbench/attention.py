@@ -1,0 +1,245 @@
+"""Name-token attention metrics (digest §2, §4.4), per layer and head, on a fixed evaluation set.
+
+Queries and keys are chosen from the batch's token labels (kind, attribute, value_start):
+
+* ``name->name``: from the last name token of each name occurrence (one per sentence) to the
+  other name tokens of the same occurrence (summed attention mass); the study shows layer 0.
+* at each attribute query, the position just before an attribute value's first token (where the
+  model predicts that token), the summed attention mass to:
+  ``attribute->name`` every name token, ``attribute->own_name`` the name tokens of the same
+  sentence, ``attribute->text`` template text (BOS excluded), ``attribute->bos`` the BOS token,
+  ``attribute->value`` earlier attribute values (the last four add up to 1); the study shows the
+  last layer.
+* ``name:sharpness`` / ``attribute:sharpness``: attention entropy / log(number of attendable
+  tokens) at those queries, i.e. a normalised entropy: 1 = uniform over the causal prefix,
+  0 = all mass on one token (lower is sharper).
+
+Every value is a mean over all queries of the evaluation set (all sequences pooled).
+`attention_over_training` computes them at every checkpoint of a run and caches the result in
+``<run>/attention_metrics.csv`` so that notebooks re-run fast.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import warnings
+
+import pandas as pd
+import torch
+from jaxtyping import Float
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from workbench.data.biographies import BOS, NAME, TEXT, VALUE, Batch
+from workbench.training.checkpoint import atomic_write_bytes
+
+Patterns = dict[int, Float[Tensor, "batch head query key"]]
+
+NAME_METRICS = ("name->name", "name:sharpness")
+ATTRIBUTE_METRICS = ("attribute->name", "attribute->own_name", "attribute->text", "attribute->bos",
+                     "attribute->value", "attribute:sharpness")
+METRICS: tuple[str, ...] = NAME_METRICS + ATTRIBUTE_METRICS
+COLUMNS = ["layer", "head", "metric", "value"]
+CACHE_FILE = "attention_metrics.csv"
+
+# metric -> (sum over queries [layer, head] float64, number of queries)
+Sums = dict[str, tuple[Tensor, int]]
+
+
+def resolve_layer(layer: int | str, n_layers: int) -> int:
+    """'first' -> 0, 'last' -> n_layers - 1, an int in [0, n_layers) -> itself."""
+    if layer == "first":
+        return 0
+    if layer == "last":
+        return n_layers - 1
+    if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < n_layers:
+        raise ValueError(f"layer={layer!r} is out of range: allowed 'first', 'last' or an int in [0, {n_layers})")
+    return layer
+
+
+def query_masks(batch: Batch) -> dict[str, torch.Tensor]:
+    """Boolean [batch, pos] masks of the query positions: last name tokens and attribute queries."""
+    is_name, attr = batch.kind == NAME, batch.attribute
+    continues = torch.zeros_like(is_name)
+    continues[:, :-1] = is_name[:, 1:] & (attr[:, 1:] == attr[:, :-1])
+    before_value = torch.zeros_like(is_name)
+    before_value[:, :-1] = batch.value_start[:, 1:]
+    return {"name": is_name & ~continues, "attribute": before_value}
+
+
+def _key_masks(batch: Batch, rows: Tensor, pos: Tensor, group: str) -> dict[str, Tensor]:
+    """Float [n_queries, key] masks of the keys each metric of a query group sums over."""
+    kind = batch.kind[rows]
+    own = batch.attribute[rows] == batch.attribute[rows, pos][:, None]
+    is_name = kind == NAME
+    if group == "name":
+        other = torch.arange(kind.shape[1], device=kind.device)[None, :] != pos[:, None]
+        return {"name->name": is_name & own & other}
+    return {"attribute->name": is_name, "attribute->own_name": is_name & own, "attribute->text": kind == TEXT,
+            "attribute->bos": kind == BOS, "attribute->value": kind == VALUE}
+
+
+@torch.no_grad()
+def pattern_sums(patterns: Patterns, batch: Batch) -> Sums:
+    """Per metric: the sum over queries of the metric's value [layer, head], and the query count."""
+    if not patterns:
+        raise ValueError("patterns is empty: need at least one layer")
+    layers = sorted(patterns)
+    for layer in layers:
+        p = patterns[layer]
+        if p.ndim != 4 or p.shape[0] != len(batch) or tuple(p.shape[2:]) != (batch.tokens.shape[1],) * 2:
+            raise ValueError(f"patterns[{layer}] has shape {tuple(p.shape)}: expected "
+                             f"[{len(batch)}, head, {batch.tokens.shape[1]}, {batch.tokens.shape[1]}]")
+    batch = batch.to(patterns[layers[0]].device)
+    out: Sums = {}
+    for group, mask in query_masks(batch).items():
+        rows, pos = mask.nonzero(as_tuple=True)
+        keys = _key_masks(batch, rows, pos, group)
+        if group == "name":  # an occurrence needs another name token to attend to
+            keep = keys["name->name"].any(-1)
+            rows, pos, keys = rows[keep], pos[keep], {k: v[keep] for k, v in keys.items()}
+        log_n = torch.log((pos + 1).double())  # attendable tokens: the causal prefix, BOS included
+        sums = {k: [] for k in [*keys, f"{group}:sharpness"]}
+        for layer in layers:
+            q = patterns[layer][rows, :, pos, :].double()  # [n_queries, head, key]
+            for name, m in keys.items():
+                sums[name].append(torch.einsum("nhk,nk->h", q, m.double()))
+            entropy = -torch.xlogy(q, q).sum(-1)  # [n_queries, head]
+            sums[f"{group}:sharpness"].append((entropy / log_n[:, None]).sum(0))
+        out.update({k: (torch.stack(v).cpu(), len(rows)) for k, v in sums.items()})
+    return out
+
+
+def add_sums(a: Sums | None, b: Sums) -> Sums:
+    return b if a is None else {k: (a[k][0] + b[k][0], a[k][1] + b[k][1]) for k in b}
+
+
+def sums_frame(sums: Sums, layers: list[int]) -> pd.DataFrame:
+    """Long DataFrame (layer, head, metric, value) of the means; nan where a metric had no query."""
+    rows = []
+    for metric in METRICS:
+        total, n = sums[metric]
+        mean = (total / n) if n else torch.full_like(total, math.nan)
+        for i, layer in enumerate(layers):
+            rows += [(layer, h, metric, float(v)) for h, v in enumerate(mean[i].tolist())]
+    df = pd.DataFrame(rows, columns=COLUMNS)
+    return df.sort_values(["layer", "head", "metric"], kind="stable").reset_index(drop=True)
+
+
+def metrics_from_patterns(patterns: Patterns, batch: Batch) -> pd.DataFrame:
+    """The attention metrics of hand-made or cached patterns {layer: [batch, head, query, key]}."""
+    return sums_frame(pattern_sums(patterns, batch), sorted(patterns))
+
+
+@torch.no_grad()
+def attention_metrics(model, batch: Batch, chunk: int = 32) -> pd.DataFrame:
+    """The attention metrics of `model` on `batch`, every layer and head (long format)."""
+    if chunk < 1:
+        raise ValueError(f"chunk={chunk!r} is out of range: allowed >= 1")
+    if len(batch) == 0:
+        raise ValueError("batch is empty")
+    n_layers, device = model.cfg.n_layers, next(model.parameters()).device
+    total: Sums | None = None
+    for i in range(0, len(batch), chunk):
+        sub = batch[i: i + chunk].to(device)
+        _, cache = model.run_with_cache(sub.tokens, names_filter=lambda n: n.endswith("hook_pattern"))
+        patterns = {layer: cache[f"blocks.{layer}.attn.hook_pattern"] for layer in range(n_layers)}
+        total = add_sums(total, pattern_sums(patterns, sub))
+        del cache, patterns
+    return sums_frame(total, list(range(n_layers)))
+
+
+# ---------------------------------------------------------------------------------------------
+# over training, with a cache in the run directory
+
+
+def _read_cache(path) -> pd.DataFrame:
+    cols = ["step", "size", *COLUMNS]
+    if not path.is_file():
+        return pd.DataFrame(columns=cols)
+    try:
+        df = pd.read_csv(path)
+    except (OSError, ValueError, pd.errors.ParserError) as e:
+        warnings.warn(f"ignoring unreadable attention cache {path}: {e}", stacklevel=3)
+        return pd.DataFrame(columns=cols)
+    if list(df.columns) != cols:
+        return pd.DataFrame(columns=cols)
+    return df
+
+
+def attention_over_training(run, steps: list[int] | None = None, size: int = 256, progress: bool = True,
+                            chunk: int = 32) -> pd.DataFrame:
+    """Attention metrics (step, layer, head, metric, value) at checkpoints of a run.
+
+    Computed on the run's fixed evaluation set `run.data.eval_batch("train", size)`, at every
+    checkpoint (or at `steps`). Results are cached in <run>/attention_metrics.csv (keyed by step
+    and size); only the steps the cache does not cover are computed.
+    """
+    available = run.checkpoint_steps
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f"size={size!r} is out of range: allowed an int >= 1")
+    steps = list(available) if steps is None else sorted({int(s) for s in steps})
+    missing_ckpt = [s for s in steps if s not in available]
+    if missing_ckpt or not steps:
+        raise ValueError(f"steps={missing_ckpt or steps} have no checkpoint in run {run.path}: allowed {available}")
+    cfg = run.config.model
+    per_step = cfg.n_layers * cfg.n_heads * len(METRICS)
+    path = run.path / CACHE_FILE
+    cache = _read_cache(path)
+    mine = cache[(cache["size"] == size) & cache["metric"].isin(METRICS)]
+    counts = mine.groupby("step").size()
+    todo = [s for s in steps if counts.get(s, 0) != per_step]
+    if todo:
+        batch = run.data.eval_batch("train", size)
+        new = []
+        for s in tqdm(todo, desc="attention metrics", disable=not progress):
+            df = attention_metrics(run.load_model(s), batch, chunk)
+            new.append(df.assign(step=s, size=size))
+        keep = cache[~((cache["size"] == size) & cache["step"].isin(todo))]
+        cache = pd.concat([keep, *new], ignore_index=True)[["step", "size", *COLUMNS]]
+        cache = cache.sort_values(["size", "step", "layer", "head", "metric"], kind="stable")
+        buf = io.StringIO()
+        cache.to_csv(buf, index=False)
+        try:
+            atomic_write_bytes(path, buf.getvalue().encode())
+        except OSError as e:
+            warnings.warn(f"could not write the attention cache {path}: {e}", stacklevel=2)
+    out = cache[(cache["size"] == size) & cache["step"].isin(steps) & cache["metric"].isin(METRICS)]
+    out = out[["step", *COLUMNS]].astype({"step": int, "layer": int, "head": int, "value": float})
+    return out.sort_values(["step", "layer", "head", "metric"], kind="stable").reset_index(drop=True)
+
+
+def plot_attention_over_training(df: pd.DataFrame, metric: str, layer: int | str = "first", phases=None):
+    """One metric of one layer vs step: the mean over heads, faint per-head lines, plateau markers.
+
+    df: the output of `attention_over_training`; layer: 'first', 'last' or an index; phases: a
+    `Phases` (e.g. `run.phases()`) for vertical lines at the plateau start and end.
+    """
+    from workbench.viz.figures import log_steps, mark_phases  # lazy: workbench.viz imports this module
+    import matplotlib.pyplot as plt
+
+    missing = {"step", *COLUMNS} - set(df.columns)
+    if missing:
+        raise ValueError(f"df lacks columns {sorted(missing)}: pass the output of attention_over_training")
+    if metric not in set(df["metric"]):
+        raise ValueError(f"metric={metric!r} is not in df: allowed {sorted(set(df['metric']))}")
+    layer = resolve_layer(layer, int(df["layer"].max()) + 1)
+    sel = df[(df["metric"] == metric) & (df["layer"] == layer)]
+    wide = sel.pivot_table(index="step", columns="head", values="value").sort_index()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for h in wide.columns:
+        ax.plot(wide.index, wide[h], color="C0", alpha=0.25, lw=1, label="single heads" if h == wide.columns[0] else None)
+    ax.plot(wide.index, wide.mean(axis=1), color="C0", lw=2.2, marker="o", ms=3, label="mean over heads")
+    positive = wide.index[wide.index > 0]
+    if len(positive):
+        log_steps(ax, int(positive.min()))
+    else:
+        ax.set_xlabel("training step")
+    mark_phases(ax, phases)
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric}, layer {layer}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,194 @@
+"""circuitsvis views of a biography's attention at chosen checkpoints, and offline HTML files.
+
+Token labels mark the study's roles: name tokens as ``[ Smith]``, attribute-value tokens as
+``< Paris>``, so a view shows at a glance where the name and the values are.
+
+`RenderedHTML` keeps two renderings: ``local_src`` (the circuitsvis JavaScript bundle inlined)
+and ``cdn_src`` (loads the bundle from unpkg.com; also what ``str(view)`` gives). The views
+returned here display ``local_src`` in Jupyter (no network probe, works offline), and
+`save_offline_html` writes one page with the bundle inlined once, as a classic script defining
+the global ``CircuitsVis``, followed by each view's ``CircuitsVis.render(...)`` call.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import os
+import re
+from functools import lru_cache
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg") if matplotlib.get_backend().lower() not in ("agg", "module://matplotlib_inline.backend_inline") else None
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from circuitsvis.attention import attention_heads  # noqa: E402
+from circuitsvis.utils import render as cv_render  # noqa: E402
+from circuitsvis.utils.render import RenderedHTML  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from workbench.attention import resolve_layer  # noqa: E402
+from workbench.data.biographies import NAME, VALUE, Batch  # noqa: E402
+
+
+class OfflineView(RenderedHTML):
+    """A circuitsvis view that Jupyter always renders from the inlined bundle (offline-safe)."""
+
+    def _repr_html_(self) -> str:
+        return self.local_src
+
+
+def token_labels(tokenizer, tokens, kinds) -> list[str]:
+    """Each token decoded on its own, names as ``[tok]`` and attribute values as ``<tok>``."""
+    marks = {NAME: "[{}]", VALUE: "<{}>"}
+    return [marks.get(int(k), "{}").format(s) for s, k in zip(tokenizer.token_strings(tokens), kinds)]
+
+
+def _tokenizer(data_or_tokenizer):
+    return getattr(data_or_tokenizer, "tokenizer", data_or_tokenizer)
+
+
+@torch.no_grad()
+def row_pattern(model, batch: Batch, row: int, layer: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(pattern [head, q, k], tokens, kinds) of one biography (padding stripped) at one layer."""
+    if not 0 <= row < len(batch):
+        raise ValueError(f"row={row!r} is out of range: allowed [0, {len(batch)})")
+    real = batch.mask[row]
+    tokens, kinds = batch.tokens[row][real], batch.kind[row][real]
+    device = next(model.parameters()).device
+    name = f"blocks.{layer}.attn.hook_pattern"
+    _, cache = model.run_with_cache(tokens[None].to(device), names_filter=lambda n: n == name)
+    return cache[name][0].float().cpu(), tokens, kinds
+
+
+def attention_view(model, data_or_tokenizer, batch: Batch, row: int = 0, layer: int | str = "last",
+                   heads: list[int] | None = None) -> RenderedHTML:
+    """A circuitsvis `attention_heads` view of biography `row` of `batch` at one layer.
+
+    data_or_tokenizer: a `BiographyData` or its `BiographyTokenizer` (to label the tokens);
+    layer: 'first', 'last' or an index; heads: a subset of heads (default all).
+    """
+    n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
+    layer = resolve_layer(layer, n_layers)
+    heads = list(range(n_heads)) if heads is None else list(heads)
+    bad = [h for h in heads if not (isinstance(h, int) and 0 <= h < n_heads)]
+    if bad or not heads:
+        raise ValueError(f"heads={heads!r} is out of range: allowed a non-empty list of ints in [0, {n_heads})")
+    pattern, tokens, kinds = row_pattern(model, batch, row, layer)
+    view = attention_heads(attention=pattern[heads], tokens=token_labels(_tokenizer(data_or_tokenizer), tokens, kinds),
+                           attention_head_names=[f"L{layer}H{h}" for h in heads], mask_upper_tri=True)
+    return OfflineView(view.local_src, view.cdn_src)
+
+
+def phase_steps(run) -> dict[str, int]:
+    """Three checkpoints: before, during and after the plateau (from `run.phases()`).
+
+    before: the last checkpoint before the plateau start; during: the one nearest the plateau's
+    middle; after: the first one at or after the plateau end. Where a boundary is nan (not
+    reached) or two choices coincide, falls back to the first, middle and last checkpoints.
+    """
+    steps = run.checkpoint_steps
+    if not steps:
+        raise ValueError(f"run {run.path} has no checkpoints")
+    fallback = {"before": steps[0], "during": steps[len(steps) // 2], "after": steps[-1]}
+    try:
+        ph = run.phases()
+        start, end = ph.plateau_start, ph.plateau_end
+    except ValueError:
+        start = end = math.nan
+    if math.isnan(start) or math.isnan(end):
+        return fallback
+    chosen = {"before": max([s for s in steps if s < start], default=steps[0]),
+              "during": min(steps, key=lambda s: abs(s - (start + end) / 2)),
+              "after": min([s for s in steps if s >= end], default=steps[-1])}
+    return chosen if len(set(chosen.values())) == 3 else fallback
+
+
+def phase_views(run, steps: list[int] | None = None, layer: int | str = "last", row: int = 0,
+                heads: list[int] | None = None, size: int = 256) -> dict[str, RenderedHTML]:
+    """Views of biography `row` of the run's evaluation set at several checkpoints.
+
+    Default steps: before / during / after the plateau (`phase_steps`); the keys say which
+    ("before the plateau (step 120)", or "step 120" for explicit steps).
+    """
+    if steps is None:
+        labelled = {f"{k} the plateau (step {s})": s for k, s in phase_steps(run).items()}
+    else:
+        bad = [s for s in steps if s not in run.checkpoint_steps]
+        if bad or not steps:
+            raise ValueError(f"steps={bad or steps} have no checkpoint in run {run.path}: allowed {run.checkpoint_steps}")
+        labelled = {f"step {s}": s for s in steps}
+    if not 0 <= row < size:
+        raise ValueError(f"row={row!r} is out of range: allowed [0, size={size})")
+    batch = run.data.eval_batch("train", size)[row: row + 1]
+    return {label: attention_view(run.load_model(s), run.data, batch, 0, layer, heads) for label, s in labelled.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# offline HTML
+
+
+@lru_cache(maxsize=1)
+def _bundle() -> str:
+    """The circuitsvis bundle exactly as `render_local` inlines it."""
+    path = Path(cv_render.__file__).parent.parent / "dist" / "cdn" / "iife.js"
+    return path.read_text(encoding="utf-8").replace("</script>", "")
+
+
+_SELF_CLOSING_DIV = re.compile(r'^\s*(<div id="circuits-vis-[^"]*"[^>]*?)\s*/>')
+
+
+def views_html(views: dict[str, RenderedHTML] | RenderedHTML) -> str:
+    """An HTML fragment with the circuitsvis bundle inlined once and every view after it (titled)."""
+    views = {"": views} if isinstance(views, RenderedHTML) else dict(views)
+    if not views or not all(isinstance(v, RenderedHTML) for v in views.values()):
+        raise ValueError("views must be a RenderedHTML or a non-empty dict of title -> RenderedHTML")
+    bundle = _bundle()
+    shared = all(bundle in v.local_src for v in views.values())
+    parts = [f"<script>{bundle.split('//# sourceMappingURL=')[0]}</script>"] if shared else []
+    for title, view in views.items():
+        src = view.local_src.replace(bundle, "") if shared else view.local_src
+        src = _SELF_CLOSING_DIV.sub(r"\1></div>", src)  # <div/> is not self-closing in HTML
+        head = f"<h2>{html.escape(title)}</h2>" if title else ""
+        parts.append(f'<div class="circuitsvis-view">{head}{src}</div>')
+    return "\n".join(parts)
+
+
+def save_offline_html(views: dict[str, RenderedHTML] | RenderedHTML, path: str | os.PathLike,
+                      title: str = "attention") -> Path:
+    """Write one self-contained HTML page of circuitsvis views (nothing fetched); atomic."""
+    path = Path(path)
+    body = views_html(views)
+    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head>"
+            f"<body style='font-family:system-ui,sans-serif'><h1>{html.escape(title)}</h1>\n{body}\n</body></html>")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(page, encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# static fallback
+
+
+def plot_pattern(pattern, token_labels: list[str], title: str | None = None) -> Figure:
+    """A matplotlib heatmap of one attention pattern [query, key] (for the static report)."""
+    a = np.asarray(pattern.detach().cpu() if torch.is_tensor(pattern) else pattern, dtype=float)
+    if a.ndim != 2 or a.shape[0] != a.shape[1] or a.shape[0] != len(token_labels):
+        raise ValueError(f"pattern has shape {a.shape}: expected [n, n] with n = len(token_labels) = {len(token_labels)}")
+    n = len(token_labels)
+    size = min(max(4.0, 0.16 * n + 1.5), 24.0)
+    fig, ax = plt.subplots(figsize=(size + 1.0, size))
+    im = ax.imshow(a, cmap="Blues", vmin=0.0, vmax=max(float(a.max()), 1e-9))
+    ax.set_xticks(range(n), token_labels, rotation=90, fontsize=6)
+    ax.set_yticks(range(n), token_labels, fontsize=6)
+    ax.set_xlabel("key (attended token)")
+    ax.set_ylabel("query")
+    if title:
+        ax.set_title(title)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
+    fig.tight_layout()
+    return fig

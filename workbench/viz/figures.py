@@ -1,0 +1,78 @@
+"""Static matplotlib figures of a run: the three phases, accuracy, per-attribute curves."""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib
+
+matplotlib.use("Agg") if matplotlib.get_backend().lower() not in ("agg", "module://matplotlib_inline.backend_inline") else None
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from workbench.phases import Phases  # noqa: E402
+
+
+def log_steps(ax, eval_every: int) -> None:
+    """Steps on a log scale that still shows step 0 (symlog, linear below one evaluation interval)."""
+    ax.set_xscale("symlog", linthresh=max(eval_every, 1))
+    ax.set_xlabel("training step")
+
+
+def mark_phases(ax, phases: Phases | None) -> None:
+    """Vertical lines (and shaded 95% intervals) at the detected plateau start and end."""
+    if phases is None:
+        return
+    for x, ci, label in ((phases.plateau_start, phases.plateau_start_ci, "plateau start"),
+                         (phases.plateau_end, phases.plateau_end_ci, "plateau end")):
+        if not math.isnan(x):
+            ax.axvline(x, color="grey", ls="--", lw=1, label=label)
+            if not any(math.isnan(c) for c in ci) and ci[1] > ci[0]:
+                ax.axvspan(ci[0], ci[1], color="grey", alpha=0.12)
+
+
+def plot_phases(run, phases: Phases | None = None) -> Figure:
+    """Attribute loss (seen and held-out individuals) and accuracy vs steps, with the baseline."""
+    m, ev = run.metrics, run.config.train.eval_every
+    phases = phases if phases is not None else run.phases()
+    fig, (ax_l, ax_a) = plt.subplots(1, 2, figsize=(11, 4))
+    ax_l.plot(m["step"], m["attribute_loss"], label="seen individuals (eval templates)", color="C0")
+    if "heldout_attribute_loss" in m:
+        ax_l.plot(m["step"], m["heldout_attribute_loss"], label="held-out individuals", color="C3", alpha=0.8)
+    ax_l.axhline(m["no_knowledge_baseline"].iloc[0], color="k", lw=1, label="no-knowledge baseline")
+    ax_l.set_ylabel("attribute loss (nats per value)")
+    ax_l.set_yscale("log")
+    ax_a.plot(m["step"], m["attribute_accuracy"], label="seen individuals", color="C0")
+    if "heldout_attribute_accuracy" in m:
+        ax_a.plot(m["step"], m["heldout_attribute_accuracy"], label="held-out individuals", color="C3", alpha=0.8)
+    ax_a.set_ylabel("attribute accuracy")
+    ax_a.set_ylim(-0.02, 1.02)
+    for ax in (ax_l, ax_a):
+        log_steps(ax, ev)
+        mark_phases(ax, phases)
+        ax.grid(alpha=0.3)
+    ax_l.legend(fontsize=8)
+    ax_a.legend(fontsize=8, loc="upper left")
+    fig.suptitle(f"{run.name}: the three phases of knowledge acquisition")
+    fig.tight_layout()
+    return fig
+
+
+def plot_per_attribute(run, prefix: str = "") -> Figure:
+    """Attribute loss and accuracy per attribute type (seen individuals by default)."""
+    m, attrs = run.metrics, run.config.data.attributes
+    fig, (ax_l, ax_a) = plt.subplots(1, 2, figsize=(11, 4))
+    for i, a in enumerate(attrs):
+        ax_l.plot(m["step"], m[f"{prefix}attribute_loss/{a}"], color=f"C{i}", label=a)
+        ax_a.plot(m["step"], m[f"{prefix}attribute_accuracy/{a}"], color=f"C{i}", label=a)
+        ax_l.axhline(math.log(run.config.data.n_values[a]), color=f"C{i}", lw=0.8, ls=":")
+    ax_l.set_ylabel("attribute loss (dotted: log #values)")
+    ax_l.set_yscale("log")
+    ax_a.set_ylabel("attribute accuracy")
+    for ax in (ax_l, ax_a):
+        log_steps(ax, run.config.train.eval_every)
+        ax.grid(alpha=0.3)
+    ax_a.legend(fontsize=8)
+    fig.suptitle(f"{run.name}: per attribute")
+    fig.tight_layout()
+    return fig

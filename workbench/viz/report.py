@@ -1,0 +1,106 @@
+"""`write_report(run)`: one self-contained offline HTML page per run.
+
+Figures are embedded as base64 PNGs and circuitsvis views with their JavaScript bundle inlined,
+so opening the file fetches nothing from the network. Each section is a function of the run that
+returns HTML; a section that fails is reported in the page instead of aborting the report.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+import os
+import time
+import traceback
+from pathlib import Path
+from typing import Callable
+
+import matplotlib.pyplot as plt
+
+from workbench.viz.figures import plot_per_attribute, plot_phases
+
+Section = Callable[["object"], str]
+
+
+def figure_html(fig, alt: str) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    data = base64.b64encode(buf.getvalue()).decode()
+    return f'<img class="figure" alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _fmt(x) -> str:
+    if isinstance(x, float):
+        return "n/a" if math.isnan(x) else f"{x:.4g}"
+    return html.escape(str(x))
+
+
+def summary_section(run) -> str:
+    ph, last, cfg = run.phases(), run.metrics.iloc[-1], run.config
+    rows = {
+        "preset": cfg.preset, "seed": cfg.seed, "status": run.status,
+        "individuals (seen / held-out)": f"{cfg.data.n_individuals} / {cfg.data.n_heldout}",
+        "model": f"{cfg.model.n_layers} layers, d_model {cfg.model.d_model}, {cfg.model.n_heads} heads x {cfg.model.d_head}, MLP {cfg.model.d_mlp}",
+        "training": f"{cfg.train.steps} steps, batch {cfg.train.batch_size}, peak lr {cfg.train.lr}",
+        "wall time (s)": round(run.dir.manifest().get("wall_s", 0.0), 1),
+        "no-knowledge baseline (nats)": float(last["no_knowledge_baseline"]),
+        "plateau start (95% CI)": f"{_fmt(ph.plateau_start)} ({_fmt(ph.plateau_start_ci[0])}-{_fmt(ph.plateau_start_ci[1])})",
+        "plateau end (95% CI)": f"{_fmt(ph.plateau_end)} ({_fmt(ph.plateau_end_ci[0])}-{_fmt(ph.plateau_end_ci[1])})",
+        "final attribute loss / accuracy (seen)": f"{_fmt(float(last['attribute_loss']))} / {_fmt(float(last['attribute_accuracy']))}",
+    }
+    if "heldout_attribute_loss" in last:
+        rows["final attribute loss / accuracy (held-out)"] = \
+            f"{_fmt(float(last['heldout_attribute_loss']))} / {_fmt(float(last['heldout_attribute_accuracy']))}"
+    body = "".join(f"<tr><th>{html.escape(k)}</th><td>{_fmt(v)}</td></tr>" for k, v in rows.items())
+    note = ("Plateau: first evaluation with attribute loss within 10% above the baseline (start) and the "
+            "first one after it 10% below the baseline (end); 95% intervals by bootstrap over the evaluation set.")
+    return f'<table class="summary">{body}</table><p class="note">{note}</p>'
+
+
+def phases_section(run) -> str:
+    return figure_html(plot_phases(run), "attribute loss and accuracy over training")
+
+
+def per_attribute_section(run) -> str:
+    return figure_html(plot_per_attribute(run), "per-attribute loss and accuracy")
+
+
+def default_sections() -> list[tuple[str, Section]]:
+    """The report's sections, in order (title, function of the run -> HTML)."""
+    sections: list[tuple[str, Section]] = [
+        ("Summary", summary_section),
+        ("The three phases", phases_section),
+        ("Per attribute", per_attribute_section),
+    ]
+    return sections
+
+
+_CSS = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;color:#222}
+h1{font-size:1.5em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
+table.summary th{text-align:left;padding-right:2em;font-weight:600}img.figure{max-width:100%}
+.note{color:#666;font-size:.9em}.error{color:#b00;white-space:pre-wrap;font-family:monospace;font-size:.8em}"""
+
+
+def write_report(run, out: str | os.PathLike | None = None, sections: list[tuple[str, Section]] | None = None) -> Path:
+    """Write the run's report (default: <run>/report.html) atomically and return its path."""
+    out = Path(out) if out is not None else run.path / "report.html"
+    parts = []
+    for title, section in (sections or default_sections()):
+        try:
+            body = section(run)
+        except Exception:  # a broken section must not lose the rest of the report
+            body = f'<div class="error">section failed:\n{html.escape(traceback.format_exc())}</div>'
+        slug = title.lower().replace(" ", "-")
+        parts.append(f'<section id="{html.escape(slug)}"><h2>{html.escape(title)}</h2>{body}</section>')
+    meta = html.escape(json.dumps({"run": str(run.path), "written": time.strftime("%Y-%m-%d %H:%M:%S")}))
+    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>workbench report: {html.escape(run.name)}</title>"
+            f"<style>{_CSS}</style></head><body><h1>workbench report: {html.escape(run.name)}</h1>"
+            f"<p class='note'>{meta}</p>{''.join(parts)}</body></html>")
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(page, encoding="utf-8")
+    os.replace(tmp, out)
+    return out
