@@ -44,7 +44,9 @@ def test_config_is_derived_from_the_base_run(tiny_run):
     assert long.data.n_finetune == base.data.n_finetune  # never shrinks
     assert 35 <= 4000 // long.train.eval_every <= 45
     assert len(long.train.checkpoint_steps) == 21
-    assert np.ptp(np.diff(long.train.checkpoint_steps)) <= 1  # evenly spaced
+    assert np.ptp(np.diff(long.train.checkpoint_steps)) == 0  # evenly spaced
+    for c in (cfg, long):  # every checkpoint is an evaluation step (a metrics row for each)
+        assert all(s % c.train.eval_every == 0 or s == c.train.steps for s in c.train.checkpoint_steps)
 
 
 def test_population_is_prefix_stable(tiny_run):
@@ -115,6 +117,17 @@ def test_resume_equals_uninterrupted(ft_runs, tiny_run, tmp_path):
     pd.testing.assert_frame_equal(resumed.metrics, ft_runs[1.0].metrics, check_exact=True)
 
 
+def test_attention_stability_is_measured_from_the_base_checkpoint(ft_runs, tiny_run):
+    from workbench.stability import attention_stability
+
+    run = ft_runs[0.0]
+    df = attention_stability(run, size=8, progress=False)
+    assert sorted(df["step"].unique()) == run.checkpoint_steps
+    per_step = df.groupby("step")["distance"].mean()
+    assert per_step.loc[0] == 0.0 and per_step.loc[STEPS] > 0.0
+    assert (run.path / "analysis").is_dir()
+
+
 def test_default_out_is_next_to_the_base():
     assert str(default_out("checkpoints/cpu-quick-seed0", 600, 1.0)) == "checkpoints/cpu-quick-seed0-ft600-replay1"
 
@@ -138,15 +151,17 @@ def _base_cfg(tiny_run):
     ("unknown base run", "finetune.base_run"),
     ("no checkpoint at base step", "finetune.base_step=35"),
     ("replay weight < 0", "finetune.replay_weight"),
+    ("eval_every = 0", "eval_every=0"),
     ("another seed", "another population"),
 ])
 def test_bad_finetune_arguments(case, match, tiny_run, tmp_path):
     out = tmp_path / "out"
     kw = {"unknown base run": dict(base_run=tmp_path / "nope"), "no checkpoint at base step": dict(base_step=35),
-          "replay weight < 0": dict(replay_weight=-0.5), "another seed": dict(seed=1)}[case]
-    args = dict(base_run=tiny_run.path, base_step=40, n_new=8, replay_weight=0.0) | kw
+          "replay weight < 0": dict(replay_weight=-0.5), "another seed": dict(seed=1),
+          "eval_every = 0": dict(eval_every=0)}[case]
+    args = dict(base_run=tiny_run.path, base_step=40, n_new=8, replay_weight=0.0, steps=2) | kw
     with pytest.raises(ValueError, match=match):
-        finetune(**args, out=out, progress=False, steps=2)
+        finetune(**args, out=out, progress=False)
     assert not out.exists()
 
 

@@ -69,7 +69,7 @@ def query_masks(batch: Batch) -> dict[str, torch.Tensor]:
 
 
 def _key_masks(batch: Batch, rows: Tensor, pos: Tensor, group: str) -> dict[str, Tensor]:
-    """Float [n_queries, key] masks of the keys each metric of a query group sums over."""
+    """Boolean [n_queries, key] masks of the keys each metric of a query group sums over."""
     kind = batch.kind[rows]
     own = batch.attribute[rows] == batch.attribute[rows, pos][:, None]
     is_name = kind == NAME
@@ -143,7 +143,8 @@ def attention_metrics(model, batch: Batch, chunk: int = 32) -> pd.DataFrame:
     total: Sums | None = None
     for i in range(0, len(batch), chunk):
         sub = batch[i: i + chunk].to(device)
-        _, cache = model.run_with_cache(sub.tokens, names_filter=lambda n: n.endswith("hook_pattern"))
+        _, cache = model.run_with_cache(sub.tokens, names_filter=lambda n: n.endswith("hook_pattern"),
+                                        stop_at_layer=n_layers)  # skip the unembedding
         patterns = {layer: cache[f"blocks.{layer}.attn.hook_pattern"] for layer in range(n_layers)}
         total = add_sums(total, pattern_sums(patterns, sub))
         del cache, patterns
@@ -154,12 +155,15 @@ def attention_metrics(model, batch: Batch, chunk: int = 32) -> pd.DataFrame:
 # over training, with a cache in the run directory
 
 
+CACHE_COLUMNS = ["step", "size", "weights_sha256", *COLUMNS]
+
+
 def _read_cache(path) -> pd.DataFrame:
-    cols = ["step", "size", *COLUMNS]
+    cols = CACHE_COLUMNS
     if not path.is_file():
         return pd.DataFrame(columns=cols)
     try:
-        df = pd.read_csv(path)
+        df = pd.read_csv(path, dtype={"weights_sha256": str})
     except (OSError, ValueError, pd.errors.ParserError) as e:
         warnings.warn(f"ignoring unreadable attention cache {path}: {e}", stacklevel=3)
         return pd.DataFrame(columns=cols)
@@ -173,8 +177,8 @@ def attention_over_training(run, steps: list[int] | None = None, size: int = 256
     """Attention metrics (step, layer, head, metric, value) at checkpoints of a run.
 
     Computed on the run's fixed evaluation set `run.data.eval_batch("train", size)`, at every
-    checkpoint (or at `steps`). Results are cached in <run>/attention_metrics.csv (keyed by step
-    and size); only the steps the cache does not cover are computed.
+    checkpoint (or at `steps`). Results are cached in <run>/attention_metrics.csv, keyed by step,
+    size and the checkpoint's weights hash; only the steps the cache does not cover are computed.
     """
     available = run.checkpoint_steps
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
@@ -187,7 +191,9 @@ def attention_over_training(run, steps: list[int] | None = None, size: int = 256
     per_step = cfg.n_layers * cfg.n_heads * len(METRICS)
     path = run.path / CACHE_FILE
     cache = _read_cache(path)
+    sha = {s: run.manifest_entry(s)["sha256"] for s in steps}
     mine = cache[(cache["size"] == size) & cache["metric"].isin(METRICS)]
+    mine = mine[mine["weights_sha256"] == mine["step"].map(sha)]
     counts = mine.groupby("step").size()
     todo = [s for s in steps if counts.get(s, 0) != per_step]
     if todo:
@@ -195,9 +201,9 @@ def attention_over_training(run, steps: list[int] | None = None, size: int = 256
         new = []
         for s in tqdm(todo, desc="attention metrics", disable=not progress):
             df = attention_metrics(run.load_model(s), batch, chunk)
-            new.append(df.assign(step=s, size=size))
+            new.append(df.assign(step=s, size=size, weights_sha256=sha[s]))
         keep = cache[~((cache["size"] == size) & cache["step"].isin(todo))]
-        cache = pd.concat([keep, *new], ignore_index=True)[["step", "size", *COLUMNS]]
+        cache = pd.concat([keep, *new] if len(keep) else new, ignore_index=True)[CACHE_COLUMNS]
         cache = cache.sort_values(["size", "step", "layer", "head", "metric"], kind="stable")
         buf = io.StringIO()
         cache.to_csv(buf, index=False)
@@ -206,7 +212,7 @@ def attention_over_training(run, steps: list[int] | None = None, size: int = 256
         except OSError as e:
             warnings.warn(f"could not write the attention cache {path}: {e}", stacklevel=2)
     out = cache[(cache["size"] == size) & cache["step"].isin(steps) & cache["metric"].isin(METRICS)]
-    out = out[["step", *COLUMNS]].astype({"step": int, "layer": int, "head": int, "value": float})
+    out = out[["step", *COLUMNS]].astype({"step": int, "layer": int, "head": int, "metric": str, "value": float})
     return out.sort_values(["step", "layer", "head", "metric"], kind="stable").reset_index(drop=True)
 
 

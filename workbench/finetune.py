@@ -85,9 +85,11 @@ def prepare_finetune(config: RunConfig, data, model: torch.nn.Module, fresh: boo
     return []
 
 
-def default_checkpoint_steps(steps: int, n: int = N_CHECKPOINTS) -> tuple[int, ...]:
-    """`n` evenly spaced intervals over the run: n + 1 checkpoints from step 0 to `steps` (fewer if short)."""
-    return tuple(sorted({round(steps * k / n) for k in range(n + 1)}))
+def default_checkpoint_steps(steps: int, eval_every: int, n: int = N_CHECKPOINTS) -> tuple[int, ...]:
+    """~`n` evenly spaced intervals from step 0 to `steps`, each checkpoint on an evaluation step
+    (so every checkpoint has a metrics row, and a resumed run adds no extra evaluation)."""
+    grid = {min(steps, eval_every * round(steps * k / n / eval_every)) for k in range(n + 1)}
+    return tuple(sorted(grid | {steps}))
 
 
 def finetune_config(base_run: str | Path, base_step: int, n_new: int, replay_weight: float = 0.0,
@@ -99,7 +101,7 @@ def finetune_config(base_run: str | Path, base_step: int, n_new: int, replay_wei
     Changed: data.n_finetune = max(base, n_new) (prefix-stable: pre-training and held-out
     individuals unchanged); a constant learning rate `lr` (the study's 3e-5 by default);
     `steps` defaults to 10% of the base run's steps; `eval_every` defaults to ~40 evaluations;
-    21 evenly spaced checkpoints (step 0 = the base checkpoint); no patching; preset
+    ~21 evenly spaced checkpoints on evaluation steps (step 0 = the base checkpoint); no patching; preset
     "<base preset>-finetune". `seed` defaults to the base's; another seed rebuilds another
     population, which training rejects (kept to make that case explicit and testable).
     """
@@ -107,14 +109,15 @@ def finetune_config(base_run: str | Path, base_step: int, n_new: int, replay_wei
                           replay_weight=replay_weight)
     b = load_base(spec).config
     steps = max(1, round(STEPS_FRACTION * b.train.steps)) if steps is None else steps
-    if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps={steps!r} is out of range: allowed an integer >= 1")
-    eval_every = max(1, steps // N_EVALS) if eval_every is None else eval_every
+    eval_every = max(1, steps // N_EVALS) if eval_every is None and isinstance(steps, int) else eval_every
+    for name, value in (("steps", steps), ("eval_every", eval_every)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name}={value!r} is out of range: allowed an integer >= 1")
     return b.replace(
         preset=f"{b.preset}-finetune", seed=b.seed if seed is None else seed, patch=None, finetune=spec,
         data={"n_finetune": max(b.data.n_finetune, n_new)},
         train={"steps": steps, "lr": lr, "final_lr": min(b.train.final_lr, lr), "schedule": "constant",
-               "eval_every": eval_every, "checkpoint_steps": default_checkpoint_steps(steps)},
+               "eval_every": eval_every, "checkpoint_steps": default_checkpoint_steps(steps, eval_every)},
     )
 
 

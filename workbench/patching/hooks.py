@@ -42,6 +42,9 @@ class PatternPatcher:
         if (self.source.n_layers, self.source.n_heads) != (cfg.n_layers, cfg.n_heads):
             raise ValueError(f"pattern source has {self.source.n_layers} layers x {self.source.n_heads} heads; "
                              f"the model has {cfg.n_layers} x {cfg.n_heads}")
+        if getattr(self.source, "model", None) is self.model:
+            raise ValueError("source: the reference model is the patched model itself; load a second copy "
+                             "(e.g. own_patterns_at(run, step)) to patch a model with its own patterns")
         self._all_heads = self.heads == list(range(cfg.n_heads))
 
     def _capture(self, module, args, kwargs) -> None:
@@ -60,6 +63,8 @@ class PatternPatcher:
         return out
 
     def install(self) -> "PatternPatcher":
+        if self._handles:
+            raise ValueError("this PatternPatcher is already installed; remove() it first")
         self._handles.append(self.model.register_forward_pre_hook(self._capture, with_kwargs=True))
         for layer in self.layers:  # permanent: run_with_hooks / run_with_cache keep them
             point = self.model.blocks[layer].attn.hook_pattern
@@ -72,7 +77,8 @@ class PatternPatcher:
             h.remove()
         for point, handle in self._lens_handles:
             handle.hook.remove()
-            point.fwd_hooks.remove(handle)
+            if handle in point.fwd_hooks:  # model.reset_hooks(including_permanent=True) may have dropped it
+                point.fwd_hooks.remove(handle)
         self._handles.clear()
         self._lens_handles.clear()
         self._cache = {}

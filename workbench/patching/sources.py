@@ -27,12 +27,14 @@ class PatternSource:
 
 
 class ReferencePatterns(PatternSource):
-    """The patterns a frozen reference model computes on the same input."""
+    """The patterns a frozen reference model computes on the same input.
+
+    The reference is put in eval mode and only ever run under no_grad (its weights never change);
+    it must be another instance than the patched model (load a second copy to self-patch).
+    """
 
     def __init__(self, reference: HookedTransformer):
         self.model = reference.eval()
-        for p in self.model.parameters():
-            p.requires_grad_(False)
         self.n_layers, self.n_heads = reference.cfg.n_layers, reference.cfg.n_heads
 
     @torch.no_grad()
@@ -60,3 +62,11 @@ class UniformPatterns(PatternSource):
         causal = torch.tril(torch.ones(t, t, device=tokens.device))
         uniform = (causal / causal.sum(-1, keepdim=True)).expand(b, self.n_heads, t, t)
         return {layer: uniform for layer in layers}
+
+
+def own_patterns_at(run, step: int, device: str = "cpu") -> ReferencePatterns:
+    """The run's own patterns frozen at checkpoint `step` (`run`: a `Run` or a run directory)."""
+    from workbench.run import Run, load_run
+
+    run = run if isinstance(run, Run) else load_run(run)
+    return ReferencePatterns(run.load_model(step, device))

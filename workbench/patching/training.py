@@ -7,9 +7,10 @@ The patched run is an ordinary run (metrics, checkpoints, resume); its config re
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
-from workbench.config import RunConfig
+from workbench.config import DataConfig, RunConfig
 from workbench.patching.hooks import PatternPatcher, validate_indices
 from workbench.patching.sources import ReferencePatterns
 from workbench.training.loop import Callback, TrainState
@@ -40,13 +41,33 @@ class PatchCallback(Callback):
             self.installed = False
 
 
-def reference_model(config: RunConfig, tokenizer, device: str = "cpu"):
-    """Validate a patch spec against its reference run and load the frozen reference model."""
+@lru_cache(maxsize=8)
+def _config_tokenizer(data: DataConfig):
+    """The tokenizer a data config defines (deterministic BPE on its pools and templates)."""
+    from workbench.data.pools import Pools
+    from workbench.data.tokenizer import train_tokenizer
+
+    return train_tokenizer(Pools.from_sizes(data.pool_sizes), data.attributes, data.n_templates, data.vocab_size)
+
+
+def validate_patch(config: RunConfig, tokenizer=None):
+    """Check a patch spec against its reference run without loading any weights; returns the `Run`.
+
+    The reference must be a run directory with a checkpoint at `reference_step`, the same model
+    architecture, and the tokenizer this run's data config defines (and `tokenizer`, when given);
+    start step, layers and heads must lie in range. Any violation -> ValueError naming the field.
+    """
     from workbench.run import load_run
 
     spec = config.patch
+    if spec is None:
+        raise ValueError("config.patch is None: nothing to validate")
     if not (Path(spec.reference_run) / "manifest.json").is_file():
         raise ValueError(f"patch.reference_run={spec.reference_run!r} is not a run directory (no manifest.json)")
+    if spec.start_step > config.train.steps:
+        raise ValueError(f"patch.start_step={spec.start_step} is out of range: allowed [0, {config.train.steps}]")
+    validate_indices("patch.layers", list(spec.layers), config.model.n_layers)
+    validate_indices("patch.heads", list(spec.heads), config.model.n_heads)
     ref = load_run(spec.reference_run)
     if spec.reference_step not in ref.checkpoint_steps:
         raise ValueError(f"patch.reference_step={spec.reference_step} has no checkpoint in {spec.reference_run}: "
@@ -54,13 +75,17 @@ def reference_model(config: RunConfig, tokenizer, device: str = "cpu"):
     if ref.config.model != config.model:
         raise ValueError(f"patch.reference_run={spec.reference_run!r} has another architecture "
                          f"({ref.config.model}) than this run ({config.model})")
-    if tokenizer is not None and ref.tokenizer != tokenizer:
-        raise ValueError(f"patch.reference_run={spec.reference_run!r} uses another tokenizer than this run")
-    if spec.start_step > config.train.steps:
-        raise ValueError(f"patch.start_step={spec.start_step} is out of range: allowed [0, {config.train.steps}]")
-    validate_indices("patch.layers", list(spec.layers), config.model.n_layers)
-    validate_indices("patch.heads", list(spec.heads), config.model.n_heads)
-    return ref.load_model(spec.reference_step, device)
+    ref_tokenizer = ref.tokenizer
+    if ref_tokenizer != _config_tokenizer(config.data) or (tokenizer is not None and ref_tokenizer != tokenizer):
+        raise ValueError(f"patch.reference_run={spec.reference_run!r} uses another tokenizer than this run "
+                         f"(the one its data config defines): the reference would see other token ids")
+    return ref
+
+
+def reference_model(config: RunConfig, tokenizer, device: str = "cpu"):
+    """Validate a patch spec against its reference run and load the frozen reference model."""
+    ref = validate_patch(config, tokenizer)
+    return ref.load_model(config.patch.reference_step, device)
 
 
 def prepare_patching(config: RunConfig, data, model, device: str) -> list[Callback]:

@@ -102,5 +102,6 @@ def check_layers(layers, n_layers: int) -> list[int]:
     layers = list(layers)
     if not layers or len(set(layers)) != len(layers) or not all(
             isinstance(l, (int, np.integer)) and 0 <= l < n_layers for l in layers):
-        raise ValueError(f"layers={layers!r} is out of range: allowed distinct integers in [0, {n_layers - 1}], or None")
+        raise ValueError(f"layers={layers!r} is out of range: allowed distinct integers in "
+                         f"[0, {n_layers - 1}], or None")
     return [int(l) for l in layers]

@@ -59,7 +59,7 @@ class ToyMemoryConfig:
     lr: float = 1e-2
     finetune_lr: float = 3e-3
     batch_size: int = 512
-    eval_every: int = 100
+    eval_every: int = 50
     seed: int = 0
 
     def __post_init__(self) -> None:

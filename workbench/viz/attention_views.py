@@ -32,6 +32,7 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from workbench.attention import resolve_layer  # noqa: E402
 from workbench.data.biographies import NAME, VALUE, Batch  # noqa: E402
+from workbench.data.corpus import BiographyData  # noqa: E402
 
 
 class OfflineView(RenderedHTML):
@@ -48,7 +49,12 @@ def token_labels(tokenizer, tokens, kinds) -> list[str]:
 
 
 def _tokenizer(data_or_tokenizer):
-    return getattr(data_or_tokenizer, "tokenizer", data_or_tokenizer)
+    """The BiographyTokenizer of a BiographyData (or the tokenizer itself)."""
+    tok = data_or_tokenizer.tokenizer if isinstance(data_or_tokenizer, BiographyData) else data_or_tokenizer
+    if not hasattr(tok, "token_strings"):
+        raise ValueError(f"data_or_tokenizer={type(data_or_tokenizer).__name__}: allowed a BiographyData "
+                         f"or a BiographyTokenizer")
+    return tok
 
 
 @torch.no_grad()
@@ -88,12 +94,14 @@ def phase_steps(run) -> dict[str, int]:
 
     before: the last checkpoint before the plateau start; during: the one nearest the plateau's
     middle; after: the first one at or after the plateau end. Where a boundary is nan (not
-    reached) or two choices coincide, falls back to the first, middle and last checkpoints.
+    reached) or two choices coincide, falls back to the first, middle and last checkpoints, and
+    the keys say so ("first checkpoint", ...).
     """
     steps = run.checkpoint_steps
     if not steps:
         raise ValueError(f"run {run.path} has no checkpoints")
-    fallback = {"before": steps[0], "during": steps[len(steps) // 2], "after": steps[-1]}
+    fallback = {"first checkpoint": steps[0], "middle checkpoint": steps[len(steps) // 2],
+                "last checkpoint": steps[-1]}
     try:
         ph = run.phases()
         start, end = ph.plateau_start, ph.plateau_end
@@ -101,9 +109,9 @@ def phase_steps(run) -> dict[str, int]:
         start = end = math.nan
     if math.isnan(start) or math.isnan(end):
         return fallback
-    chosen = {"before": max([s for s in steps if s < start], default=steps[0]),
-              "during": min(steps, key=lambda s: abs(s - (start + end) / 2)),
-              "after": min([s for s in steps if s >= end], default=steps[-1])}
+    chosen = {"before the plateau": max([s for s in steps if s < start], default=steps[0]),
+              "during the plateau": min(steps, key=lambda s: abs(s - (start + end) / 2)),
+              "after the plateau": min([s for s in steps if s >= end], default=steps[-1])}
     return chosen if len(set(chosen.values())) == 3 else fallback
 
 
@@ -112,10 +120,10 @@ def phase_views(run, steps: list[int] | None = None, layer: int | str = "last", 
     """Views of biography `row` of the run's evaluation set at several checkpoints.
 
     Default steps: before / during / after the plateau (`phase_steps`); the keys say which
-    ("before the plateau (step 120)", or "step 120" for explicit steps).
+    ("before the plateau (step 120)", "first checkpoint (step 0)", or "step 120" for explicit steps).
     """
     if steps is None:
-        labelled = {f"{k} the plateau (step {s})": s for k, s in phase_steps(run).items()}
+        labelled = {f"{k} (step {s})": s for k, s in phase_steps(run).items()}
     else:
         bad = [s for s in steps if s not in run.checkpoint_steps]
         if bad or not steps:

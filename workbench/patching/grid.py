@@ -1,0 +1,193 @@
+"""A grid of patched runs (digest §4.3): one run per (reference step, start step), plus the baseline.
+
+Each patched run retrains the reference run's config (same seed, so the same initial weights and
+batches) with its attention patterns replaced by those of the reference checkpoint at
+`reference_step`, from `start_step` on. Runs live under `<out_root>/patch-ref<step>-start<start>`;
+finished runs are skipped, unfinished ones resumed, so a grid can be stopped and re-run. The
+unpatched reference run itself is the baseline row (reference_step and start_step missing).
+
+    df = patch_grid("checkpoints/cpu-quick-seed0", reference_steps=[0, 500, 2500])
+    plot_grid(df, grid_curves(df))
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+from typing import Any, Iterable
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from workbench.config import PatchConfig, RunConfig
+from workbench.patching.training import validate_patch
+from workbench.run import Run, load_run
+from workbench.training.api import resume, train
+from workbench.training.checkpoint import atomic_write_bytes
+from workbench.training.rundir import RunDir
+
+GRID_COLUMNS = ("reference_step", "start_step", "run", "final_attribute_loss", "final_attribute_accuracy",
+                "steps_to_50pct_accuracy")
+CURVE_COLUMNS = ("reference_step", "start_step", "step", "attribute_loss", "attribute_accuracy")
+
+
+def run_name(reference_step: int, start_step: int) -> str:
+    """The directory name of one patched run of a grid."""
+    return f"patch-ref{reference_step}-start{start_step}"
+
+
+def default_out_root(reference: Run) -> Path:
+    """`<reference_run>/../<reference_name>-patch-grid`."""
+    return reference.path.parent / f"{reference.name}-patch-grid"
+
+
+def default_reference_steps(reference: Run, fractions=(0, 1 / 16, 1 / 8, 1 / 4, 1 / 2, 1)) -> list[int]:
+    """Checkpoint steps nearest to these fractions of the reference run (the untrained model, early
+    plateau, ..., the final model): a default grid when none is given."""
+    last = reference.checkpoint_steps[-1]
+    return sorted({reference.nearest_step(round(f * last)) for f in fractions})
+
+
+def grid_config(reference: Run, reference_step: int, start_step: int,
+                config_overrides: dict[str, Any] | None = None) -> RunConfig:
+    """The config of one patched run: the reference's config (+ overrides) with the patch spec."""
+    overrides = dict(config_overrides or {})
+    if "patch" in overrides:
+        raise ValueError("config_overrides must not contain 'patch': the grid sets it per run")
+    base = reference.config.replace(**overrides) if overrides else reference.config
+    spec = PatchConfig(reference_run=str(reference.path.absolute()), reference_step=reference_step,
+                       start_step=start_step)
+    return base.replace(patch=spec)
+
+
+def patch_grid(reference_run: str | Path, reference_steps: Iterable[int], start_steps: Iterable[int] = (0,),
+               out_root: str | Path | None = None, config_overrides: dict[str, Any] | None = None,
+               progress: bool = True) -> pd.DataFrame:
+    """Train (or finish) every patched run of the grid; return and save (grid.csv) its summary table.
+
+    Every spec is validated (reference checkpoint, architecture, tokenizer, ranges, existing runs)
+    before any training. Columns: reference_step, start_step (nullable ints; missing on the
+    baseline row), run (directory), final_attribute_loss, final_attribute_accuracy,
+    steps_to_50pct_accuracy (first evaluation step with attribute accuracy >= 0.5, NaN if never).
+    """
+    reference = load_run(reference_run)
+    ref_steps, starts = _steps("reference_steps", reference_steps), _steps("start_steps", start_steps)
+    root = Path(out_root) if out_root is not None else default_out_root(reference)
+    jobs = []
+    for r in ref_steps:
+        for s in starts:
+            cfg = grid_config(reference, r, s, config_overrides)
+            validate_patch(cfg)
+            out = root / run_name(r, s)
+            _check_existing(out, cfg)
+            jobs.append((r, s, cfg, out))
+
+    rows = [summary_row(None, None, reference)]
+    for r, s, cfg, out in tqdm(jobs, desc="patch grid", disable=not progress):
+        run_dir = RunDir(out)
+        if not run_dir.exists():
+            train(cfg, out, progress=progress)
+        elif run_dir.manifest()["status"] != "finished":
+            resume(out, progress=progress)
+        rows.append(summary_row(r, s, load_run(out)))
+    df = pd.DataFrame(rows, columns=list(GRID_COLUMNS))
+    df = df.astype({"reference_step": "Int64", "start_step": "Int64"})
+    write_grid_csv(df, root / "grid.csv")
+    return df
+
+
+def summary_row(reference_step: int | None, start_step: int | None, run: Run) -> dict[str, Any]:
+    m = run.metrics.sort_values("step")
+    if "attribute_accuracy" not in m or m.empty:
+        raise ValueError(f"run {run.path} has no evaluation yet")
+    reached = m.loc[m["attribute_accuracy"] >= 0.5, "step"]
+    return {"reference_step": reference_step, "start_step": start_step, "run": str(run.path),
+            "final_attribute_loss": float(m["attribute_loss"].iloc[-1]),
+            "final_attribute_accuracy": float(m["attribute_accuracy"].iloc[-1]),
+            "steps_to_50pct_accuracy": float(reached.iloc[0]) if len(reached) else math.nan}
+
+
+def write_grid_csv(df: pd.DataFrame, path: Path) -> None:
+    """Atomic CSV write; the baseline's missing steps are written as 'none'."""
+    out = df.copy()
+    for col in ("reference_step", "start_step"):
+        out[col] = out[col].astype(object).where(out[col].notna(), "none")
+    buf = io.StringIO()
+    out.to_csv(buf, index=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, buf.getvalue().encode())
+
+
+def grid_curves(grid_df: pd.DataFrame) -> pd.DataFrame:
+    """Long table of every grid run's learning curve: reference_step, start_step, step, attribute loss/accuracy."""
+    parts = []
+    for row in grid_df.itertuples(index=False):
+        m = load_run(row.run).metrics
+        part = m[["step", "attribute_loss", "attribute_accuracy"]].copy()
+        part.insert(0, "start_step", row.start_step)
+        part.insert(0, "reference_step", row.reference_step)
+        parts.append(part)
+    out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=list(CURVE_COLUMNS))
+    return out.astype({"reference_step": "Int64", "start_step": "Int64"})[list(CURVE_COLUMNS)]
+
+
+def plot_grid(grid_df: pd.DataFrame, curves_df: pd.DataFrame, no_knowledge_baseline: float | None = None):
+    """Attribute loss and accuracy vs step (log-x), one colour per reference step, line style per
+    start step, the unpatched reference as a black dashed line; legends give final accuracies."""
+    from workbench.viz.figures import log_steps, plt  # sets a non-interactive backend if needed
+
+    final = {(None if pd.isna(r) else int(r), None if pd.isna(s) else int(s)): acc for r, s, acc in
+             zip(grid_df["reference_step"], grid_df["start_step"], grid_df["final_attribute_accuracy"])}
+    fig, (ax_l, ax_a) = plt.subplots(1, 2, figsize=(11, 4))
+    patched = curves_df[curves_df["reference_step"].notna()]
+    ref_steps = sorted(patched["reference_step"].unique())
+    starts = sorted(patched["start_step"].unique())
+    cmap = plt.get_cmap("viridis")
+    styles = ["-", "--", ":", "-."]
+    for (r, s), c in patched.groupby(["reference_step", "start_step"]):
+        colour = cmap(ref_steps.index(r) / max(len(ref_steps) - 1, 1))
+        style = styles[starts.index(s) % len(styles)]
+        label = f"ref step {r}" + (f", start {s}" if len(starts) > 1 else "")
+        if (int(r), int(s)) in final:
+            label += f" (final acc {final[int(r), int(s)]:.2f})"
+        ax_l.plot(c["step"], c["attribute_loss"], color=colour, ls=style, label=label)
+        ax_a.plot(c["step"], c["attribute_accuracy"], color=colour, ls=style, label=label)
+    base = curves_df[curves_df["reference_step"].isna()]
+    if len(base):
+        label = "reference (unpatched)" + (f" (final acc {final[None, None]:.2f})" if (None, None) in final else "")
+        ax_l.plot(base["step"], base["attribute_loss"], "k--", lw=1.5, label=label)
+        ax_a.plot(base["step"], base["attribute_accuracy"], "k--", lw=1.5, label=label)
+    if no_knowledge_baseline is not None:
+        ax_l.axhline(no_knowledge_baseline, color="grey", lw=1, label="no-knowledge baseline")
+    steps = curves_df["step"][curves_df["step"] > 0]
+    for ax in (ax_l, ax_a):
+        log_steps(ax, int(steps.min()) if len(steps) else 1)
+        ax.grid(alpha=0.3)
+    ax_l.set_ylabel("attribute loss (nats per value)")
+    ax_a.set_ylabel("attribute accuracy")
+    ax_a.set_ylim(-0.02, 1.02)
+    ax_l.legend(fontsize=7)
+    fig.suptitle("training with attention patterns from reference checkpoints")
+    fig.tight_layout()
+    return fig
+
+
+def _steps(name: str, steps: Iterable[int]) -> list[int]:
+    steps = [steps] if isinstance(steps, int) else list(steps)
+    if not steps:
+        raise ValueError(f"{name} is empty: allowed a non-empty list of integers >= 0")
+    for s in steps:
+        if not isinstance(s, int) or isinstance(s, bool) or s < 0:
+            raise ValueError(f"{name} contains {s!r}: allowed integers >= 0")
+    return sorted(set(steps))
+
+
+def _check_existing(out: Path, config: RunConfig) -> None:
+    run = RunDir(out)
+    if not run.exists():
+        return
+    if run.config() != config:
+        raise ValueError(f"{out} already holds a run with another config; remove it or choose another out_root")
+    if run.manifest()["status"] != "finished" and not run.checkpoint_steps():
+        raise ValueError(f"{out} holds an unfinished run without any checkpoint to resume from; remove it")

@@ -1,0 +1,178 @@
+"""Linear probes: is an individual's attribute value linearly decodable from the name representation?
+
+For each layer l, the residual stream at the last name token of the first sentence (see
+`probes.sites`) is read before MLP l (`blocks.{l}.hook_resid_mid`) and after it
+(`blocks.{l}.hook_resid_post`). A multinomial logistic regression (torch, L-BFGS, L2 penalty on the
+weights, standardised inputs) is fitted on some individuals and tested on OTHER individuals of the
+same population. It can only generalise if the value is written along directions shared across
+individuals, which is what the probe tests. Birth dates are probed per component
+(birth_date.year / .month / .day, see `probe_targets`).
+
+chance = max(1 / #classes, the test accuracy of always answering the most frequent training class).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import matplotlib
+
+matplotlib.use("Agg")  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+from tqdm.auto import tqdm
+from transformer_lens import HookedTransformer
+
+from workbench.data.corpus import BiographyData
+from workbench.probes.sites import (activations_at, biographies, check_layers, last_name_position, probe_targets,
+                                    sample_individuals)
+
+SITES = ("resid_mid", "resid_post")  # before / after the layer's MLP
+COLUMNS = ["layer", "site", "attribute", "accuracy", "chance"]
+
+
+@dataclass
+class LinearProbe:
+    """A fitted multinomial logistic regression on standardised inputs."""
+
+    weight: Float[Tensor, "d n_classes"]
+    bias: Float[Tensor, "n_classes"]
+    mean: Float[Tensor, "d"]
+    std: Float[Tensor, "d"]
+
+    def logits(self, x: Float[Tensor, "n d"]) -> Float[Tensor, "n n_classes"]:
+        return ((x - self.mean) / self.std) @ self.weight + self.bias
+
+    def predict(self, x: Float[Tensor, "n d"]) -> Int[Tensor, "n"]:
+        return self.logits(x).argmax(-1)
+
+    def accuracy(self, x: Float[Tensor, "n d"], y: Int[Tensor, "n"]) -> float:
+        return (self.predict(x) == y).float().mean().item()
+
+
+def fit_probe(x: Float[Tensor, "n d"], y: Int[Tensor, "n"], n_classes: int, weight_decay: float = 1e-3,
+              steps: int = 200) -> LinearProbe:
+    """Minimise mean cross-entropy + weight_decay * ||W||^2 / 2 with L-BFGS (deterministic: zero init)."""
+    x, y = torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.long)
+    if x.ndim != 2 or y.shape != (x.shape[0],) or x.shape[0] == 0:
+        raise ValueError(f"x must be [n, d] and y [n] with n >= 1; got {tuple(x.shape)} and {tuple(y.shape)}")
+    if not isinstance(n_classes, int) or n_classes < 2 or int(y.max()) >= n_classes or int(y.min()) < 0:
+        raise ValueError(f"n_classes={n_classes!r} is out of range: allowed an integer >= max(2, max(y) + 1)")
+    if not weight_decay >= 0:
+        raise ValueError(f"weight_decay={weight_decay!r} is out of range: allowed [0, inf)")
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps={steps!r} is out of range: allowed an integer >= 1")
+    mean, std = x.mean(0), x.std(0, unbiased=False).clamp(min=1e-6)
+    z = (x - mean) / std
+    w = torch.zeros(x.shape[1], n_classes, requires_grad=True)
+    b = torch.zeros(n_classes, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=steps, history_size=20, line_search_fn="strong_wolfe",
+                            tolerance_grad=1e-6, tolerance_change=1e-9)
+
+    def closure() -> Tensor:
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(z @ w + b, y) + 0.5 * weight_decay * (w * w).sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        opt.step(closure)
+    return LinearProbe(w.detach(), b.detach(), mean, std)
+
+
+def chance_level(y_train: Int[Tensor, "n"], y_test: Int[Tensor, "m"], n_classes: int) -> float:
+    """max(1 / n_classes, test accuracy of the majority training class)."""
+    majority = torch.as_tensor(y_train).bincount().argmax()
+    return max(1.0 / n_classes, (torch.as_tensor(y_test) == majority).float().mean().item())
+
+
+def probe_scores(x_train, y_train, x_test, y_test, n_classes: int, **fit_kwargs) -> dict[str, float]:
+    """Fit on (x_train, y_train), score on (x_test, y_test): accuracy and chance level."""
+    probe = fit_probe(x_train, y_train, n_classes, **fit_kwargs)
+    return {"accuracy": probe.accuracy(torch.as_tensor(x_test, dtype=torch.float32), torch.as_tensor(y_test)),
+            "chance": chance_level(y_train, y_test, n_classes)}
+
+
+def probe_accuracy(model: HookedTransformer, data: BiographyData, n_train: int = 512, n_test: int = 128,
+                   seed: int = 0, group: str = "train", layers: list[int] | None = None,
+                   weight_decay: float = 1e-3, fit_steps: int = 200, progress: bool = False) -> pd.DataFrame:
+    """Held-out-individual accuracy of a probe per (layer, site, attribute), with the chance level.
+
+    The first n_train of n_train + n_test distinct individuals of `group` train the probes (L-BFGS,
+    `fit_steps` iterations, `weight_decay`); the other n_test are the test set.
+    """
+    for name, v in (("n_train", n_train), ("n_test", n_test)):
+        if not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name}={v!r} is out of range: allowed an integer >= 1")
+    layers = check_layers(layers, model.cfg.n_layers)
+    ids = sample_individuals(data, group, n_train + n_test, seed)
+    rng = np.random.default_rng([seed, 51])
+    ids = rng.permutation(ids)
+    batch = biographies(data, ids, seed)
+    hooks = [f"blocks.{l}.hook_{s}" for l in layers for s in SITES]
+    acts = activations_at(model, batch, last_name_position(batch), hooks)
+    targets = probe_targets(data, ids)
+    rows = []
+    bar = tqdm(total=len(hooks) * len(targets), disable=not progress, desc="probes")
+    for l in layers:
+        for s in SITES:
+            x = acts[f"blocks.{l}.hook_{s}"]
+            for attr, (y, n_classes) in targets.items():
+                y = torch.as_tensor(y)
+                sc = probe_scores(x[:n_train], y[:n_train], x[n_train:], y[n_train:], n_classes,
+                                  weight_decay=weight_decay, steps=fit_steps)
+                rows.append({"layer": l, "site": s, "attribute": attr, **sc})
+                bar.update(1)
+    bar.close()
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def probes_over_checkpoints(run, steps: list[int] | None = None, progress: bool = True, **kwargs) -> pd.DataFrame:
+    """`probe_accuracy` at checkpoints of a `Run` (default: all), with a step column first."""
+    steps = list(run.checkpoint_steps) if steps is None else list(steps)
+    bad = [s for s in steps if s not in run.checkpoint_steps]
+    if bad or not steps:
+        raise ValueError(f"steps={steps!r}: allowed a non-empty subset of the run's checkpoints {run.checkpoint_steps}")
+    frames = [probe_accuracy(run.load_model(s), run.data, **kwargs).assign(step=s)
+              for s in tqdm(steps, disable=not progress, desc="checkpoints")]
+    return pd.concat(frames, ignore_index=True)[["step", *COLUMNS]]
+
+
+def plot_probes(df: pd.DataFrame) -> plt.Figure:
+    """Accuracy along depth (before/after each MLP), one panel per attribute, chance dashed;
+    one line per checkpoint step when df has a step column."""
+    missing = set(COLUMNS) - set(df.columns)
+    if missing:
+        raise ValueError(f"df lacks columns {sorted(missing)}; expected the output of probe_accuracy()")
+    attributes = list(dict.fromkeys(df["attribute"]))
+    n_layers = int(df["layer"].max()) + 1
+    depth = df["layer"] * 2 + (df["site"] == "resid_post")
+    df = df.assign(depth=depth)
+    cols = min(4, len(attributes))
+    rows = -(-len(attributes) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.8 * rows), squeeze=False, sharey=True)
+    steps = sorted(df["step"].unique()) if "step" in df else [None]
+    cmap = plt.get_cmap("viridis")
+    ticks = [(2 * l + k, f"{l}{'+' if k else '-'}") for l in range(n_layers) for k in (0, 1)]
+    for ax, attr in zip(axes.flat, attributes):
+        sub = df[df["attribute"] == attr]
+        for k, s in enumerate(steps):
+            part = (sub[sub["step"] == s] if s is not None else sub).sort_values("depth")
+            color = cmap(k / max(len(steps) - 1, 1)) if s is not None else "C0"
+            ax.plot(part["depth"], part["accuracy"], marker="o", ms=3, color=color,
+                    label=f"step {s}" if s is not None else "accuracy")
+        ax.plot(sub.groupby("depth")["chance"].mean(), color="grey", ls="--", label="chance")
+        ax.set_title(attr, fontsize=9)
+        ax.set_xticks([t for t, _ in ticks], [lab for _, lab in ticks], fontsize=7)
+        ax.set_ylim(-0.02, 1.02)
+    for ax in axes.flat[len(attributes):]:
+        ax.axis("off")
+    axes[0, 0].set_ylabel("probe accuracy (held-out individuals)")
+    axes[0, 0].legend(fontsize=6)
+    fig.supxlabel("layer (- before MLP, + after MLP)", fontsize=9)
+    fig.tight_layout()
+    return fig
