@@ -14,11 +14,11 @@ from workbench.config import (PRESETS, DataConfig, FinetuneConfig, ModelConfig, 
                               SamplerConfig, TrainConfig, preset)
 from workbench.data.corpus import BiographyData
 from workbench.phases import Phases, detect_phases
-from workbench.run import Run, list_runs, load_run
+from workbench.run import Run, list_runs, load_run, reference_run
 from workbench.training.api import resume, train
 
 __all__ = [
     "PRESETS", "DataConfig", "FinetuneConfig", "ModelConfig", "PatchConfig", "PoolSizes", "RunConfig",
     "SamplerConfig", "TrainConfig", "preset", "BiographyData", "Phases", "detect_phases", "Run", "list_runs",
-    "load_run", "resume", "train",
+    "load_run", "reference_run", "resume", "train",
 ]

@@ -79,7 +79,35 @@ def _with_patch(cfg, args):
     ref, _, step = args.patch_from.rpartition("@")
     if not ref or not step.isdigit():
         raise ValueError(f"--patch-from={args.patch_from!r}: allowed RUN@STEP, e.g. checkpoints/cpu-quick-seed0@1000")
-    return cfg.replace(patch=PatchConfig(reference_run=ref, reference_step=int(step), start_step=args.patch_start))
+    return cfg.replace(patch=PatchConfig(reference_run=str(Path(ref).absolute()), reference_step=int(step),
+                                         start_step=args.patch_start))
+
+
+def _run_at(spec: str, flag: str) -> tuple[str, int]:
+    run, _, step = spec.rpartition("@")
+    if not run or not step.isdigit():
+        raise ValueError(f"{flag}={spec!r}: allowed RUN@STEP, e.g. checkpoints/cpu-quick-seed0@2500")
+    return run, int(step)
+
+
+def cmd_finetune(args) -> None:
+    from workbench.finetune import finetune
+
+    base, step = _run_at(args.base, "RUN@STEP")
+    kw = {k: v for k, v in (("steps", args.steps), ("lr", args.lr)) if v is not None}
+    run = finetune(base, step, args.new_individuals, args.replay_weight, out=args.out, progress=not args.quiet, **kw)
+    print(f"run: {run.path}")
+
+
+def cmd_patch_grid(args) -> None:
+    from workbench.patching.grid import default_reference_steps, patch_grid
+    from workbench.run import load_run
+
+    steps = args.reference_steps or default_reference_steps(load_run(args.run))
+    overrides = {"train": {"steps": args.steps}} if args.steps else None
+    df = patch_grid(args.run, steps, args.start_steps, out_root=args.out, config_overrides=overrides,
+                    progress=not args.quiet)
+    print(df.to_string(index=False))
 
 
 def cmd_runs(args) -> None:
@@ -138,6 +166,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patch-start", type=int, default=0, metavar="STEP", help="step at which patching starts")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("finetune", help="fine-tune a checkpoint on new individuals, with optional replay")
+    p.add_argument("base", metavar="RUN@STEP")
+    p.add_argument("--new-individuals", type=int, required=True, metavar="K")
+    p.add_argument("--replay-weight", type=float, default=0.0, metavar="W")
+    p.add_argument("--steps", type=int)
+    p.add_argument("--lr", type=float, help="constant learning rate (default 3e-5)")
+    p.add_argument("--out")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_finetune)
+
+    p = sub.add_parser("patch-grid", help="patched runs over reference steps (and start steps) of a run")
+    p.add_argument("run")
+    p.add_argument("--reference-steps", type=int, nargs="+")
+    p.add_argument("--start-steps", type=int, nargs="+", default=[0])
+    p.add_argument("--steps", type=int, help="training steps of each patched run (default: the reference's)")
+    p.add_argument("--out", help="grid folder (default <run>-patch-grid)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_patch_grid)
 
     p = sub.add_parser("runs", help="list runs and their status")
     p.add_argument("--root", default="checkpoints")

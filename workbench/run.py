@@ -101,3 +101,34 @@ def list_runs(root: str | Path = "checkpoints") -> pd.DataFrame:
                      "last_step": m.get("last_step"), "checkpoints": len(m.get("checkpoints", {})),
                      "wall_s": round(m.get("wall_s", 0.0), 1), "path": str(manifest.parent)})
     return pd.DataFrame(rows, columns=["run", "preset", "status", "last_step", "checkpoints", "wall_s", "path"])
+
+
+def checkpoints_root() -> Path:
+    """$WORKBENCH_CHECKPOINTS, else the nearest `checkpoints/` folder in the working directory or above."""
+    import os
+
+    env = os.environ.get("WORKBENCH_CHECKPOINTS")
+    if env:
+        return Path(env)
+    for d in (Path.cwd(), *Path.cwd().parents):
+        if (d / "checkpoints").is_dir():
+            return d / "checkpoints"
+    return Path("checkpoints")
+
+
+def reference_run(preset_name: str | None = None, seed: int = 0, progress: bool = True) -> Run:
+    """The reference run of a preset ($WORKBENCH_PRESET, default cpu-quick) under `checkpoints_root()`,
+    trained when absent and resumed when unfinished: what notebooks start from."""
+    import os
+
+    from workbench.config import preset
+    from workbench.training.api import resume, train
+
+    name = preset_name or os.environ.get("WORKBENCH_PRESET", "cpu-quick")
+    cfg = preset(name).replace(seed=seed)
+    path = checkpoints_root() / f"{name}-seed{seed}"
+    if not (path / "manifest.json").is_file():
+        train(cfg, path, progress=progress)
+    elif RunDir(path).manifest()["status"] != "finished":
+        resume(path, progress=progress)
+    return Run(path)

@@ -6,7 +6,8 @@ import torch
 from workbench.data.biographies import NAME, VALUE
 from workbench.probes.linear import (chance_level, fit_probe, plot_probes, probe_accuracy, probe_scores,
                                      probes_over_checkpoints)
-from workbench.probes.sites import biographies, last_name_position, probe_targets
+from workbench.probes.sites import (activations_at, biographies, last_name_position, probe_targets,
+                                   value_prediction_positions)
 
 
 def _planted(n: int, d: int, n_classes: int, noise: float, seed: int):
@@ -61,6 +62,21 @@ def test_last_name_position_is_the_end_of_the_first_sentence_name(tiny_data):
         assert kinds[:p].count(NAME) == len(tiny_data.biographer.name_tokens(int(batch.individuals[r]))) - 1
 
 
+def test_value_prediction_positions_precede_each_value(tiny_data, tiny_model):
+    batch = biographies(tiny_data, np.arange(6))
+    n_attr = len(tiny_data.config.data.attributes)
+    pos = value_prediction_positions(batch, n_attr)
+    rows = torch.arange(6)[:, None]
+    assert batch.value_start[rows, pos + 1].all()
+    assert torch.equal(batch.attribute[rows, pos + 1], torch.arange(n_attr).expand(6, -1))
+    assert (batch.kind[rows, pos] != VALUE).all()
+    hook = "blocks.0.hook_resid_post"
+    both = activations_at(tiny_model, batch, pos, [hook], chunk=4)[hook]
+    one = activations_at(tiny_model, batch, pos[:, 2], [hook])[hook]
+    assert both.shape == (6, n_attr, tiny_model.cfg.d_model)
+    torch.testing.assert_close(both[:, 2], one)
+
+
 def test_targets_are_the_individuals_values(tiny_data):
     ids = np.array([0, 5, 9])
     targets = probe_targets(tiny_data, ids)
@@ -94,7 +110,14 @@ def test_probes_over_checkpoints_and_plot(tiny_run, tiny_probes):
         plt.close(fig)
 
 
+def test_probes_at_the_value_position(tiny_model, tiny_data):
+    df = probe_accuracy(tiny_model, tiny_data, n_train=30, n_test=10, fit_steps=10, layers=[1], position="value")
+    assert len(df) == 2 * 8 and df["accuracy"].between(0, 1).all()
+
+
 def test_bad_probe_accuracy_arguments_raise(tiny_model, tiny_data):
+    with pytest.raises(ValueError, match="position"):
+        probe_accuracy(tiny_model, tiny_data, position="everywhere")
     with pytest.raises(ValueError, match="n="):
         probe_accuracy(tiny_model, tiny_data, n_train=60, n_test=60)  # more than the 64 individuals
     with pytest.raises(ValueError, match="n_test"):

@@ -6,7 +6,9 @@ For each layer l, the residual stream at the last name token of the first senten
 weights, standardised inputs) is fitted on some individuals and tested on OTHER individuals of the
 same population. It can only generalise if the value is written along directions shared across
 individuals, which is what the probe tests. Birth dates are probed per component
-(birth_date.year / .month / .day, see `probe_targets`).
+(birth_date.year / .month / .day, see `probe_targets`). With position="value" the probe reads, for
+each attribute, the token just before its value in its own sentence instead (the position that
+predicts the value's first token): a contrast showing where along depth the value becomes explicit.
 
 chance = max(1 / #classes, the test accuracy of always answering the most frequent training class).
 """
@@ -29,9 +31,10 @@ from transformer_lens import HookedTransformer
 
 from workbench.data.corpus import BiographyData
 from workbench.probes.sites import (activations_at, biographies, check_layers, last_name_position, probe_targets,
-                                    sample_individuals)
+                                    sample_individuals, value_prediction_positions)
 
 SITES = ("resid_mid", "resid_post")  # before / after the layer's MLP
+POSITIONS = ("name", "value")
 COLUMNS = ["layer", "site", "attribute", "accuracy", "chance"]
 
 
@@ -99,7 +102,8 @@ def probe_scores(x_train, y_train, x_test, y_test, n_classes: int, **fit_kwargs)
 
 def probe_accuracy(model: HookedTransformer, data: BiographyData, n_train: int = 512, n_test: int = 128,
                    seed: int = 0, group: str = "train", layers: list[int] | None = None,
-                   weight_decay: float = 1e-3, fit_steps: int = 200, progress: bool = False) -> pd.DataFrame:
+                   weight_decay: float = 1e-3, fit_steps: int = 200, position: str = "name",
+                   progress: bool = False) -> pd.DataFrame:
     """Held-out-individual accuracy of a probe per (layer, site, attribute), with the chance level.
 
     The first n_train of n_train + n_test distinct individuals of `group` train the probes (L-BFGS,
@@ -108,20 +112,27 @@ def probe_accuracy(model: HookedTransformer, data: BiographyData, n_train: int =
     for name, v in (("n_train", n_train), ("n_test", n_test)):
         if not isinstance(v, int) or v < 1:
             raise ValueError(f"{name}={v!r} is out of range: allowed an integer >= 1")
+    if position not in POSITIONS:
+        raise ValueError(f"position={position!r} is out of range: allowed {' | '.join(POSITIONS)}")
     layers = check_layers(layers, model.cfg.n_layers)
     ids = sample_individuals(data, group, n_train + n_test, seed)
     rng = np.random.default_rng([seed, 51])
     ids = rng.permutation(ids)
     batch = biographies(data, ids, seed)
     hooks = [f"blocks.{l}.hook_{s}" for l in layers for s in SITES]
-    acts = activations_at(model, batch, last_name_position(batch), hooks)
+    attributes = data.config.data.attributes
+    if position == "name":
+        positions = last_name_position(batch)[:, None].expand(-1, len(attributes))
+    else:
+        positions = value_prediction_positions(batch, len(attributes))
+    acts = activations_at(model, batch, positions, hooks)  # [n, attribute, d_model] per hook
     targets = probe_targets(data, ids)
     rows = []
     bar = tqdm(total=len(hooks) * len(targets), disable=not progress, desc="probes")
     for l in layers:
         for s in SITES:
-            x = acts[f"blocks.{l}.hook_{s}"]
             for attr, (y, n_classes) in targets.items():
+                x = acts[f"blocks.{l}.hook_{s}"][:, attributes.index(attr.split(".")[0])]
                 y = torch.as_tensor(y)
                 sc = probe_scores(x[:n_train], y[:n_train], x[n_train:], y[n_train:], n_classes,
                                   weight_decay=weight_decay, steps=fit_steps)

@@ -3,6 +3,8 @@
 The probes read the residual stream and the MLP at the LAST name token of a biography's FIRST
 sentence: there the model has seen the full name and nothing else about the individual (later
 sentences could copy values written in earlier ones through attention instead of recalling them).
+For contrast, `value_prediction_positions` gives, per attribute, the token just before its value
+(where the model must output the value's first token).
 """
 
 from __future__ import annotations
@@ -58,18 +60,25 @@ def last_name_position(batch: Batch) -> Int[Tensor, "batch"]:
     return torch.where(in_first, pos, -1).max(1).values
 
 
+def value_prediction_positions(batch: Batch, n_attributes: int) -> Int[Tensor, "batch attribute"]:
+    """Per attribute: the position whose next-token prediction is the first token of its value."""
+    starts = torch.stack([(batch.value_start & (batch.attribute == j)).int().argmax(1) for j in range(n_attributes)], 1)
+    return starts - 1
+
+
 @torch.no_grad()
-def activations_at(model: HookedTransformer, batch: Batch, positions: Int[Tensor, "batch"],
-                   hook_names: list[str], chunk: int = 128) -> dict[str, Float[Tensor, "batch d"]]:
-    """Activations of `hook_names` at one position per row, forwarded in chunks (returned on CPU)."""
+def activations_at(model: HookedTransformer, batch: Batch, positions: Int[Tensor, "batch *m"],
+                   hook_names: list[str], chunk: int = 128) -> dict[str, Float[Tensor, "batch *m d"]]:
+    """Activations of `hook_names` at given positions of each row (one [batch] or several [batch, m]),
+    forwarded in chunks; returned on CPU."""
     device = next(model.parameters()).device
     wanted = set(hook_names)
     parts: dict[str, list[Tensor]] = {h: [] for h in hook_names}
     for i in range(0, len(batch), chunk):
         tokens = batch.tokens[i: i + chunk].to(device)
         _, cache = model.run_with_cache(tokens, names_filter=lambda name: name in wanted)
-        rows = torch.arange(len(tokens), device=device)
         pos = positions[i: i + chunk].to(device)
+        rows = torch.arange(len(tokens), device=device).view(-1, *([1] * (pos.ndim - 1)))
         for h in hook_names:
             parts[h].append(cache[h][rows, pos].float().cpu())
     return {h: torch.cat(v) for h, v in parts.items()}
