@@ -69,14 +69,42 @@ def per_attribute_section(run) -> str:
     return figure_html(plot_per_attribute(run), "per-attribute loss and accuracy")
 
 
+def hallucination_section(run) -> str:
+    from workbench.viz.hallucination import plot_hallucination
+
+    return figure_html(plot_hallucination(run), "seen vs held-out individuals: loss, accuracy, confidence")
+
+
+def name_attention_section(run) -> str:
+    """Name-token attention over checkpoints (digest §4.4), with the plateau boundaries."""
+    from workbench.attention import attention_over_training, plot_attention_over_training
+
+    df = attention_over_training(run, size=min(128, run.config.train.eval_size), progress=False)
+    phases = run.phases()
+    figs = [plot_attention_over_training(df, "name->name", "first", phases),
+            plot_attention_over_training(df, "attribute->name", "last", phases),
+            plot_attention_over_training(df, "attribute->text", "last", phases)]
+    return "".join(figure_html(f, "name-token attention over training") for f in figs)
+
+
+def attention_views_section(run) -> str:
+    """circuitsvis views of one biography's last-layer attention before, during, after the plateau."""
+    from workbench.viz.attention_views import phase_views, views_html
+
+    return ("<p class='note'>Last layer; token labels mark names and attribute values. "
+            "Interactive: hover a token to see where it attends.</p>" + views_html(phase_views(run)))
+
+
 def default_sections() -> list[tuple[str, Section]]:
     """The report's sections, in order (title, function of the run -> HTML)."""
-    sections: list[tuple[str, Section]] = [
+    return [
         ("Summary", summary_section),
         ("The three phases", phases_section),
         ("Per attribute", per_attribute_section),
+        ("Hallucinations", hallucination_section),
+        ("Name-token attention", name_attention_section),
+        ("Attention before, during and after the plateau", attention_views_section),
     ]
-    return sections
 
 
 _CSS = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;color:#222}
