@@ -11,12 +11,17 @@ from statistics import NormalDist
 
 import numpy as np
 import pytest
+import torch
 
 from workbench.config import DataConfig, PoolSizes, RunConfig, preset
 from workbench.data.biographies import NAME, PAD, TEXT, VALUE
 from workbench.data.corpus import BiographyData
 from workbench.data.templates import TEMPLATES
 from workbench.data.tokenizer import template_pieces
+
+# Tiny models run faster on one thread (less OpenMP overhead), and one setting for the whole session
+# keeps exact-equality comparisons between runs meaningful.
+torch.set_num_threads(1)
 
 # False-positive rate of every statistical check. The checks are seeded (deterministic), so this
 # only sets how far from the expectation a correct implementation may land.

@@ -207,8 +207,8 @@ class TrainConfig:
         _check(self.schedule in ("cosine", "constant"), "train.schedule", "cosine | constant", self.schedule)
         _int("train.eval_every", self.eval_every, 1)
         _int("train.eval_size", self.eval_size, 1, 1_000_000)
-        for s in self.checkpoint_steps:
-            _int("train.checkpoint_steps[]", s, 0, self.steps)
+        for s in self.checkpoint_steps:  # steps past the end of the run are ignored (a schedule outlives a run)
+            _int("train.checkpoint_steps[]", s, 0)
         _check(self.device in ("auto", "cpu", "cuda"), "train.device", "auto | cpu | cuda", self.device)
 
 

@@ -63,13 +63,14 @@ def test_jaccard():
 def test_a_model_does_not_overwrite_itself(tiny_model, tiny_data):
     for layer in (0, 1):
         out = overwrite(tiny_model, tiny_model, tiny_data, INDIVIDUALS, layer)
-        assert out["keys_changed"] == out["values_changed"] == out["overwritten"] == 0.0
+        assert out["keys_changed"] == out["values_changed"] == out["overwritten"] == out["value_change_rate"] == 0.0
         assert out["mean_jaccard"] == 1.0 and out["n"] == len(INDIVIDUALS)
 
 
 def test_training_overwrites_keys_and_values(tiny_model_init, tiny_model, tiny_data):
     out = overwrite(tiny_model_init, tiny_model, tiny_data, INDIVIDUALS, 0, decode="mlp")
     assert out["overwritten"] > 0 and out["mean_jaccard"] < 1.0
+    assert 0 < out["value_change_rate"] <= out["values_changed"]
     details = overwrite_details(tiny_model_init, tiny_model, tiny_data, INDIVIDUALS, 0)
     assert details["individual"].tolist() == INDIVIDUALS
     assert (details["keys_changed"] == (details["jaccard"] < 0.5)).all()

@@ -28,7 +28,8 @@ from workbench.probes.sites import activations_at, biographies, check_layers, la
 
 KEYS_CHANGED_BELOW = 0.5  # Jaccard threshold under which the top-k keys count as changed
 VIEW_COLUMNS = ["neuron", "activation", "attribute", "value_token", "logit_contribution", "pool_rank"]
-OVERWRITE_COLUMNS = ["layer", "keys_changed", "values_changed", "overwritten", "mean_jaccard", "n"]
+OVERWRITE_COLUMNS = ["layer", "keys_changed", "values_changed", "overwritten", "mean_jaccard", "value_change_rate",
+                     "n"]
 
 
 def pool_first_tokens(data: BiographyData) -> list[Int[Tensor, "n_tokens"]]:
@@ -130,12 +131,16 @@ def overwrite_details(model_before: HookedTransformer, model_after: HookedTransf
 
 def overwrite(model_before: HookedTransformer, model_after: HookedTransformer, data: BiographyData,
               individuals, layer: int, k: int = 10, decode: str = "topk", seed: int = 0) -> dict[str, float]:
-    """Fractions of individuals whose keys changed, whose decoded value changed, or either (overwritten)."""
+    """Fractions of individuals whose keys changed, whose decoded value changed (for some attribute), or
+    either (overwritten); the mean key Jaccard; value_change_rate = the fraction of (individual,
+    attribute) pairs whose decoded value changed (less saturated than values_changed)."""
     d = overwrite_details(model_before, model_after, data, individuals, layer, k, decode, seed)
+    n_attr = len(data.config.data.attributes)
     return {"layer": layer, "keys_changed": float(d["keys_changed"].mean()),
             "values_changed": float(d["values_changed"].mean()),
             "overwritten": float((d["keys_changed"] | d["values_changed"]).mean()),
-            "mean_jaccard": float(d["jaccard"].mean()), "n": len(d)}
+            "mean_jaccard": float(d["jaccard"].mean()),
+            "value_change_rate": float(d["n_values_changed"].mean() / n_attr), "n": len(d)}
 
 
 def overwrite_over_checkpoints(finetune_run, base_model: HookedTransformer | None = None, individuals=None,

@@ -51,7 +51,8 @@ def context_length(config: RunConfig, data: BiographyData) -> int:
 
 
 def checkpoint_schedule(config: RunConfig) -> tuple[int, ...]:
-    return config.train.checkpoint_steps or study_checkpoint_steps(config.train.steps)
+    t = config.train
+    return tuple(s for s in t.checkpoint_steps if s <= t.steps) or study_checkpoint_steps(t.steps)
 
 
 def setup(config: RunConfig, tokenizer=None) -> tuple[BiographyData, torch.nn.Module, str]:
