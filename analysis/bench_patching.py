@@ -13,32 +13,16 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import time
 
 import torch
 
+from bench_train import step_time  # the same timed training step (scripts run from analysis/)
 from workbench.config import preset
-from workbench.metrics import next_token_loss
 from workbench.model import build_model
 from workbench.patching.hooks import PatternPatcher
 from workbench.patching.sources import ReferencePatterns
 from workbench.training.api import setup
 from workbench.training.loop import make_optimizer
-
-
-def step_time(model, opt, batch, autocast) -> float:
-    """One training step as the loop does it: forward, loss, backward, clip, AdamW update."""
-    t = time.perf_counter()
-    with autocast:
-        logits = model(batch.tokens)
-    loss = next_token_loss(logits, batch)
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-    opt.step()
-    if batch.tokens.is_cuda:
-        torch.cuda.synchronize()
-    return time.perf_counter() - t
 
 
 def main() -> None:

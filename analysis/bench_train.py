@@ -58,12 +58,14 @@ class PlainGPT(nn.Module):
 
 
 def step_time(model, opt, batch, autocast) -> float:
+    """One training step as the loop does it: forward, loss, backward, clip, AdamW update."""
     t = time.perf_counter()
     with autocast:
         logits = model(batch.tokens)
     loss = next_token_loss(logits, batch)
     opt.zero_grad(set_to_none=True)
     loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     opt.step()
     if batch.tokens.is_cuda:
         torch.cuda.synchronize()

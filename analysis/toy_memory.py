@@ -59,7 +59,7 @@ def main() -> None:
     tmp = FIGURES / "toy_memory.csv.tmp"
     curves.to_csv(tmp, index=False)
     os.replace(tmp, FIGURES / "toy_memory.csv")
-    print(ToyMemoryConfig())
+    print("base config:", ToyMemoryConfig(n_new=args.n_new, eval_every=20))
     table = pd.DataFrame(rows).astype({"new_acc_0.9_step": "Int64"})
     print(table.to_string(index=False))
     print(f"wrote {FIGURES / 'toy_memory.png'} and {FIGURES / 'toy_memory.csv'}")

@@ -27,21 +27,22 @@ SHIPPED_POOL_SIZES = {
 SAMPLER_KINDS = ("uniform", "power_law", "celebrities", "warmup", "sequential")
 
 
-def _check(cond: bool, name: str, allowed: str, value: Any) -> None:
+def check(cond: bool, name: str, allowed: str, value: Any) -> None:
+    """Raise a ValueError naming the field, its value and the allowed range unless `cond`."""
     if not cond:
         raise ValueError(f"{name}={value!r} is out of range: allowed {allowed}")
 
 
-def _int(name: str, value: Any, lo: int, hi: float = math.inf) -> None:
+def check_int(name: str, value: Any, lo: int, hi: float = math.inf) -> None:
     ok = isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi
-    _check(ok, name, f"an integer in [{lo}, {hi if hi != math.inf else 'inf'}]", value)
+    check(ok, name, f"an integer in [{lo}, {hi if hi != math.inf else 'inf'}]", value)
 
 
-def _float(name: str, value: Any, lo: float, hi: float = math.inf, lo_open: bool = False) -> None:
+def check_number(name: str, value: Any, lo: float, hi: float = math.inf, lo_open: bool = False) -> None:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     ok = ok and (lo < value if lo_open else lo <= value) and value <= hi
     lo_s = f"({lo}" if lo_open else f"[{lo}"
-    _check(ok, name, f"a number in {lo_s}, {hi if hi != math.inf else 'inf'}]", value)
+    check(ok, name, f"a number in {lo_s}, {hi if hi != math.inf else 'inf'}]", value)
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ class PoolSizes:
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
-            _int(f"pool_sizes.{f.name}", getattr(self, f.name), 1, SHIPPED_POOL_SIZES[f.name])
+            check_int(f"pool_sizes.{f.name}", getattr(self, f.name), 1, SHIPPED_POOL_SIZES[f.name])
 
 
 @dataclass(frozen=True)
@@ -81,14 +82,14 @@ class SamplerConfig:
     n_repeats: int = 1
 
     def __post_init__(self) -> None:
-        _check(self.kind in SAMPLER_KINDS, "sampler.kind", f"one of {SAMPLER_KINDS}", self.kind)
-        _float("sampler.alpha", self.alpha, 0.0, 10.0)
-        _int("sampler.n_celebrities", self.n_celebrities, 1)
-        _float("sampler.weight_celebrities", self.weight_celebrities, 0.0, lo_open=True)
-        _int("sampler.indiv_warmup", self.indiv_warmup, 1)
-        _float("sampler.epochs_warmup", self.epochs_warmup, 0.0)
-        _int("sampler.n_groups", self.n_groups, 1)
-        _int("sampler.n_repeats", self.n_repeats, 1)
+        check(self.kind in SAMPLER_KINDS, "sampler.kind", f"one of {SAMPLER_KINDS}", self.kind)
+        check_number("sampler.alpha", self.alpha, 0.0, 10.0)
+        check_int("sampler.n_celebrities", self.n_celebrities, 1)
+        check_number("sampler.weight_celebrities", self.weight_celebrities, 0.0, lo_open=True)
+        check_int("sampler.indiv_warmup", self.indiv_warmup, 1)
+        check_number("sampler.epochs_warmup", self.epochs_warmup, 0.0)
+        check_int("sampler.n_groups", self.n_groups, 1)
+        check_int("sampler.n_repeats", self.n_repeats, 1)
 
 
 @dataclass(frozen=True)
@@ -109,29 +110,29 @@ class DataConfig:
         for name, cls in (("pool_sizes", PoolSizes), ("sampler", SamplerConfig)):
             if isinstance(getattr(self, name), dict):
                 object.__setattr__(self, name, _from_dict(cls, getattr(self, name)))
-        _check(not isinstance(self.attributes, str), "data.attributes",
+        check(not isinstance(self.attributes, str), "data.attributes",
                f"a list of names from {ATTRIBUTES}, not one string", self.attributes)
         object.__setattr__(self, "attributes", tuple(self.attributes))
         for a in self.attributes:
-            _check(a in ATTRIBUTES, "data.attributes", f"a subset of {ATTRIBUTES}", a)
-        _check(len(self.attributes) > 0 and len(set(self.attributes)) == len(self.attributes),
+            check(a in ATTRIBUTES, "data.attributes", f"a subset of {ATTRIBUTES}", a)
+        check(len(self.attributes) > 0 and len(set(self.attributes)) == len(self.attributes),
                "data.attributes", f"a non-empty list of distinct names from {ATTRIBUTES}", self.attributes)
         n_shipped = min(len(TEMPLATES[a]) for a in ATTRIBUTES)
-        _int("data.n_templates", self.n_templates, 2, n_shipped)
-        _int("data.n_train_templates", self.n_train_templates, 1, self.n_templates - 1)
-        _int("data.vocab_size", self.vocab_size, 512, 65_536)
+        check_int("data.n_templates", self.n_templates, 2, n_shipped)
+        check_int("data.n_train_templates", self.n_train_templates, 1, self.n_templates - 1)
+        check_int("data.vocab_size", self.vocab_size, 512, 65_536)
         p = self.pool_sizes
         max_names = p.first_names * p.first_names * p.last_names
-        _int("data.n_individuals", self.n_individuals, 1, max_names)
-        _int("data.n_heldout", self.n_heldout, 0, max_names - self.n_individuals)
-        _int("data.n_finetune", self.n_finetune, 0, max_names - self.n_individuals - self.n_heldout)
+        check_int("data.n_individuals", self.n_individuals, 1, max_names)
+        check_int("data.n_heldout", self.n_heldout, 0, max_names - self.n_individuals)
+        check_int("data.n_finetune", self.n_finetune, 0, max_names - self.n_individuals - self.n_heldout)
         s = self.sampler
         if s.kind == "celebrities":
-            _int("sampler.n_celebrities", s.n_celebrities, 1, self.n_individuals)
+            check_int("sampler.n_celebrities", s.n_celebrities, 1, self.n_individuals)
         if s.kind == "warmup":
-            _int("sampler.indiv_warmup", s.indiv_warmup, 1, self.n_individuals)
+            check_int("sampler.indiv_warmup", s.indiv_warmup, 1, self.n_individuals)
         if s.kind == "sequential":
-            _int("sampler.n_groups", s.n_groups, 1, self.n_individuals)
+            check_int("sampler.n_groups", s.n_groups, 1, self.n_individuals)
 
     @property
     def n_values(self) -> dict[str, int]:
@@ -161,16 +162,16 @@ class ModelConfig:
     positional_embedding_type: str = "standard"
 
     def __post_init__(self) -> None:
-        _int("model.n_layers", self.n_layers, 1, 96)
-        _int("model.d_model", self.d_model, 8, 16_384)
-        _int("model.n_heads", self.n_heads, 1, 256)
-        _int("model.d_head", self.d_head, 1, 1024)
-        _int("model.d_mlp", self.d_mlp, 1, 65_536)
-        _int("model.n_ctx", self.n_ctx, 0, 8192)
+        check_int("model.n_layers", self.n_layers, 1, 96)
+        check_int("model.d_model", self.d_model, 8, 16_384)
+        check_int("model.n_heads", self.n_heads, 1, 256)
+        check_int("model.d_head", self.d_head, 1, 1024)
+        check_int("model.d_mlp", self.d_mlp, 1, 65_536)
+        check_int("model.n_ctx", self.n_ctx, 0, 8192)
         acts = ("gelu", "relu", "silu", "gelu_new")
-        _check(self.act_fn in acts, "model.act_fn", f"one of {acts}", self.act_fn)
+        check(self.act_fn in acts, "model.act_fn", f"one of {acts}", self.act_fn)
         pos = ("standard", "rotary")
-        _check(self.positional_embedding_type in pos, "model.positional_embedding_type", f"one of {pos}",
+        check(self.positional_embedding_type in pos, "model.positional_embedding_type", f"one of {pos}",
                self.positional_embedding_type)
 
 
@@ -197,19 +198,19 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "checkpoint_steps", tuple(int(s) for s in self.checkpoint_steps))
-        _int("train.steps", self.steps, 1)
-        _int("train.batch_size", self.batch_size, 1, 65_536)
-        _float("train.lr", self.lr, 0.0, 1.0, lo_open=True)
-        _float("train.final_lr", self.final_lr, 0.0, self.lr)
-        _float("train.weight_decay", self.weight_decay, 0.0, 10.0)
-        _float("train.beta1", self.beta1, 0.0, 1.0)
-        _float("train.beta2", self.beta2, 0.0, 1.0)
-        _check(self.schedule in ("cosine", "constant"), "train.schedule", "cosine | constant", self.schedule)
-        _int("train.eval_every", self.eval_every, 1)
-        _int("train.eval_size", self.eval_size, 1, 1_000_000)
+        check_int("train.steps", self.steps, 1)
+        check_int("train.batch_size", self.batch_size, 1, 65_536)
+        check_number("train.lr", self.lr, 0.0, 1.0, lo_open=True)
+        check_number("train.final_lr", self.final_lr, 0.0, self.lr)
+        check_number("train.weight_decay", self.weight_decay, 0.0, 10.0)
+        check_number("train.beta1", self.beta1, 0.0, 1.0)
+        check_number("train.beta2", self.beta2, 0.0, 1.0)
+        check(self.schedule in ("cosine", "constant"), "train.schedule", "cosine | constant", self.schedule)
+        check_int("train.eval_every", self.eval_every, 1)
+        check_int("train.eval_size", self.eval_size, 1, 1_000_000)
         for s in self.checkpoint_steps:  # steps past the end of the run are ignored (a schedule outlives a run)
-            _int("train.checkpoint_steps[]", s, 0)
-        _check(self.device in ("auto", "cpu", "cuda"), "train.device", "auto | cpu | cuda", self.device)
+            check_int("train.checkpoint_steps[]", s, 0)
+        check(self.device in ("auto", "cpu", "cuda"), "train.device", "auto | cpu | cuda", self.device)
 
 
 def _from_dict(cls: type, d: dict[str, Any]) -> Any:
@@ -243,10 +244,10 @@ class PatchConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "layers", tuple(self.layers))
         object.__setattr__(self, "heads", tuple(self.heads))
-        _check(bool(self.reference_run), "patch.reference_run", "a run directory", self.reference_run)
-        _int("patch.reference_step", self.reference_step, 0)
-        _int("patch.start_step", self.start_step, 0)
-        _float("patch.mix", self.mix, 0.0, 1.0)
+        check(bool(self.reference_run), "patch.reference_run", "a run directory", self.reference_run)
+        check_int("patch.reference_step", self.reference_step, 0)
+        check_int("patch.start_step", self.start_step, 0)
+        check_number("patch.mix", self.mix, 0.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -259,10 +260,10 @@ class FinetuneConfig:
     replay_weight: float = 0.0  # weight of each pre-training individual vs 1 per new individual
 
     def __post_init__(self) -> None:
-        _check(bool(self.base_run), "finetune.base_run", "a run directory", self.base_run)
-        _int("finetune.base_step", self.base_step, 0)
-        _int("finetune.n_new", self.n_new, 1)
-        _float("finetune.replay_weight", self.replay_weight, 0.0)
+        check(bool(self.base_run), "finetune.base_run", "a run directory", self.base_run)
+        check_int("finetune.base_step", self.base_step, 0)
+        check_int("finetune.n_new", self.n_new, 1)
+        check_number("finetune.replay_weight", self.replay_weight, 0.0)
 
 
 @dataclass(frozen=True)
@@ -278,9 +279,9 @@ class RunConfig:
     finetune: FinetuneConfig | None = None
 
     def __post_init__(self) -> None:
-        _int("seed", self.seed, 0, 2**63 - 1)
+        check_int("seed", self.seed, 0, 2**63 - 1)
         if self.finetune is not None:
-            _int("finetune.n_new", self.finetune.n_new, 1, self.data.n_finetune)
+            check_int("finetune.n_new", self.finetune.n_new, 1, self.data.n_finetune)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -10,7 +10,6 @@ old and the new pairs is tracked throughout. The optimizer is reset when fine-tu
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import matplotlib
@@ -23,21 +22,9 @@ from jaxtyping import Float, Int
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from workbench.config import check_int, check_number  # noqa: E402
+
 COLUMNS = ["phase", "step", "old_accuracy", "new_accuracy"]
-
-
-def _need(ok: bool, name: str, allowed: str, value) -> None:
-    if not ok:
-        raise ValueError(f"{name}={value!r} is out of range: allowed {allowed}")
-
-
-def _is_int(v, lo: int) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and v >= lo
-
-
-def _is_num(v, lo: float, lo_open: bool) -> bool:
-    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-    return ok and (v > lo if lo_open else v >= lo)
 
 
 @dataclass(frozen=True)
@@ -67,12 +54,11 @@ class ToyMemoryConfig:
                          ("pretrain_steps", 0), ("finetune_steps", 0), ("batch_size", 1), ("eval_every", 1),
                          ("seed", 0)):
             v = getattr(self, name)
-            _need(_is_int(v, lo), f"ToyMemoryConfig.{name}", f"an integer >= {lo}", v)
-        _need(_is_num(self.replay_weight, 0.0, False), "ToyMemoryConfig.replay_weight", "a number >= 0",
-              self.replay_weight)
+            check_int(f"ToyMemoryConfig.{name}", v, lo)
+        check_number("ToyMemoryConfig.replay_weight", self.replay_weight, 0.0)
         for name in ("lr", "finetune_lr"):
             v = getattr(self, name)
-            _need(_is_num(v, 0.0, True) and v <= 1.0, f"ToyMemoryConfig.{name}", "a number in (0, 1]", v)
+            check_number(f"ToyMemoryConfig.{name}", v, 0.0, 1.0, lo_open=True)
 
     @property
     def replay_fraction(self) -> float:
