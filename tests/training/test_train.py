@@ -139,3 +139,21 @@ def test_existing_run_directory_is_not_overwritten(tiny_run):
     with pytest.raises(ValueError, match="already holds a run"):
         train(preset("tiny"), tiny_run.path, progress=False)
     assert (tiny_run.path / "metrics.csv").read_bytes() == before
+
+
+def test_resume_from_a_checkpoint_between_evaluations_is_exact(tmp_path):
+    cfg = preset("tiny", train={"checkpoint_steps": (0, 13, 27, 40)})  # 13, 27: not evaluation steps
+    train(cfg, tmp_path / "a", progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tmp_path / "b", progress=False, callbacks=[_Kill(33)])
+    resume(tmp_path / "b", progress=False)
+    pd.testing.assert_frame_equal(load_run(tmp_path / "b").metrics, load_run(tmp_path / "a").metrics, check_exact=True)
+
+
+def test_missing_feature_run_names_the_field(tmp_path):
+    from workbench.config import PatchConfig
+
+    cfg = preset("tiny").replace(patch=PatchConfig(reference_run=str(tmp_path / "nope"), reference_step=0))
+    with pytest.raises(ValueError, match="patch.reference_run"):
+        train(cfg, tmp_path / "r", progress=False)
+    assert not (tmp_path / "r").exists()

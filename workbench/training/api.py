@@ -18,10 +18,12 @@ from workbench.training.rundir import RunDir
 
 def feature_tokenizer(config: RunConfig):
     """Patched and fine-tuning runs use their reference / base run's saved tokenizer."""
-    if config.finetune is not None:
-        return RunDir(config.finetune.base_run).tokenizer()
-    if config.patch is not None:
-        return RunDir(config.patch.reference_run).tokenizer()
+    for field, path in (("finetune.base_run", config.finetune and config.finetune.base_run),
+                        ("patch.reference_run", config.patch and config.patch.reference_run)):
+        if path:
+            if not RunDir(path).exists():
+                raise ValueError(f"{field}={path!r} is not a run directory (no manifest.json)")
+            return RunDir(path).tokenizer()
     return None
 
 

@@ -38,11 +38,16 @@ class Evaluator(Callback):
         scores = self.run.read_scores()
         keep = scores.get("step", np.zeros(0)) <= state.step
         self.scores = {k: list(v[keep]) for k, v in scores.items()}
-        if not any(r["step"] == state.step for r in self.rows):
+        if self._due(state) and not any(r["step"] == state.step for r in self.rows):
             self.evaluate(state)
 
+    @staticmethod
+    def _due(state: TrainState) -> bool:
+        t = state.config.train
+        return state.step == 0 or state.step % t.eval_every == 0 or state.step == t.steps
+
     def on_step_end(self, state: TrainState) -> None:
-        if state.step % state.config.train.eval_every == 0 or state.step == state.config.train.steps:
+        if self._due(state):
             self.evaluate(state)
 
     def evaluate(self, state: TrainState) -> None:
