@@ -16,6 +16,7 @@ from workbench.phases import Phases  # noqa: E402
 def log_steps(ax, eval_every: int) -> None:
     """Steps on a log scale that still shows step 0 (symlog, linear below one evaluation interval)."""
     ax.set_xscale("symlog", linthresh=max(eval_every, 1))
+    ax.set_xlim(left=0)
     ax.set_xlabel("training step")
 
 
