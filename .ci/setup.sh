@@ -8,7 +8,7 @@ PY="${PYTHON:-python3}"
 if ! "$PY" -c "import torch" 2>/dev/null; then
   "$PY" -m pip install -q "torch==2.13.0"
 fi
-if ! "$PY" -c "import workbench, transformer_lens, circuitsvis, nbclient" 2>/dev/null \
+if ! "$PY" -c "import workbench, transformer_lens, circuitsvis, nbclient, ipywidgets" 2>/dev/null \
    || ! "$PY" -m pip show -q workbench >/dev/null 2>&1; then
   "$PY" -m pip install -q -e ".[notebooks]"
 fi
