@@ -26,6 +26,7 @@ from workbench.config import DataConfig, FinetuneConfig, RunConfig
 from workbench.run import Run, load_run
 from workbench.training.checkpoint import load_weights
 from workbench.training.loop import Callback
+from workbench.training.rundir import RunDir
 
 STEPS_FRACTION = 0.1  # default fine-tuning length: 10% of the base run's steps
 N_EVALS = 40  # default number of evaluations over a fine-tuning run
@@ -36,8 +37,7 @@ _FREE_DATA_FIELDS = ("n_finetune", "sampler")
 
 def load_base(spec: FinetuneConfig) -> Run:
     """The base run of a fine-tuning spec, checked: a run directory with a checkpoint at base_step."""
-    if not (Path(spec.base_run) / "manifest.json").is_file():
-        raise ValueError(f"finetune.base_run={spec.base_run!r} is not a run directory (no manifest.json)")
+    RunDir.require(spec.base_run, "finetune.base_run")
     base = load_run(spec.base_run)
     steps = base.checkpoint_steps
     if spec.base_step not in steps:

@@ -8,12 +8,11 @@ The patched run is an ordinary run (metrics, checkpoints, resume); its config re
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
-
 from workbench.config import DataConfig, RunConfig
 from workbench.patching.hooks import PatternPatcher, validate_indices
 from workbench.patching.sources import ReferencePatterns
 from workbench.training.loop import Callback, TrainState
+from workbench.training.rundir import RunDir
 
 
 class PatchCallback(Callback):
@@ -62,8 +61,7 @@ def validate_patch(config: RunConfig, tokenizer=None):
     spec = config.patch
     if spec is None:
         raise ValueError("config.patch is None: nothing to validate")
-    if not (Path(spec.reference_run) / "manifest.json").is_file():
-        raise ValueError(f"patch.reference_run={spec.reference_run!r} is not a run directory (no manifest.json)")
+    RunDir.require(spec.reference_run, "patch.reference_run")
     if spec.start_step > config.train.steps:
         raise ValueError(f"patch.start_step={spec.start_step} is out of range: allowed [0, {config.train.steps}]")
     validate_indices("patch.layers", list(spec.layers), config.model.n_layers)

@@ -21,9 +21,7 @@ def feature_tokenizer(config: RunConfig):
     for field, path in (("finetune.base_run", config.finetune and config.finetune.base_run),
                         ("patch.reference_run", config.patch and config.patch.reference_run)):
         if path:
-            if not RunDir(path).exists():
-                raise ValueError(f"{field}={path!r} is not a run directory (no manifest.json)")
-            return RunDir(path).tokenizer()
+            return RunDir.require(path, field).tokenizer()
     return None
 
 

@@ -102,14 +102,15 @@ class Checkpointer(Callback):
         opt_meta["loop"] = json.dumps({"step": step, "loss_sum": state.loss_sum, "loss_count": state.loss_count})
         optim = save_tensors(self.run.optimizer_path(step), opt_t, opt_meta)
         ckpts = m["checkpoints"]
+        stale = [int(s) for s, entry in ckpts.items() if entry.get("optimizer")]
+        for s in stale:  # optimizer state travels with the newest checkpoint only
+            ckpts[str(s)]["optimizer"] = ckpts[str(s)]["optimizer_sha256"] = None
         ckpts[str(step)] = {"weights": self.run.weights_path(step).name, "sha256": weights,
                             "optimizer": self.run.optimizer_path(step).name, "optimizer_sha256": optim}
         self.run.update_manifest(checkpoints=ckpts, last_step=step, wall_s=self.wall0 + time.time() - self.t0)
-        for s, entry in ckpts.items():  # keep optimizer state with the newest checkpoint only
-            if int(s) != step and entry.get("optimizer"):
-                self.run.optimizer_path(int(s)).unlink(missing_ok=True)
-                entry["optimizer"] = entry["optimizer_sha256"] = None
-        self.run.update_manifest(checkpoints=ckpts)
+        for s in stale:  # deleted only once the manifest no longer points at them
+            if s != step:
+                self.run.optimizer_path(s).unlink(missing_ok=True)
 
 
 class Progress(Callback):

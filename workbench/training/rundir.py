@@ -24,7 +24,6 @@ from workbench.training.checkpoint import atomic_write_bytes, atomic_write_json,
 def versions() -> dict[str, str]:
     import tokenizers
     import torch
-    import transformer_lens  # noqa: F401
     from importlib.metadata import version
 
     return {"python": platform.python_version(), "torch": torch.__version__,
@@ -52,6 +51,14 @@ class RunDir:
 
     def exists(self) -> bool:
         return self.manifest_path.is_file()
+
+    @classmethod
+    def require(cls, path: str | Path, field: str) -> "RunDir":
+        """The run directory a config field names; a ValueError naming the field when it is none."""
+        run = cls(path)
+        if not run.exists():
+            raise ValueError(f"{field}={str(path)!r} is not a run directory (no manifest.json)")
+        return run
 
     # -- creation -----------------------------------------------------------------------------
     def create(self, config: RunConfig, tokenizer: BiographyTokenizer, population_fingerprint: str) -> None:
