@@ -223,7 +223,7 @@ def plot_attention_over_training(df: pd.DataFrame, metric: str, layer: int | str
     `Phases` (e.g. `run.phases()`) for vertical lines at the plateau start and end.
     """
     from workbench.viz.figures import log_steps, mark_phases  # lazy: workbench.viz imports this module
-    import matplotlib.pyplot as plt
+    from workbench.viz.figures import subplots
 
     missing = {"step", *COLUMNS} - set(df.columns)
     if missing:
@@ -233,7 +233,7 @@ def plot_attention_over_training(df: pd.DataFrame, metric: str, layer: int | str
     layer = resolve_layer(layer, int(df["layer"].max()) + 1)
     sel = df[(df["metric"] == metric) & (df["layer"] == layer)]
     wide = sel.pivot_table(index="step", columns="head", values="value").sort_index()
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = subplots(figsize=(6, 4))
     for h in wide.columns:
         ax.plot(wide.index, wide[h], color="C0", alpha=0.25, lw=1, label="single heads" if h == wide.columns[0] else None)
     ax.plot(wide.index, wide.mean(axis=1), color="C0", lw=2.2, marker="o", ms=3, label="mean over heads")

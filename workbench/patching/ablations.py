@@ -323,12 +323,12 @@ def _tl_progress(enabled: bool):
 
 def plot_layer_position(df: pd.DataFrame, value: str | None = None, title: str | None = None):
     """Heatmap layer x position of `value` (default: normalized, else score), x labelled with tokens."""
-    from workbench.viz.figures import plt
+    from workbench.viz.figures import subplots
 
     value = value or ("normalized" if "normalized" in df and df["normalized"].notna().any() else "score")
     grid = df.pivot(index="layer", columns="position", values=value)
     tokens = df.drop_duplicates("position").set_index("position")["token"].reindex(grid.columns)
-    fig, ax = plt.subplots(figsize=(min(40.0, max(6.0, 0.16 * grid.shape[1] + 2)), 1.2 + 0.5 * grid.shape[0]))
+    fig, ax = subplots(figsize=(min(40.0, max(6.0, 0.16 * grid.shape[1] + 2)), 1.2 + 0.5 * grid.shape[0]))
     lim = float(np.nanmax(np.abs(grid.to_numpy()))) or 1.0
     im = ax.imshow(grid.to_numpy(), aspect="auto", cmap="RdBu", vmin=-lim, vmax=lim)
     ax.set_xticks(range(grid.shape[1]), [f"{t}" for t in tokens], rotation=90, fontsize=6)
@@ -342,12 +342,12 @@ def plot_layer_position(df: pd.DataFrame, value: str | None = None, title: str |
 
 def plot_heads(df: pd.DataFrame, value: str | None = None, title: str | None = None):
     """Heatmap layer x head of `value` (default: normalized, else delta, else score), cells annotated."""
-    from workbench.viz.figures import plt
+    from workbench.viz.figures import subplots
 
     value = value or next(c for c in ("normalized", "delta", "score") if c in df and df[c].notna().any())
     heads = df[(df["head"] >= 0)] if "head" in df else df
     grid = heads.pivot(index="layer", columns="head", values=value)
-    fig, ax = plt.subplots(figsize=(max(4.0, 1.5 + 0.6 * grid.shape[1]), max(3.0, 1.0 + 0.5 * grid.shape[0])))
+    fig, ax = subplots(figsize=(max(4.0, 1.5 + 0.6 * grid.shape[1]), max(3.0, 1.0 + 0.5 * grid.shape[0])))
     arr = grid.to_numpy()
     lim = float(np.nanmax(np.abs(arr))) or 1.0
     im = ax.imshow(arr, aspect="auto", cmap="RdBu", vmin=-lim, vmax=lim)

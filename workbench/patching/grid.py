@@ -135,15 +135,15 @@ def grid_curves(grid_df: pd.DataFrame) -> pd.DataFrame:
 def plot_grid(grid_df: pd.DataFrame, curves_df: pd.DataFrame, no_knowledge_baseline: float | None = None):
     """Attribute loss and accuracy vs step (log-x), one colour per reference step, line style per
     start step, the unpatched reference as a black dashed line; legends give final accuracies."""
-    from workbench.viz.figures import log_steps, plt  # sets a non-interactive backend if needed
+    from workbench.viz.figures import colormap, log_steps, subplots
 
     final = {(None if pd.isna(r) else int(r), None if pd.isna(s) else int(s)): acc for r, s, acc in
              zip(grid_df["reference_step"], grid_df["start_step"], grid_df["final_attribute_accuracy"])}
-    fig, (ax_l, ax_a) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (ax_l, ax_a) = subplots(1, 2, figsize=(11, 4))
     patched = curves_df[curves_df["reference_step"].notna()]
     ref_steps = sorted(patched["reference_step"].unique())
     starts = sorted(patched["start_step"].unique())
-    cmap = plt.get_cmap("viridis")
+    cmap = colormap()
     styles = ["-", "--", ":", "-."]
     for (r, s), c in patched.groupby(["reference_step", "start_step"]):
         colour = cmap(ref_steps.index(r) / max(len(ref_steps) - 1, 1))

@@ -17,10 +17,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import matplotlib
-
-matplotlib.use("Agg")  # noqa: E402
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
@@ -30,6 +26,7 @@ from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
 from workbench.data.corpus import BiographyData
+from workbench.viz.figures import Figure, colormap, subplots
 from workbench.probes.sites import (activations_at, biographies, check_layers, last_name_position, probe_targets,
                                     sample_individuals, value_prediction_positions)
 
@@ -153,7 +150,7 @@ def probes_over_checkpoints(run, steps: list[int] | None = None, progress: bool 
     return pd.concat(frames, ignore_index=True)[["step", *COLUMNS]]
 
 
-def plot_probes(df: pd.DataFrame) -> plt.Figure:
+def plot_probes(df: pd.DataFrame) -> Figure:
     """Accuracy along depth (before/after each MLP), one panel per attribute, chance dashed;
     one line per checkpoint step when df has a step column."""
     missing = set(COLUMNS) - set(df.columns)
@@ -165,9 +162,9 @@ def plot_probes(df: pd.DataFrame) -> plt.Figure:
     df = df.assign(depth=depth)
     cols = min(4, len(attributes))
     rows = -(-len(attributes) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.8 * rows), squeeze=False, sharey=True)
+    fig, axes = subplots(rows, cols, figsize=(3.4 * cols, 2.8 * rows), squeeze=False, sharey=True)
     steps = sorted(df["step"].unique()) if "step" in df else [None]
-    cmap = plt.get_cmap("viridis")
+    cmap = colormap()
     ticks = [(2 * l + k, f"{l}{'+' if k else '-'}") for l in range(n_layers) for k in (0, 1)]
     for ax, attr in zip(axes.flat, attributes):
         sub = df[df["attribute"] == attr]

@@ -19,10 +19,6 @@ attributes), score, nats (the raw change in value log-probability behind the sco
 
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg")  # noqa: E402
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
@@ -34,6 +30,7 @@ from transformer_lens import HookedTransformer
 from workbench.data.biographies import Batch
 from workbench.data.corpus import BiographyData
 from workbench.metrics import evaluate
+from workbench.viz.figures import Figure, colormap, subplots
 from workbench.probes.sites import biographies, check_layers, name_mask, sample_individuals
 
 METHODS = ("mean_ablation", "zero_ablation", "patching")
@@ -189,7 +186,7 @@ def localisation_over_checkpoints(run, steps: list[int] | None = None, progress:
     return out[["step", *COLUMNS]]
 
 
-def plot_localisation(df: pd.DataFrame, attribute: str = "all") -> plt.Figure:
+def plot_localisation(df: pd.DataFrame, attribute: str = "all") -> Figure:
     """Score per layer, one panel per method; one line per checkpoint step when df has a step column."""
     missing = set(COLUMNS) - set(df.columns)
     if missing:
@@ -198,9 +195,9 @@ def plot_localisation(df: pd.DataFrame, attribute: str = "all") -> plt.Figure:
     if sub.empty:
         raise ValueError(f"attribute={attribute!r} has no rows: allowed {sorted(df['attribute'].unique())}")
     methods = [m for m in METHODS if m in set(sub["method"])]
-    fig, axes = plt.subplots(1, len(methods), figsize=(4.2 * len(methods), 3.4), squeeze=False)
+    fig, axes = subplots(1, len(methods), figsize=(4.2 * len(methods), 3.4), squeeze=False)
     steps = sorted(sub["step"].unique()) if "step" in sub else [None]
-    cmap = plt.get_cmap("viridis")
+    cmap = colormap()
     for ax, method in zip(axes[0], methods):
         for k, s in enumerate(steps):
             part = sub[(sub["method"] == method) & ((sub["step"] == s) if s is not None else True)]

@@ -12,17 +12,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import matplotlib
-
-matplotlib.use("Agg")  # noqa: E402  (figures are only ever saved)
-import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from workbench.config import check_int, check_number  # noqa: E402
+from workbench.config import check_int, check_number
+from workbench.viz.figures import Figure, subplots
 
 COLUMNS = ["phase", "step", "old_accuracy", "new_accuracy"]
 
@@ -141,11 +138,11 @@ def run_toy_memory(cfg: ToyMemoryConfig, progress: bool = False) -> pd.DataFrame
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def plot_toy_memory(dfs: dict[str, pd.DataFrame]) -> plt.Figure:
+def plot_toy_memory(dfs: dict[str, pd.DataFrame]) -> Figure:
     """Old (solid) and new (dashed) accuracy during fine-tuning, one colour per labelled run."""
     if not dfs:
         raise ValueError("dfs is empty: pass at least one {label: run_toy_memory(...) DataFrame}")
-    fig, ax = plt.subplots(figsize=(6.5, 4))
+    fig, ax = subplots(figsize=(6.5, 4))
     for i, (label, df) in enumerate(dfs.items()):
         missing = set(COLUMNS) - set(df.columns)
         if missing:

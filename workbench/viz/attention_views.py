@@ -19,20 +19,17 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import torch
+from circuitsvis.attention import attention_heads
+from circuitsvis.utils import render as cv_render
+from circuitsvis.utils.render import RenderedHTML
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg") if matplotlib.get_backend().lower() not in ("agg", "module://matplotlib_inline.backend_inline") else None
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from circuitsvis.attention import attention_heads  # noqa: E402
-from circuitsvis.utils import render as cv_render  # noqa: E402
-from circuitsvis.utils.render import RenderedHTML  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from workbench.attention import resolve_layer  # noqa: E402
-from workbench.data.biographies import NAME, VALUE, Batch  # noqa: E402
-from workbench.data.corpus import BiographyData  # noqa: E402
+from workbench.attention import resolve_layer
+from workbench.data.biographies import NAME, VALUE, Batch
+from workbench.data.corpus import BiographyData
+from workbench.viz.figures import subplots
 
 
 class OfflineView(RenderedHTML):
@@ -189,7 +186,7 @@ def plot_pattern(pattern, token_labels: list[str], title: str | None = None) -> 
         raise ValueError(f"pattern has shape {a.shape}: expected [n, n] with n = len(token_labels) = {len(token_labels)}")
     n = len(token_labels)
     size = min(max(4.0, 0.16 * n + 1.5), 24.0)
-    fig, ax = plt.subplots(figsize=(size + 1.0, size))
+    fig, ax = subplots(figsize=(size + 1.0, size))
     im = ax.imshow(a, cmap="Blues", vmin=0.0, vmax=max(float(a.max()), 1e-9))
     ax.set_xticks(range(n), token_labels, rotation=90, fontsize=6)
     ax.set_yticks(range(n), token_labels, fontsize=6)

@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import math
 
+from typing import Any
+
 import matplotlib
+from matplotlib.colors import Colormap
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg") if matplotlib.get_backend().lower() not in ("agg", "module://matplotlib_inline.backend_inline") else None
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+from workbench.phases import Phases
 
-from workbench.phases import Phases  # noqa: E402
+
+def subplots(nrows: int = 1, ncols: int = 1, figsize: tuple[float, float] = (6.4, 4.8), **kw: Any) -> tuple[Figure, Any]:
+    """A Figure and its axes without pyplot: no backend is chosen or switched on import, and no global
+    registry keeps figures alive. Jupyter shows a returned Figure inline; `fig.savefig` writes it."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(nrows, ncols, **kw)
+
+
+def colormap(name: str = "viridis") -> Colormap:
+    return matplotlib.colormaps[name]
 
 
 def log_steps(ax, eval_every: int) -> None:
@@ -36,7 +47,7 @@ def plot_phases(run, phases: Phases | None = None) -> Figure:
     """Attribute loss (seen and held-out individuals) and accuracy vs steps, with the baseline."""
     m, ev = run.metrics, run.config.train.eval_every
     phases = phases if phases is not None else run.phases()
-    fig, (ax_l, ax_a) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (ax_l, ax_a) = subplots(1, 2, figsize=(11, 4))
     ax_l.plot(m["step"], m["attribute_loss"], label="seen individuals (eval templates)", color="C0")
     if "heldout_attribute_loss" in m:
         ax_l.plot(m["step"], m["heldout_attribute_loss"], label="held-out individuals", color="C3", alpha=0.8)
@@ -62,7 +73,7 @@ def plot_phases(run, phases: Phases | None = None) -> Figure:
 def plot_per_attribute(run, prefix: str = "") -> Figure:
     """Attribute loss and accuracy per attribute type (seen individuals by default)."""
     m, attrs = run.metrics, run.config.data.attributes
-    fig, (ax_l, ax_a) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (ax_l, ax_a) = subplots(1, 2, figsize=(11, 4))
     for i, a in enumerate(attrs):
         ax_l.plot(m["step"], m[f"{prefix}attribute_loss/{a}"], color=f"C{i}", label=a)
         ax_a.plot(m["step"], m[f"{prefix}attribute_accuracy/{a}"], color=f"C{i}", label=a)

@@ -18,8 +18,6 @@ import traceback
 from pathlib import Path
 from typing import Callable
 
-import matplotlib.pyplot as plt
-
 from workbench.viz.figures import plot_per_attribute, plot_phases
 
 Section = Callable[["object"], str]
@@ -28,7 +26,6 @@ Section = Callable[["object"], str]
 def figure_html(fig, alt: str) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
     data = base64.b64encode(buf.getvalue()).decode()
     return f'<img class="figure" alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
 
