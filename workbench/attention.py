@@ -222,8 +222,7 @@ def plot_attention_over_training(df: pd.DataFrame, metric: str, layer: int | str
     df: the output of `attention_over_training`; layer: 'first', 'last' or an index; phases: a
     `Phases` (e.g. `run.phases()`) for vertical lines at the plateau start and end.
     """
-    from workbench.viz.figures import log_steps, mark_phases  # lazy: workbench.viz imports this module
-    from workbench.viz.figures import subplots
+    from workbench.viz.figures import log_steps, mark_phases, subplots  # lazy: workbench.viz imports this module
 
     missing = {"step", *COLUMNS} - set(df.columns)
     if missing:

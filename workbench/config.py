@@ -327,11 +327,11 @@ def _presets() -> dict[str, RunConfig]:
         # sized so the three phases show on 2 CPU cores in a few minutes (see analysis/notes)
         "cpu-quick": RunConfig(
             preset="cpu-quick",
-            data=DataConfig(n_individuals=1000, n_heldout=500, n_finetune=1000, vocab_size=4096,
+            data=DataConfig(n_individuals=1500, n_heldout=500, n_finetune=1000, vocab_size=4096,
                             pool_sizes=PoolSizes(first_names=200, last_names=200, cities=200, universities=100,
                                                  majors=50, companies=100, years=50)),
-            model=ModelConfig(n_layers=4, d_model=64, n_heads=4, d_head=16, d_mlp=256),
-            train=TrainConfig(steps=2500, batch_size=32, lr=3e-3, eval_every=50, eval_size=128),
+            model=ModelConfig(n_layers=4, d_model=128, n_heads=4, d_head=32, d_mlp=512),
+            train=TrainConfig(steps=3500, batch_size=32, lr=3e-3, eval_every=50, eval_size=128),
         ),
         # for tests: seconds on a CPU
         "tiny": RunConfig(
