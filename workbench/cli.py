@@ -86,7 +86,7 @@ def _with_patch(cfg, args):
 def _run_at(spec: str, flag: str) -> tuple[str, int]:
     run, _, step = spec.rpartition("@")
     if not run or not step.isdigit():
-        raise ValueError(f"{flag}={spec!r}: allowed RUN@STEP, e.g. checkpoints/cpu-quick-seed0@2500")
+        raise ValueError(f"{flag}={spec!r}: allowed RUN@STEP, e.g. checkpoints/cpu-quick-seed0@3500")
     return run, int(step)
 
 

@@ -6,7 +6,7 @@ batches) with its attention patterns replaced by those of the reference checkpoi
 finished runs are skipped, unfinished ones resumed, so a grid can be stopped and re-run. The
 unpatched reference run itself is the baseline row (reference_step and start_step missing).
 
-    df = patch_grid("checkpoints/cpu-quick-seed0", reference_steps=[0, 500, 2500])
+    df = patch_grid("checkpoints/cpu-quick-seed0", reference_steps=[0, 438, 3500])
     plot_grid(df, grid_curves(df))
 """
 
