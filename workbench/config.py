@@ -324,7 +324,8 @@ def _presets() -> dict[str, RunConfig]:
     return {
         # the study's model and run (digest §3): 8 layers, d_model 512, 8 heads x 64, MLP 2048
         "paper": RunConfig(preset="paper"),
-        # sized so the three phases show on 2 CPU cores in a few minutes (see analysis/notes)
+        # the three phases in ~15 min on 2 CPU cores; d128 so memorisation after the plateau is fast
+        # (at d64 it took as long as the plateau; see analysis/NOTES.md)
         "cpu-quick": RunConfig(
             preset="cpu-quick",
             data=DataConfig(n_individuals=1500, n_heldout=500, n_finetune=1000, vocab_size=4096,

@@ -27,6 +27,13 @@ def test_tiny_run_loss_falls(tiny_run):
     assert tiny_run.checkpoint_steps == [0, 10, 20, 30, 40]
 
 
+def test_manifest_records_what_a_bit_identical_rerun_needs(tiny_run):
+    m = tiny_run.dir.manifest()
+    assert m["seed"] == tiny_run.config.seed and m["config_sha256"]
+    assert m["versions"]["torch"] == torch.__version__
+    assert int(m["versions"]["torch_threads"]) == torch.get_num_threads()  # conftest pins 1 thread
+
+
 def test_checkpoint_round_trip_gives_identical_logits(tiny_run):
     batch = tiny_run.data.eval_batch("train", 8)
     a = tiny_run.load_model(40)(batch.tokens)

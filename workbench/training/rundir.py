@@ -22,13 +22,15 @@ from workbench.training.checkpoint import atomic_write_bytes, atomic_write_json,
 
 
 def versions() -> dict[str, str]:
+    """Library versions and torch's CPU thread count: a bit-identical rerun needs the same of both
+    (float reductions are ordered differently across thread counts, and training is chaotic)."""
     import tokenizers
     import torch
     from importlib.metadata import version
 
     return {"python": platform.python_version(), "torch": torch.__version__,
             "transformer_lens": version("transformer-lens"), "tokenizers": tokenizers.__version__,
-            "workbench": version("workbench")}
+            "workbench": version("workbench"), "torch_threads": str(torch.get_num_threads())}
 
 
 class RunDir:
