@@ -17,7 +17,7 @@ import pandas as pd
 
 from workbench import load_run
 from workbench.attention import attention_over_training, plot_attention_over_training
-from workbench.patching import grid_curves, plot_grid
+from workbench.patching import grid_curves, plot_grid, read_grid_csv
 from workbench.viz.figures import plot_phases
 
 FIGURES = Path(__file__).parent / "figures"
@@ -59,7 +59,7 @@ def main() -> None:
         plot_attention_over_training(att, metric, layer, ph).savefig(FIGURES / f"{prefix}{name}.png", dpi=110,
                                                                       bbox_inches="tight")
     if args.grid:
-        grid = pd.read_csv(args.grid / "grid.csv", na_values=["none"]).astype({"reference_step": "Int64", "start_step": "Int64"})
+        grid = read_grid_csv(args.grid / "grid.csv")
         print(markdown(grid.drop(columns="run")))
         plot_grid(grid, grid_curves(grid), run.config.data.no_knowledge_baseline).savefig(
             FIGURES / f"{prefix}patch_grid.png", dpi=110, bbox_inches="tight")

@@ -102,8 +102,10 @@ def main() -> None:
     if not (out / "manifest.json").is_file():
         spec = PatchConfig(reference_run=str(ref.path.absolute()), reference_step=final, layers=tuple(args.layers))
         train(ref.config.replace(patch=spec), out, callbacks=[stop])
-    elif crossing(load_run(out).metrics) is None and load_run(out).metrics["step"].max() < unpatched[1]:
-        resume(out, callbacks=[stop])  # an interrupted patched run: continue it exactly
+    else:
+        done = load_run(out).metrics
+        if crossing(done) is None and done["step"].max() < unpatched[1]:
+            resume(out, callbacks=[stop])  # an interrupted patched run: continue it exactly
     metrics = load_run(out).metrics
     patched = crossing(metrics)
     if args.figure:

@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 
 import workbench.patching.grid as grid_module
 from workbench.patching.grid import (GRID_COLUMNS, default_out_root, default_reference_steps, grid_curves,
-                                    patch_grid, plot_grid, summary_row)
+                                    patch_grid, plot_grid, read_grid_csv, summary_row)
 from workbench.run import load_run
 from workbench.training.api import train as real_train
 from workbench.training.loop import Callback
@@ -54,6 +54,7 @@ def test_grid_trains_skips_and_resumes(tiny_run, tiny_run_dir, tmp_path, monkeyp
     saved = pd.read_csv(root / "grid.csv")
     assert saved["reference_step"].astype(str).tolist() == ["none", "0", "40"]
     assert saved["run"].tolist() == df["run"].tolist()
+    pd.testing.assert_frame_equal(read_grid_csv(root / "grid.csv"), df)  # the writer's twin: 'none' -> <NA>
 
     curves = grid_curves(df)
     assert list(curves.columns) == ["reference_step", "start_step", "step", "attribute_loss", "attribute_accuracy"]

@@ -119,6 +119,12 @@ def write_grid_csv(df: pd.DataFrame, path: Path) -> None:
     atomic_write_bytes(path, buf.getvalue().encode())
 
 
+def read_grid_csv(path: str | Path) -> pd.DataFrame:
+    """The summary table `patch_grid` wrote (grid.csv), with the baseline's 'none' steps missing again."""
+    df = pd.read_csv(path, na_values=["none"])
+    return df.astype({"reference_step": "Int64", "start_step": "Int64"})
+
+
 def grid_curves(grid_df: pd.DataFrame) -> pd.DataFrame:
     """Long table of every grid run's learning curve: reference_step, start_step, step, attribute loss/accuracy."""
     parts = []

@@ -26,9 +26,9 @@ from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
 from workbench.data.corpus import BiographyData
-from workbench.viz.figures import Figure, colormap, subplots
 from workbench.probes.sites import (activations_at, biographies, check_layers, last_name_position, probe_targets,
                                     sample_individuals, value_prediction_positions)
+from workbench.viz.figures import Figure, colormap, subplots
 
 SITES = ("resid_mid", "resid_post")  # before / after the layer's MLP
 POSITIONS = ("name", "value")

@@ -30,8 +30,8 @@ from transformer_lens import HookedTransformer
 from workbench.data.biographies import Batch
 from workbench.data.corpus import BiographyData
 from workbench.metrics import evaluate
-from workbench.viz.figures import Figure, colormap, subplots
 from workbench.probes.sites import biographies, check_layers, name_mask, sample_individuals
+from workbench.viz.figures import Figure, colormap, subplots
 
 METHODS = ("mean_ablation", "zero_ablation", "patching")
 COLUMNS = ["layer", "method", "attribute", "score", "nats"]
