@@ -20,7 +20,7 @@ from workbench.run import load_run
 
 @pytest.fixture(scope="module")
 def batch(tiny_data):
-    return tiny_data.eval_batch("train", 6)
+    return tiny_data.eval_batch("seen", 6)
 
 
 def uniform(b, t):
@@ -146,7 +146,7 @@ def test_over_training_rows_range_and_cache_reuse(run_copy, monkeypatch):
     assert df.value.notna().all() and df.value.between(0, 1).all()
     assert (run.path / "attention_metrics.csv").is_file()
     first = df[df.step == steps[0]].reset_index(drop=True)
-    direct = attention_metrics(run.load_model(steps[0]), run.data.eval_batch("train", 8))
+    direct = attention_metrics(run.load_model(steps[0]), run.data.eval_batch("seen", 8))
     np.testing.assert_allclose(first.value, direct.value, atol=1e-9)
 
     def fail(*a, **k):

@@ -48,7 +48,7 @@ def test_data_sample_three(capsys):
     lines = _biography_lines(capsys.readouterr().out)
     assert [line.split(".", 1)[0] for line in lines] == ["1", "2", "3"]
     data = BiographyData(preset("tiny"))
-    names = {data.world.full_name(i) for i in data.world.train}
+    names = {data.world.full_name(i) for i in data.world.seen}
     n_attr = len(data.config.data.attributes)
     for line in lines:
         marked_names = re.findall(r"\[\[(.+?)\]\]", line)
@@ -56,7 +56,7 @@ def test_data_sample_three(capsys):
         assert len(marked_names) == n_attr and len(set(marked_names)) == 1  # one person, every sentence
         assert marked_names[0] in names
         assert len(values) == n_attr
-        ind = next(i for i in data.world.train if data.world.full_name(i) == marked_names[0])
+        ind = next(i for i in data.world.seen if data.world.full_name(i) == marked_names[0])
         assert sorted(values) == sorted(data.world.describe(ind)[a] for a in data.config.data.attributes)
 
 

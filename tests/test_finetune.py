@@ -52,11 +52,11 @@ def test_config_is_derived_from_the_base_run(tiny_run):
 def test_population_is_prefix_stable(tiny_run):
     cfg = finetune_config(tiny_run.path, 40, 200)
     ft, base = make_world(cfg.data, cfg.seed), make_world(tiny_run.config.data, tiny_run.config.seed)
-    assert ft.fingerprint("train") == tiny_run.manifest["population_fingerprint"]
+    assert ft.fingerprint("seen") == tiny_run.manifest["population_fingerprint"]
     assert ft.fingerprint("heldout") == base.fingerprint("heldout")
-    assert len(ft.finetune) == 200
-    old = {tuple(n) for n in ft.names[: ft.finetune.start]}
-    assert not old & {tuple(n) for n in ft.names[ft.finetune.start:]}  # new individuals are new
+    assert len(ft.new) == 200
+    old = {tuple(n) for n in ft.names[: ft.new.start]}
+    assert not old & {tuple(n) for n in ft.names[ft.new.start:]}  # new individuals are new
 
 
 def test_runs_record_config_and_evaluate_the_new_individuals(ft_runs, tiny_run):
@@ -81,7 +81,7 @@ def test_step_zero_is_the_base_checkpoint(ft_runs, tiny_run):
         for col in ("attribute_loss", "attribute_accuracy", "heldout_attribute_loss", "heldout_entropy"):
             assert row[col] == base_row[col], col
         cfg = run.config
-        again = summarize(evaluate(base_model, run.data.eval_batch("train"), cfg.data.attributes), cfg.data.attributes)
+        again = summarize(evaluate(base_model, run.data.eval_batch("seen"), cfg.data.attributes), cfg.data.attributes)
         assert row["attribute_accuracy"] == again["attribute_accuracy"]
         assert row["attribute_loss"] == pytest.approx(again["attribute_loss"], rel=1e-6)
         start = run.load_model(0).state_dict()
@@ -93,8 +93,8 @@ def test_replay_mixes_pretraining_individuals(ft_runs):
     for w, run in ft_runs.items():
         world = run.data.world
         ids = np.concatenate([run.data.train_batch(s).individuals.numpy() for s in range(STEPS)])
-        new = (ids >= world.finetune.start) & (ids < world.finetune.start + 16)
-        old = ids < world.train.stop
+        new = (ids >= world.new.start) & (ids < world.new.start + 16)
+        old = ids < world.seen.stop
         assert (new | old).all()
         assert old.any() == (w > 0)
         assert new.any()

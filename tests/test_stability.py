@@ -21,7 +21,7 @@ def models(tiny_run):
 
 @pytest.fixture(scope="module")
 def batch(tiny_run):
-    return tiny_run.data.eval_batch("train", 12)
+    return tiny_run.data.eval_batch("seen", 12)
 
 
 @pytest.fixture

@@ -176,7 +176,7 @@ def attention_over_training(run, steps: list[int] | None = None, size: int = 256
                             chunk: int = 32) -> pd.DataFrame:
     """Attention metrics (step, layer, head, metric, value) at checkpoints of a run.
 
-    Computed on the run's fixed evaluation set `run.data.eval_batch("train", size)`, at every
+    Computed on the run's fixed evaluation set `run.data.eval_batch("seen", size)`, at every
     checkpoint (or at `steps`). Results are cached in <run>/attention_metrics.csv, keyed by step,
     size and the checkpoint's weights hash; only the steps the cache does not cover are computed.
     """
@@ -197,7 +197,7 @@ def attention_over_training(run, steps: list[int] | None = None, size: int = 256
     counts = mine.groupby("step").size()
     todo = [s for s in steps if counts.get(s, 0) != per_step]
     if todo:
-        batch = run.data.eval_batch("train", size)
+        batch = run.data.eval_batch("seen", size)
         new = []
         for s in tqdm(todo, desc="attention metrics", disable=not progress):
             df = attention_metrics(run.load_model(s), batch, chunk)

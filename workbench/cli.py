@@ -53,7 +53,7 @@ def cmd_data_sample(args) -> None:
     else:  # individuals of as many training steps as needed
         steps = range(-(-args.n // data.config.train.batch_size))
         ids = np.concatenate([data.sampler.individuals(s) for s in steps])[: args.n]
-        batch = data.biographer.batch(ids, "train", np.random.default_rng(data.config.seed))
+        batch = data.biographer.batch(ids, "training", np.random.default_rng(data.config.seed))
     print("names as [[...]], attribute values as <<...>>")
     for i in range(args.n):
         print(f"{i + 1}. {data.biographer.text(batch, i, mark=True).strip()}")

@@ -56,7 +56,7 @@ class Run:
     def data(self) -> BiographyData:
         """The run's world, tokenizer (the saved one) and sampler, rebuilt from config and seed."""
         data = BiographyData(self.config, tokenizer=self.tokenizer)
-        if data.world.fingerprint("train") != self.manifest["population_fingerprint"]:
+        if data.world.fingerprint("seen") != self.manifest["population_fingerprint"]:
             raise ValueError(f"run {self.path}: the population rebuilt from config.json differs from the manifest's")
         return data
 

@@ -131,7 +131,7 @@ def _over_checkpoints(run: Run, pairs: list[tuple[int, int]], cache_name: str, s
     todo = [p for p in pairs if p not in done]
     frames = [] if cached is None else [cached]
     if todo:
-        batch = run.data.eval_batch("train", size)  # seen (pre-training) individuals, evaluation templates
+        batch = run.data.eval_batch("seen", size)  # seen (pre-training) individuals, evaluation templates
         models: dict[int, HookedTransformer] = {}
 
         def model(step: int) -> HookedTransformer:

@@ -177,24 +177,24 @@ def test_training_biographies_use_only_training_templates(tiny_data, parsed_trai
     for batch, r, sentences in parsed_train:
         ind = int(batch.individuals[r])
         for s in sentences:
-            assert s.template in set(world.train_templates(ind, s.attribute).tolist())
-            assert s.template not in set(world.eval_templates(ind, s.attribute).tolist())
+            assert s.template in set(world.training_templates(ind, s.attribute).tolist())
+            assert s.template not in set(world.evaluation_templates(ind, s.attribute).tolist())
             seen += 1
     assert seen == N_TRAIN_BATCHES * tiny_data.config.train.batch_size * len(tiny_data.config.data.attributes)
 
 
 def test_evaluation_biographies_use_only_evaluation_templates(tiny_data, parser_for):
     parser, world = parser_for(tiny_data), tiny_data.world
-    for group in ("train", "heldout", "finetune"):
+    for group in ("seen", "heldout", "new"):
         batch = tiny_data.eval_batch(group, size=64)
         assert set(batch.individuals.tolist()) <= set(world.group(group))
         for r in range(len(batch)):
             ind = int(batch.individuals[r])
             for s in parser.row(batch, r):
-                assert s.template in set(world.eval_templates(ind, s.attribute).tolist())
+                assert s.template in set(world.evaluation_templates(ind, s.attribute).tolist())
 
 
-@pytest.mark.parametrize("split, lo, hi", [("train", 0, 20), ("eval", 20, 25)])
+@pytest.mark.parametrize("split, lo, hi", [("training", 0, 20), ("evaluation", 20, 25)])
 def test_one_individual_uses_exactly_its_split_uniformly(tiny_data, parser_for, stats, split, lo, hi):
     parser, world = parser_for(tiny_data), tiny_data.world
     ind = 5
@@ -221,13 +221,13 @@ def test_sentence_order_is_shuffled_uniformly(tiny_data, parsed_train, stats):
 
 def test_heldout_eval_batch_never_contains_training_individuals(tiny_data):
     batch = tiny_data.eval_batch("heldout", size=100)
-    assert not set(batch.individuals.tolist()) & set(tiny_data.world.train)
+    assert not set(batch.individuals.tolist()) & set(tiny_data.world.seen)
 
 
 def test_eval_batch_is_fixed(tiny_data):
-    a, b = tiny_data.eval_batch("train", size=32), tiny_data.eval_batch("train", size=32)
+    a, b = tiny_data.eval_batch("seen", size=32), tiny_data.eval_batch("seen", size=32)
     assert torch.equal(a.tokens, b.tokens) and torch.equal(a.individuals, b.individuals)
-    c = tiny_data.eval_batch("train", size=32, seed_offset=1)
+    c = tiny_data.eval_batch("seen", size=32, seed_offset=1)
     assert not torch.equal(a.tokens, c.tokens)
 
 
@@ -246,13 +246,13 @@ def test_lengths_bounded_by_max_length(tiny_data, train_batches):
 def test_pad_to(tiny_data):
     ids = np.arange(8)
     bio = tiny_data.biographer
-    b = bio.batch(ids, "train", np.random.default_rng(1), pad_to=bio.max_length())
+    b = bio.batch(ids, "training", np.random.default_rng(1), pad_to=bio.max_length())
     assert b.tokens.shape == (8, bio.max_length())
-    same = bio.batch(ids, "train", np.random.default_rng(1))
+    same = bio.batch(ids, "training", np.random.default_rng(1))
     n = same.tokens.shape[1]
     assert torch.equal(b.tokens[:, :n], same.tokens) and (b.kind[:, n:] == PAD).all()
     with pytest.raises(ValueError, match="pad_to"):
-        bio.batch(ids, "train", np.random.default_rng(1), pad_to=n - 1)
+        bio.batch(ids, "training", np.random.default_rng(1), pad_to=n - 1)
 
 
 def test_bad_split_raises(tiny_data):

@@ -46,7 +46,7 @@ def test_train_batch_is_pure_in_step(tiny_config):
 def test_train_batch_shape_and_population(tiny_data):
     b = tiny_data.train_batch(0)
     assert len(b) == tiny_data.config.train.batch_size
-    assert set(b.individuals.tolist()) <= set(tiny_data.world.train)
+    assert set(b.individuals.tolist()) <= set(tiny_data.world.seen)
 
 
 def test_batches_vary_across_steps_for_same_individual(tiny_config):
@@ -67,9 +67,9 @@ def test_finetune_sampler_draws_new_and_replayed(tiny_config, stats):
     data = BiographyData(cfg)
     w = data.world
     ids = torch.cat([data.train_batch(s).individuals for s in range(200)]).numpy()
-    new = range(w.finetune.start, w.finetune.start + 20)
-    assert set(ids.tolist()) <= set(w.train) | set(new)
-    n_pre = len(w.train)
+    new = range(w.new.start, w.new.start + 20)
+    assert set(ids.tolist()) <= set(w.seen) | set(new)
+    n_pre = len(w.seen)
     expect = 0.5 * n_pre / (0.5 * n_pre + 20)
     frac = float((ids < n_pre).mean())
     assert abs(frac - expect) <= stats.binomial_tolerance(expect, len(ids))
@@ -78,15 +78,22 @@ def test_finetune_sampler_draws_new_and_replayed(tiny_config, stats):
 def test_finetune_eval_group_limited_to_new_in_use(tiny_config):
     cfg = tiny_config.replace(finetune=FinetuneConfig(base_run="base", n_new=5))
     data = BiographyData(cfg)
-    b = data.eval_batch("finetune", size=50)
-    lo = data.world.finetune.start
+    b = data.eval_batch("new", size=50)
+    lo = data.world.new.start
     assert set(b.individuals.tolist()) <= set(range(lo, lo + 5))
 
 
 def test_eval_batch_empty_group_raises(tiny_config):
     data = BiographyData(tiny_config.replace(data={"n_finetune": 0}))
-    with pytest.raises(ValueError, match="finetune"):
-        data.eval_batch("finetune")
+    with pytest.raises(ValueError, match="'new'"):
+        data.eval_batch("new")
+
+
+def test_old_group_names_are_refused_with_the_new_name(tiny_data):
+    with pytest.raises(ValueError, match="'train' is now 'seen'"):
+        tiny_data.eval_batch("train")
+    with pytest.raises(ValueError, match="'finetune' is now 'new'"):
+        tiny_data.world.group("finetune")
 
 
 def test_sampler_kind_from_config(tiny_config, stats):

@@ -19,9 +19,9 @@ def _world(small_pools, seed=0, **kw):
 
 def test_group_ranges(small_pools):
     w = _world(small_pools)
-    assert w.train == range(0, 300)
+    assert w.seen == range(0, 300)
     assert w.heldout == range(300, 400)
-    assert w.finetune == range(400, 450)
+    assert w.new == range(400, 450)
     assert len(w.names) == len(w.values) == len(w.template_order) == 450
     assert w.group("heldout") == w.heldout
     with pytest.raises(ValueError, match="group"):
@@ -37,11 +37,11 @@ def test_full_names_unique(small_pools):
 
 def test_groups_disjoint_by_name(small_pools):
     w = _world(small_pools)
-    groups = {g: {w.full_name(i) for i in w.group(g)} for g in ("train", "heldout", "finetune")}
-    assert len(groups["train"]) == 300 and len(groups["heldout"]) == 100 and len(groups["finetune"]) == 50
-    assert not groups["train"] & groups["heldout"]
-    assert not groups["train"] & groups["finetune"]
-    assert not groups["heldout"] & groups["finetune"]
+    groups = {g: {w.full_name(i) for i in w.group(g)} for g in ("seen", "heldout", "new")}
+    assert len(groups["seen"]) == 300 and len(groups["heldout"]) == 100 and len(groups["new"]) == 50
+    assert not groups["seen"] & groups["heldout"]
+    assert not groups["seen"] & groups["new"]
+    assert not groups["heldout"] & groups["new"]
 
 
 def test_names_use_the_pools(small_pools):
@@ -66,25 +66,25 @@ def test_prefix_stable_when_groups_grow():
     p = PoolSizes(first_names=100, last_names=100)
     base = make_world(DataConfig(n_individuals=4200, n_heldout=10, pool_sizes=p), seed=3)
     more = make_world(DataConfig(n_individuals=4200, n_heldout=4000, n_finetune=500, pool_sizes=p), seed=3)
-    r = base.train
+    r = base.seen
     np.testing.assert_array_equal(base.names[r.start:r.stop], more.names[r.start:r.stop])
     np.testing.assert_array_equal(base.values[r.start:r.stop], more.values[r.start:r.stop])
     np.testing.assert_array_equal(base.template_order[r.start:r.stop], more.template_order[r.start:r.stop])
-    assert base.fingerprint("train") == more.fingerprint("train")
+    assert base.fingerprint("seen") == more.fingerprint("seen")
     # the first held-out individuals are the same too
     h = base.heldout
     np.testing.assert_array_equal(base.names[h.start:h.stop], more.names[h.start:h.stop])
     # and adding fine-tuning individuals does not touch the held-out ones
     more2 = make_world(DataConfig(n_individuals=4200, n_heldout=4000, n_finetune=900, pool_sizes=p), seed=3)
     assert more2.fingerprint("heldout") == more.fingerprint("heldout")
-    assert more2.fingerprint("train") == base.fingerprint("train")
+    assert more2.fingerprint("seen") == base.fingerprint("seen")
 
 
 def test_fingerprint_identifies_population(small_pools):
     a = _world(small_pools, seed=0)
     assert a.fingerprint() == _world(small_pools, seed=0).fingerprint()
     assert a.fingerprint() != _world(small_pools, seed=1).fingerprint()
-    assert a.fingerprint("train") != a.fingerprint("heldout")
+    assert a.fingerprint("seen") != a.fingerprint("heldout")
     assert a.fingerprint() != _world(small_pools, seed=0, n_individuals=301).fingerprint()
 
 
@@ -137,7 +137,7 @@ def test_template_split_sizes_and_disjoint(small_pools):
     cfg = w.config
     for i in range(len(w.names)):
         for j in range(len(cfg.attributes)):
-            tr, ev = w.train_templates(i, j), w.eval_templates(i, j)
+            tr, ev = w.training_templates(i, j), w.evaluation_templates(i, j)
             assert len(tr) == 20 and len(ev) == 5
             assert len(set(tr.tolist())) == 20 and len(set(ev.tolist())) == 5
             assert not set(tr.tolist()) & set(ev.tolist())
@@ -149,13 +149,13 @@ def test_template_split_follows_config(small_pools):
     assert w.template_order.shape[2] == 10
     for i in (0, 123, 449):
         for j in range(6):
-            tr, ev = set(w.train_templates(i, j).tolist()), set(w.eval_templates(i, j).tolist())
+            tr, ev = set(w.training_templates(i, j).tolist()), set(w.evaluation_templates(i, j).tolist())
             assert len(tr) == 7 and len(ev) == 3 and tr | ev == set(range(10))
 
 
 def test_template_split_differs_between_individuals_and_is_seeded(small_pools):
     a, b = _world(small_pools, seed=0), _world(small_pools, seed=1)
-    splits = {tuple(sorted(a.eval_templates(i, 0).tolist())) for i in range(len(a.names))}
+    splits = {tuple(sorted(a.evaluation_templates(i, 0).tolist())) for i in range(len(a.names))}
     assert len(splits) > len(a.names) // 2  # C(25, 5) = 53130 possible splits: almost all distinct
     assert not np.array_equal(a.template_order, b.template_order)
     np.testing.assert_array_equal(a.template_order, _world(small_pools, seed=0).template_order)

@@ -42,4 +42,4 @@ def other_tokenizer_run_dir(tiny_run_dir, tmp_path_factory):
 @pytest.fixture(scope="session")
 def eval_tokens(tiny_run):
     """Eight evaluation biographies of the tiny run (padded token ids)."""
-    return tiny_run.data.eval_batch("train", 8).tokens
+    return tiny_run.data.eval_batch("seen", 8).tokens

@@ -109,7 +109,7 @@ def test_ablations(tiny_run, model, pair):
     for units in ("heads", "mlps"):
         own = ablate(model, pair.clean, pair.target, kind="mean", units=units, mean_batch=pair.clean, progress=False)
         assert (own["delta"] == 0).all()  # the mean over a batch of one is the activation itself
-    batch = tiny_run.data.eval_batch("train", 8)
+    batch = tiny_run.data.eval_batch("seen", 8)
     mean = ablate(model, pair.clean, pair.target, kind="mean", mean_batch=batch, progress=False)
     assert (mean["delta"] != 0).any() and (mean["score"] != zero["score"]).any()
 

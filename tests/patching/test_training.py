@@ -32,7 +32,7 @@ def test_patched_run_records_its_spec_and_starts_from_the_patched_untrained_mode
     assert torch.equal(untrained.W_Q, run.load_model(0).W_Q)
     data, attrs = run.data, cfg.data.attributes
     with patch_patterns(untrained, ReferencePatterns(tiny_run.load_model(40))):
-        seen = summarize(evaluate(untrained, data.eval_batch("train"), attrs), attrs)
+        seen = summarize(evaluate(untrained, data.eval_batch("seen"), attrs), attrs)
         held = summarize(evaluate(untrained, data.eval_batch("heldout"), attrs), attrs, "heldout_")
     row = run.metrics.iloc[0]
     assert row["step"] == 0

@@ -66,7 +66,7 @@ def test_corrupted_biographies_change_only_the_name(tiny_data, clean):
     assert len(kept) == len(corrupted) > 0
     is_name = name_mask(kept)
     assert torch.equal(kept.tokens[~is_name], corrupted.tokens[~is_name])
-    names = {tuple(tiny_data.biographer.name_tokens(i)) for i in tiny_data.world.train}
+    names = {tuple(tiny_data.biographer.name_tokens(i)) for i in tiny_data.world.seen}
     for r in range(len(kept)):
         own = tiny_data.biographer.name_tokens(int(kept.individuals[r]))
         new = corrupted.tokens[r, is_name[r]].tolist()

@@ -18,7 +18,7 @@ def test_tiny_run_loss_falls(tiny_run):
     m = tiny_run.metrics
     assert list(m["step"]) == [0, 10, 20, 30, 40]
     assert m["attribute_loss"].iloc[-1] < m["attribute_loss"].iloc[0]
-    assert m["train_loss"].iloc[-1] < m["train_loss"].iloc[1]
+    assert m["training_loss"].iloc[-1] < m["training_loss"].iloc[1]
     assert (m["no_knowledge_baseline"] == tiny_run.config.data.no_knowledge_baseline).all()
     for col in ("attribute_accuracy", "heldout_attribute_loss", "heldout_attribute_accuracy",
                 "heldout_top_probability", "heldout_entropy"):
@@ -35,7 +35,7 @@ def test_manifest_records_what_a_bit_identical_rerun_needs(tiny_run):
 
 
 def test_checkpoint_round_trip_gives_identical_logits(tiny_run):
-    batch = tiny_run.data.eval_batch("train", 8)
+    batch = tiny_run.data.eval_batch("seen", 8)
     a = tiny_run.load_model(40)(batch.tokens)
     b = tiny_run.load_model(40)(batch.tokens)
     c = tiny_run.load_model(0)(batch.tokens)
@@ -64,7 +64,7 @@ def test_resume_equals_uninterrupted(tiny_run, tmp_path):
     resumed = load_run(path)
     assert resumed.status == "finished"
     pd.testing.assert_frame_equal(resumed.metrics, tiny_run.metrics, check_exact=True)
-    batch = tiny_run.data.eval_batch("train", 4)
+    batch = tiny_run.data.eval_batch("seen", 4)
     assert torch.equal(resumed.load_model(40)(batch.tokens), tiny_run.load_model(40)(batch.tokens))
 
 

@@ -20,7 +20,7 @@ REMOTE = re.compile(r"<(script|link|img|iframe)\b[^>]*\b(src|href)\s*=\s*[\"']?\
 
 @pytest.fixture(scope="module")
 def batch(tiny_run):
-    return tiny_run.data.eval_batch("train", 4)
+    return tiny_run.data.eval_batch("seen", 4)
 
 
 @pytest.fixture(scope="module")

@@ -118,7 +118,7 @@ def page_requests(page: Path, log: Path) -> list[str]:
 def pages(tiny_run, tmp_path_factory) -> dict[str, Path]:
     """The tiny run's report and one circuitsvis view (last layer, all heads) as offline HTML files."""
     out = tmp_path_factory.mktemp("rendering")
-    batch = tiny_run.data.eval_batch("train", 4)
+    batch = tiny_run.data.eval_batch("seen", 4)
     view = attention_view(tiny_run.load_model(), tiny_run.data, batch, row=0, layer="last")
     return {"report": write_report(tiny_run, out / "report.html"),
             "view": save_offline_html({"last layer": view}, out / "view.html", title="tiny run: attention")}

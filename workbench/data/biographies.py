@@ -22,7 +22,7 @@ from workbench.data.tokenizer import BiographyTokenizer, template_pieces
 
 PAD, BOS, TEXT, NAME, VALUE = 0, 1, 2, 3, 4
 KIND_NAMES = {PAD: "pad", BOS: "bos", TEXT: "text", NAME: "name", VALUE: "value"}
-SPLITS = ("train", "eval")
+SPLITS = ("training", "evaluation")  # the template split (digest §1)
 
 
 @dataclass
@@ -100,11 +100,11 @@ class Biographer:
         the padded length (0: the longest biography in the batch).
         """
         if split not in SPLITS:
-            raise ValueError(f"split={split!r} is out of range: allowed train | eval")
+            raise ValueError(f"split={split!r} is out of range: allowed training | evaluation")
         cfg = self.world.config
         individuals = np.asarray(individuals, dtype=np.int64)
         b, n_attr = len(individuals), len(self.attributes)
-        lo, n = (0, cfg.n_train_templates) if split == "train" else (cfg.n_train_templates, cfg.n_templates - cfg.n_train_templates)
+        lo, n = (0, cfg.n_train_templates) if split == "training" else (cfg.n_train_templates, cfg.n_templates - cfg.n_train_templates)
         order = np.argsort(rng.random((b, n_attr)), axis=1)
         slot = lo + rng.integers(n, size=(b, n_attr))
         templates = self.world.template_order[individuals[:, None], np.arange(n_attr)[None, :], slot]

@@ -10,7 +10,7 @@ import numpy as np
 
 from workbench.config import RunConfig
 from workbench.data.biographies import Batch, Biographer
-from workbench.data.population import World, make_world
+from workbench.data.population import GROUPS, World, make_world
 from workbench.data.samplers import Sampler, finetune_sampler, make_sampler
 from workbench.data.tokenizer import BiographyTokenizer, train_tokenizer
 
@@ -32,9 +32,14 @@ class BiographyData:
     def _make_sampler(self) -> Sampler:
         c, t = self.config, self.config.train
         if c.finetune is not None:
-            new = self.world.finetune[: c.finetune.n_new]
-            return finetune_sampler(new, self.world.train, c.finetune.replay_weight, t.batch_size, c.seed + 1)
-        return make_sampler(c.data.sampler, self.world.train, t.batch_size, t.steps, c.seed)
+            new = self.world.new[: c.finetune.n_new]
+            return finetune_sampler(new, self.world.seen, c.finetune.replay_weight, t.batch_size, c.seed + 1)
+        return make_sampler(c.data.sampler, self.world.seen, t.batch_size, t.steps, c.seed)
+
+    @property
+    def eval_groups(self) -> tuple[str, ...]:
+        """The groups a run evaluates: seen, held-out (when any) and, in fine-tuning, new individuals."""
+        return tuple(g for g in GROUPS if len(self.world.group(g)) and (g != "new" or self.config.finetune is not None))
 
     @property
     def max_length(self) -> int:
@@ -43,22 +48,22 @@ class BiographyData:
     def train_batch(self, step: int) -> Batch:
         """The training batch of a step (training templates), identical on every call."""
         rng = np.random.default_rng([self.config.seed, _STREAM_BATCH, step])
-        return self.biographer.batch(self.sampler.individuals(step), "train", rng)
+        return self.biographer.batch(self.sampler.individuals(step), "training", rng)
 
-    def eval_batch(self, group: str = "train", size: int | None = None, seed_offset: int = 0) -> Batch:
+    def eval_batch(self, group: str = "seen", size: int | None = None, seed_offset: int = 0) -> Batch:
         """A fixed evaluation set: `size` biographies of individuals of `group` on evaluation templates.
 
-        group: 'train' (seen individuals), 'heldout', or 'finetune' (the new individuals in use).
+        group: 'seen', 'heldout', or 'new' (the new individuals in use); see `population.GROUPS`.
         """
         size = size or self.config.train.eval_size
         ids = np.asarray(self.world.group(group))
-        if group == "finetune" and self.config.finetune is not None:
+        if group == "new" and self.config.finetune is not None:
             ids = ids[: self.config.finetune.n_new]
         if len(ids) == 0:
             raise ValueError(f"group={group!r} has no individuals in this run")
-        rng = np.random.default_rng([self.config.seed, _STREAM_EVAL, ("train", "heldout", "finetune").index(group), seed_offset])
+        rng = np.random.default_rng([self.config.seed, _STREAM_EVAL, GROUPS.index(group), seed_offset])
         chosen = rng.choice(ids, size=size, replace=size > len(ids))
-        return self.biographer.batch(chosen, "eval", rng)
+        return self.biographer.batch(chosen, "evaluation", rng)
 
     def stats(self) -> dict:
         """Pool sizes, templates per attribute, baseline, vocabulary and lengths (for `data stats`)."""

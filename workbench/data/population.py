@@ -1,7 +1,7 @@
 """Populations of individuals: unique full names, independently sampled attributes, template splits.
 
 One `World` holds every individual of a run in one set of arrays, ordered
-[training population | held-out | fine-tuning (new individuals)]; the three are index ranges.
+[seen (pre-training) | held-out | new (fine-tuning)]; the three are index ranges.
 Generation is chunked and seeded per chunk, so it is prefix-stable: asking for more held-out or
 new individuals never changes the ones before them (a fine-tuning run sees exactly the same
 pre-training population as its base run).
@@ -21,6 +21,26 @@ from workbench.data.templates import ATTRIBUTES
 _CHUNK = 4096
 _STREAM_NAMES, _STREAM_ATTRIBUTES = 1, 2
 
+# The study's groups of individuals, one definition for the whole workbench: "seen" (the
+# pre-training population), "heldout" (never trained on: hallucination), "new" (fine-tuning).
+GROUPS: tuple[str, ...] = ("seen", "heldout", "new")
+GROUP_LABELS = {"seen": "seen individuals", "heldout": "held-out individuals", "new": "new individuals"}
+_OLD_NAMES = {"train": "seen", "finetune": "new"}  # names used before the vocabulary was unified
+
+
+def check_group(name: str) -> str:
+    """`name` if it is one of GROUPS, else a ValueError naming the allowed groups."""
+    if name not in GROUPS:
+        hint = f" ('{name}' is now '{_OLD_NAMES[name]}')" if name in _OLD_NAMES else ""
+        raise ValueError(f"group={name!r} is out of range: allowed {' | '.join(GROUPS)}{hint}")
+    return name
+
+
+def column_prefix(group: str) -> str:
+    """The metrics-column prefix of a group: '' for seen individuals (the study's attribute loss and
+    accuracy are defined on them), '<group>_' otherwise (heldout_attribute_loss, new_...)."""
+    return "" if check_group(group) == "seen" else f"{group}_"
+
 
 @dataclass(frozen=True)
 class World:
@@ -33,7 +53,7 @@ class World:
     template_order: np.ndarray  # [n_total, n_attributes, n_templates] uint8: first n_train = training
 
     @property
-    def train(self) -> range:
+    def seen(self) -> range:
         return range(0, self.config.n_individuals)
 
     @property
@@ -42,20 +62,18 @@ class World:
         return range(n, n + self.config.n_heldout)
 
     @property
-    def finetune(self) -> range:
+    def new(self) -> range:
         n = self.config.n_individuals + self.config.n_heldout
         return range(n, n + self.config.n_finetune)
 
     def group(self, name: str) -> range:
-        """'train' (pre-training individuals), 'heldout' or 'finetune' (new individuals)."""
-        if name not in ("train", "heldout", "finetune"):
-            raise ValueError(f"group={name!r} is out of range: allowed train | heldout | finetune")
-        return getattr(self, name)
+        """The individuals of a group (see GROUPS): 'seen', 'heldout' or 'new'."""
+        return getattr(self, check_group(name))
 
-    def train_templates(self, individual: int, attribute: int) -> np.ndarray:
+    def training_templates(self, individual: int, attribute: int) -> np.ndarray:
         return self.template_order[individual, attribute, : self.config.n_train_templates]
 
-    def eval_templates(self, individual: int, attribute: int) -> np.ndarray:
+    def evaluation_templates(self, individual: int, attribute: int) -> np.ndarray:
         return self.template_order[individual, attribute, self.config.n_train_templates:]
 
     def full_name(self, individual: int) -> str:
@@ -68,7 +86,7 @@ class World:
             out[a] = self.pools.value(a, self.values[individual, j])
         return out
 
-    def fingerprint(self, group: str = "train") -> str:
+    def fingerprint(self, group: str = "seen") -> str:
         """A short hash of a group's names, values and template splits (identifies a population)."""
         r = self.group(group)
         h = hashlib.sha256()

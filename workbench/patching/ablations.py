@@ -97,7 +97,7 @@ class PatchingPair:
 
 
 def make_pair(data, individual: int, attribute: str | int, corrupt_with: int | None = None, seed: int = 0,
-              split: str = "eval") -> PatchingPair:
+              split: str = "evaluation") -> PatchingPair:
     """Clean and corrupted biographies of `individual` (templates of `split`, drawn with `seed`).
 
     corrupt_with: the individual whose name replaces the clean one; None picks (with `seed`) a
@@ -119,7 +119,7 @@ def make_pair(data, individual: int, attribute: str | int, corrupt_with: int | N
     a = attributes.index(attribute)
     name = bio.name_tokens(int(individual))
     if corrupt_with is None:
-        corrupt_with = _pick_corruptor(bio, world.train, int(individual), name, seed)
+        corrupt_with = _pick_corruptor(bio, world.seen, int(individual), name, seed)
     elif not isinstance(corrupt_with, (int, np.integer)) or not 0 <= corrupt_with < n_total or corrupt_with == individual:
         raise ValueError(f"corrupt_with={corrupt_with!r} is out of range: allowed another individual in [0, {n_total - 1}]")
     other = bio.name_tokens(int(corrupt_with))

@@ -160,7 +160,7 @@ def overwrite_over_checkpoints(finetune_run, base_model: HookedTransformer | Non
         base_model = load_run(ft.base_run).load_model(ft.base_step)
     data = finetune_run.data
     if individuals is None:
-        individuals = sample_individuals(data, "train", min(n, len(data.world.train)), seed)
+        individuals = sample_individuals(data, "seen", min(n, len(data.world.seen)), seed)
     layers = check_layers(layers, base_model.cfg.n_layers)
     steps = list(finetune_run.checkpoint_steps) if steps is None else list(steps)
     bad = [s for s in steps if s not in finetune_run.checkpoint_steps]

@@ -98,7 +98,7 @@ def probe_scores(x_train, y_train, x_test, y_test, n_classes: int, **fit_kwargs)
 
 
 def probe_accuracy(model: HookedTransformer, data: BiographyData, n_train: int = 512, n_test: int = 128,
-                   seed: int = 0, group: str = "train", layers: list[int] | None = None,
+                   seed: int = 0, group: str = "seen", layers: list[int] | None = None,
                    weight_decay: float = 1e-3, fit_steps: int = 200, position: str = "name",
                    progress: bool = False) -> pd.DataFrame:
     """Held-out-individual accuracy of a probe per (layer, site, attribute), with the chance level.

@@ -38,7 +38,7 @@ COLUMNS = ["layer", "method", "attribute", "score", "nats"]
 SITE = "hook_mlp_out"
 
 
-def corrupt_names(data: BiographyData, batch: Batch, group: str = "train", seed: int = 0) -> tuple[Batch, Batch]:
+def corrupt_names(data: BiographyData, batch: Batch, group: str = "seen", seed: int = 0) -> tuple[Batch, Batch]:
     """(clean, corrupted): each kept row's name replaced everywhere by another individual's name of the
     same token length, drawn from `group`. Rows without such a partner are dropped from both."""
     bio = data.biographer
@@ -118,7 +118,7 @@ def _with_total(per_attribute: Float[Tensor, "attribute"]) -> np.ndarray:
     return np.append(per_attribute.numpy(), per_attribute.mean().item())
 
 
-def localise(model: HookedTransformer, data: BiographyData, n: int = 64, group: str = "train",
+def localise(model: HookedTransformer, data: BiographyData, n: int = 64, group: str = "seen",
              methods: tuple[str, ...] = ("mean_ablation", "patching"), layers: list[int] | None = None,
              seed: int = 0, chunk: int = 64, progress: bool = False) -> pd.DataFrame:
     """Ablation and patching scores of every MLP layer at the name, on `n` individuals of `group`."""

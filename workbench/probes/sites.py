@@ -18,15 +18,13 @@ from transformer_lens import HookedTransformer
 from workbench.data.biographies import NAME, Batch
 from workbench.data.corpus import BiographyData
 from workbench.data.pools import split_date
+from workbench.data.population import GROUPS, check_group
 
 _STREAM_PROBES = 31  # rng stream of the probes' biographies (distinct from the data module's streams)
-GROUPS = ("train", "heldout", "finetune")
 
 
 def sample_individuals(data: BiographyData, group: str, n: int, seed: int = 0) -> np.ndarray:
-    """`n` distinct individuals of a group (train | heldout | finetune), drawn with `seed`."""
-    if group not in GROUPS:
-        raise ValueError(f"group={group!r} is out of range: allowed {' | '.join(GROUPS)}")
+    """`n` distinct individuals of a group (seen | heldout | new), drawn with `seed`."""
     ids = np.asarray(data.world.group(group))
     if not isinstance(n, (int, np.integer)) or not 1 <= n <= len(ids):
         raise ValueError(f"n={n!r} is out of range: allowed an integer in [1, {len(ids)}] (group {group!r})")
@@ -34,7 +32,7 @@ def sample_individuals(data: BiographyData, group: str, n: int, seed: int = 0) -
     return np.sort(rng.choice(ids, size=n, replace=False))
 
 
-def biographies(data: BiographyData, individuals, seed: int = 0, split: str = "eval") -> Batch:
+def biographies(data: BiographyData, individuals, seed: int = 0, split: str = "evaluation") -> Batch:
     """One biography per individual (evaluation templates by default), fixed by `seed`."""
     individuals = np.asarray(individuals, dtype=np.int64)
     n_total = len(data.world.names)

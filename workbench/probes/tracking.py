@@ -39,8 +39,8 @@ class OverwriteTracker(Callback):
 
     def on_train_start(self, state: TrainState) -> None:
         self.layers = check_layers(self.layers, state.model.cfg.n_layers)
-        n = min(self.n, len(state.data.world.train))
-        self.individuals = sample_individuals(state.data, "train", n, self.seed)
+        n = min(self.n, len(state.data.world.seen))
+        self.individuals = sample_individuals(state.data, "seen", n, self.seed)
         self.base = copy.deepcopy(state.model).eval()
         self.measure(state)
 

@@ -70,7 +70,7 @@ def train(config: RunConfig, out: str | Path, progress: bool = True, callbacks: 
         raise ValueError(f"run directory {run.path} already holds a run; use --resume or another --out")
     data, model, device = setup(config, tokenizer=feature_tokenizer(config))
     extra = feature_callbacks(config, data, model, device, fresh=True)
-    run.create(config, data.tokenizer, data.world.fingerprint("train"))
+    run.create(config, data.tokenizer, data.world.fingerprint("seen"))
     state = TrainState(model, make_optimizer(model, config.train), data, config)
     return _run(run, state, device, progress, [*extra, *callbacks])
 
@@ -84,7 +84,7 @@ def resume(path: str | Path, progress: bool = True, callbacks: Iterable[Callback
     if not steps:
         raise ValueError(f"run {run.path} has no checkpoint to resume from")
     data, model, device = setup(config, tokenizer=run.tokenizer())
-    if data.world.fingerprint("train") != manifest["population_fingerprint"]:
+    if data.world.fingerprint("seen") != manifest["population_fingerprint"]:
         raise ValueError(f"run {run.path}: the population rebuilt from config.json differs from the manifest's")
     last = steps[-1]
     entry = manifest["checkpoints"][str(last)]

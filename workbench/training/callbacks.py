@@ -12,10 +12,8 @@ from tqdm.auto import tqdm
 from workbench.metrics import evaluate, summarize
 from workbench.training.checkpoint import optimizer_tensors, save_tensors
 from workbench.training.loop import Callback, TrainState, learning_rate
+from workbench.data.population import column_prefix
 from workbench.training.rundir import RunDir
-
-# evaluation groups: (group in the World, column prefix)
-GROUPS = (("train", ""), ("heldout", "heldout_"), ("finetune", "new_"))
 
 
 class Evaluator(Callback):
@@ -29,11 +27,8 @@ class Evaluator(Callback):
         self.run, self.device = run, device
 
     def on_train_start(self, state: TrainState) -> None:
-        data, cfg = state.data, state.config
-        self.sets = {}
-        for group, prefix in GROUPS:
-            if len(data.world.group(group)) and (group != "finetune" or cfg.finetune is not None):
-                self.sets[prefix] = data.eval_batch(group)
+        data = state.data
+        self.sets = {column_prefix(group): data.eval_batch(group) for group in data.eval_groups}
         self.rows = [r for r in self.run.metrics().to_dict("records") if r["step"] <= state.step]
         scores = self.run.read_scores()
         keep = scores.get("step", np.zeros(0)) <= state.step
@@ -56,7 +51,7 @@ class Evaluator(Callback):
         was_training = model.training
         model.eval()
         row = {"step": state.step, "lr": learning_rate(cfg.train, state.step),
-               "train_loss": state.loss_sum / state.loss_count if state.loss_count else float("nan"),
+               "training_loss": state.loss_sum / state.loss_count if state.loss_count else float("nan"),
                "no_knowledge_baseline": cfg.data.no_knowledge_baseline}
         self.scores.setdefault("step", []).append(np.asarray(state.step))
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device == "cuda"):

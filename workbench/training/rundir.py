@@ -21,6 +21,10 @@ from workbench.data.tokenizer import BiographyTokenizer
 from workbench.training.checkpoint import atomic_write_bytes, atomic_write_json, sha256
 
 
+# metrics columns of older run directories -> their current names (read transparently)
+OLD_COLUMNS = {"train_loss": "training_loss"}
+
+
 def versions() -> dict[str, str]:
     """Library versions and torch's CPU thread count: a bit-identical rerun needs the same of both
     (float reductions are ordered differently across thread counts, and training is chaotic)."""
@@ -93,9 +97,11 @@ class RunDir:
         return BiographyTokenizer.load(self.tokenizer_path)
 
     def metrics(self) -> pd.DataFrame:
+        """metrics.csv; columns of runs written before the vocabulary was unified are renamed on read."""
         if not self.metrics_path.is_file():
             return pd.DataFrame({"step": pd.Series(dtype=int)})
-        return pd.read_csv(self.metrics_path, engine="python")  # float(): exact round trip
+        df = pd.read_csv(self.metrics_path, engine="python")  # float(): exact round trip
+        return df.rename(columns={k: v for k, v in OLD_COLUMNS.items() if k in df and v not in df})
 
     def checkpoint_steps(self) -> list[int]:
         return sorted(int(s) for s in self.manifest()["checkpoints"])

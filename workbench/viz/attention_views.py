@@ -128,7 +128,7 @@ def phase_views(run, steps: list[int] | None = None, layer: int | str = "last", 
         labelled = {f"step {s}": s for s in steps}
     if not 0 <= row < size:
         raise ValueError(f"row={row!r} is out of range: allowed [0, size={size})")
-    batch = run.data.eval_batch("train", size)[row: row + 1]
+    batch = run.data.eval_batch("seen", size)[row: row + 1]
     return {label: attention_view(run.load_model(s), run.data, batch, 0, layer, heads) for label, s in labelled.items()}
 
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 import pandas as pd
 from matplotlib.figure import Figure
 
+from workbench.data.population import GROUP_LABELS, GROUPS as POPULATION_GROUPS, column_prefix
 from workbench.viz.figures import log_steps, mark_phases
 
-# group name -> metrics column prefix (see workbench.training.callbacks.GROUPS)
-GROUPS = {"seen": "", "heldout": "heldout_", "new": "new_"}
+GROUPS = {g: column_prefix(g) for g in POPULATION_GROUPS}  # group -> metrics column prefix
 METRICS = ("attribute_loss", "attribute_accuracy", "top_probability", "entropy")
 _LABELS = {
     "attribute_loss": "attribute loss (nats per value)",
@@ -22,8 +22,7 @@ _LABELS = {
     "top_probability": "top-token probability (value tokens)",
     "entropy": "prediction entropy (nats, value tokens)",
 }
-_STYLE = {"seen": dict(color="C0", label="seen individuals"), "heldout": dict(color="C3", label="held-out individuals"),
-          "new": dict(color="C2", label="new individuals (fine-tuning)")}
+_STYLE = {g: dict(color=c, label=GROUP_LABELS[g]) for g, c in zip(POPULATION_GROUPS, ("C0", "C3", "C2"))}
 
 
 def hallucination_frame(run) -> pd.DataFrame:
