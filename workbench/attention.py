@@ -32,7 +32,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from workbench.data.biographies import BOS, NAME, TEXT, VALUE, Batch
-from workbench.training.checkpoint import atomic_write_bytes
+from workbench.atomic import atomic_write_bytes
 
 Patterns = dict[int, Float[Tensor, "batch head query key"]]
 

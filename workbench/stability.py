@@ -30,7 +30,7 @@ from transformer_lens import HookedTransformer
 
 from workbench.data.biographies import Batch
 from workbench.run import Run, load_run
-from workbench.training.checkpoint import atomic_write_bytes
+from workbench.atomic import atomic_write_bytes
 
 POSITIONS = ("attribute", "all")
 _COLUMNS = ["step", "layer", "head", "distance"]

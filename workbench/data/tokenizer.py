@@ -14,6 +14,7 @@ from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from workbench.atomic import atomic_write_text
 from workbench.data.pools import MONTHS, Pools
 from workbench.data.templates import TEMPLATES
 
@@ -54,10 +55,7 @@ class BiographyTokenizer:
 
     def save(self, path: str | os.PathLike) -> None:
         """Atomic write of tokenizer.json."""
-        path = Path(path)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(self.to_json(), encoding="utf-8")
-        os.replace(tmp, path)
+        atomic_write_text(path, self.to_json())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "BiographyTokenizer":

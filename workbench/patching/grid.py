@@ -24,7 +24,7 @@ from workbench.config import PatchConfig, RunConfig
 from workbench.patching.training import validate_patch
 from workbench.run import Run, load_run
 from workbench.training.api import resume, train
-from workbench.training.checkpoint import atomic_write_bytes
+from workbench.atomic import atomic_write_bytes
 from workbench.training.rundir import RunDir
 
 GRID_COLUMNS = ("reference_step", "start_step", "run", "final_attribute_loss", "final_attribute_accuracy",

@@ -18,7 +18,8 @@ import pandas as pd
 
 from workbench.config import RunConfig
 from workbench.data.tokenizer import BiographyTokenizer
-from workbench.training.checkpoint import atomic_write_bytes, atomic_write_json, sha256
+from workbench.atomic import atomic_write_bytes, atomic_write_json
+from workbench.training.checkpoint import sha256
 
 
 # metrics columns of older run directories -> their current names (read transparently)
