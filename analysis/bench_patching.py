@@ -21,7 +21,7 @@ from workbench.config import preset
 from workbench.model import build_model
 from workbench.patching.hooks import PatternPatcher
 from workbench.patching.sources import ReferencePatterns
-from workbench.training.api import setup
+from workbench.training.session import setup
 from workbench.training.loop import make_optimizer
 
 

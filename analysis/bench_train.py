@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from workbench.config import preset
 from workbench.metrics import next_token_loss
-from workbench.training.api import setup
+from workbench.training.session import setup
 from workbench.training.loop import make_optimizer
 
 

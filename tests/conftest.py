@@ -199,7 +199,7 @@ def parser_for():
 @pytest.fixture(scope="session")
 def tiny_run_dir(tmp_path_factory):
     """A seeded tiny run trained to completion (40 steps, a few seconds)."""
-    from workbench.training.api import train
+    from workbench.experiment import train
 
     path = tmp_path_factory.mktemp("runs") / "tiny"
     train(preset("tiny"), path, progress=False)

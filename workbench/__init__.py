@@ -1,24 +1,48 @@
 """workbench: study how language models learn facts, hands-on (Zucchet et al. 2025, arXiv 2503.21676).
 
-Public API:
+Public API (loaded lazily, PEP 562: `import workbench` stays cheap and TransformerLens loads only
+when a model is needed):
     configs      RunConfig, DataConfig, ModelConfig, TrainConfig, SamplerConfig, PoolSizes,
-                 PatchConfig, FinetuneConfig, preset(name), PRESETS
+                 PatchConfig, FinetuneConfig, preset(name), PRESETS, override(config, ["train.lr=1e-3"])
     data         BiographyData (world, tokenizer, biographies, samplers)
-    training     train(config, out), resume(path)
+    experiments  train(config, out), resume(path), train_or_resume, finetune(base_run, step, n_new),
+                 patch_grid(reference_run, reference_steps), reference_run(), Stopped
     analysis     load_run(path) -> Run, list_runs(root), Phases / detect_phases
 Sub-packages: workbench.patching, workbench.probes, workbench.viz, workbench.attention,
-workbench.finetune, workbench.stability.
+workbench.finetuning, workbench.stability.
 """
 
-from workbench.config import (PRESETS, DataConfig, FinetuneConfig, ModelConfig, PatchConfig, PoolSizes, RunConfig,
-                              SamplerConfig, TrainConfig, preset)
-from workbench.data.corpus import BiographyData
-from workbench.phases import Phases, detect_phases
-from workbench.run import Run, list_runs, load_run, reference_run
-from workbench.training.api import resume, train
+from __future__ import annotations
 
-__all__ = [
-    "PRESETS", "DataConfig", "FinetuneConfig", "ModelConfig", "PatchConfig", "PoolSizes", "RunConfig",
-    "SamplerConfig", "TrainConfig", "preset", "BiographyData", "Phases", "detect_phases", "Run", "list_runs",
-    "load_run", "reference_run", "resume", "train",
-]
+import importlib
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("workbench")
+except PackageNotFoundError:  # a source tree that is not installed
+    __version__ = "0+unknown"
+
+_EXPORTS = {
+    "workbench.config": ("PRESETS", "DataConfig", "FinetuneConfig", "ModelConfig", "PatchConfig", "PoolSizes",
+                         "RunConfig", "SamplerConfig", "TrainConfig", "preset", "override"),
+    "workbench.data.corpus": ("BiographyData",),
+    "workbench.experiment": ("train", "resume", "train_or_resume", "finetune", "patch_grid", "reference_run"),
+    "workbench.training.stopping": ("Stopped",),
+    "workbench.phases": ("Phases", "detect_phases"),
+    "workbench.run": ("Run", "list_runs", "load_run"),
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module 'workbench' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_WHERE[name]), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

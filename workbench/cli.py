@@ -1,37 +1,122 @@
-"""`workbench ...` subcommands: thin wrappers over the public API."""
+"""`workbench ...` subcommands: thin wrappers over the public API.
+
+Imports stay cheap (`--help` loads neither torch nor TransformerLens): each command imports what it
+needs when it runs. Every failure of an input, a path or a run directory is one line on stderr,
+exit code 2, before any compute; an option that a mode would ignore is refused. A run stopped by
+Ctrl-C or SIGTERM saves its state, prints the resume command and exits 128 + the signal number.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
 from workbench.config import PRESETS, preset
 
-
-def _run_config(args: argparse.Namespace):
-    train, data = {}, {}
-    if args.steps is not None:
-        train["steps"] = args.steps
-    if args.lr is not None:
-        train["lr"] = args.lr
-    if getattr(args, "batch_size", None) is not None:
-        train["batch_size"] = args.batch_size
-    if getattr(args, "device", None):
-        train["device"] = args.device
-    if args.n_individuals is not None:
-        data["n_individuals"] = args.n_individuals
-    cfg = preset(args.preset, train=train, data=data)
-    return cfg if args.seed is None else cfg.replace(seed=args.seed)
+DEFAULT_PRESET = "cpu-quick"
+RUN_FLAGS = ("preset", "seed", "n_individuals", "steps", "lr", "batch_size", "device", "set")
 
 
-def _add_run_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", default="cpu-quick", help=f"one of {', '.join(PRESETS)}")
-    p.add_argument("--n-individuals", type=int)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--steps", type=int)
-    p.add_argument("--lr", type=float)
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage dump) and defaults shown in every help line."""
+
+    def __init__(self, *args, **kw):
+        kw.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kw)
+
+    def error(self, message: str):
+        self.exit(2, f"workbench: error: {message} (see `{self.prog} --help`)\n")
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
+    def _get_help_string(self, action):  # no "(default: None)" noise for unset options
+        if action.default in (None, False, argparse.SUPPRESS) or "%(default)" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _given(args, flags) -> list[str]:
+    """The flags of `flags` the user gave (options default to None / False / [])."""
+    return [f for f in flags if getattr(args, f, None) not in (None, False, [])]
+
+
+def _refuse(args, flags, reason: str) -> None:
+    given = _given(args, flags)
+    if given:
+        names = ", ".join("--" + f.replace("_", "-") for f in given)
+        raise ValueError(f"{names} cannot be used {reason}")
+
+
+def _run_config(args, base=None):
+    """The preset (or `base`) with the flags the user gave applied, validated."""
+    from workbench.config import override
+
+    cfg = base if base is not None else preset(getattr(args, "preset", None) or DEFAULT_PRESET)
+    sets = [f"{path}={getattr(args, flag)}" for flag, path in
+            (("n_individuals", "data.n_individuals"), ("steps", "train.steps"), ("lr", "train.lr"),
+             ("batch_size", "train.batch_size"), ("device", "train.device"), ("seed", "seed"))
+            if getattr(args, flag, None) is not None]
+    return override(cfg, [*sets, *(getattr(args, "set", None) or [])])
+
+
+def _add_run_args(p: argparse.ArgumentParser, training: bool = True) -> None:
+    p.add_argument("--preset", choices=PRESETS, help=f"the config to start from (default: {DEFAULT_PRESET})")
+    p.add_argument("--seed", type=int, help="seed of population, tokenizer, initial weights and batches "
+                                            "(default: the preset's, 0)")
+    p.add_argument("--n-individuals", type=int, metavar="N", help="seen individuals (data.n_individuals)")
+    p.add_argument("--batch-size", type=int, metavar="B", help="biographies per step (train.batch_size)")
+    if training:
+        p.add_argument("--steps", type=int, help="optimizer steps (train.steps); checkpoints follow it")
+        p.add_argument("--lr", type=float, help="peak learning rate (train.lr)")
+        p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="train.device (default: auto)")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                   help="override any config field, e.g. --set data.sampler.kind=power_law --set train.lr=1e-3 "
+                        "(repeatable; validated like the rest)")
+
+
+def _run_at(spec: str, flag: str) -> tuple[str, int]:
+    run, _, step = spec.rpartition("@")
+    if not run or not step.isdigit():
+        raise ValueError(f"{flag}={spec!r}: allowed RUN@STEP, e.g. checkpoints/cpu-quick-seed0@3500")
+    return run, int(step)
+
+
+def _check_file_out(path: str, flag: str) -> Path:
+    """An output file path: its folder must exist and be a folder, the path must not be a folder."""
+    p = Path(path)
+    if not path.strip():
+        raise ValueError(f"{flag}={path!r}: allowed a file path, not an empty string")
+    if p.is_dir():
+        raise ValueError(f"{flag}={path!r} is a directory: allowed a file path")
+    if not p.parent.is_dir():
+        what = "does not exist" if not p.parent.exists() else "is not a directory"
+        raise ValueError(f"{flag}={path!r}: its folder {p.parent} {what}")
+    return p
+
+
+def summary_line(path) -> str:
+    """One line after a run: where it is, its status, the plateau and the final knowledge."""
+    from workbench.run import load_run
+
+    run = load_run(path)
+    m = run.metrics
+    if m.empty or "attribute_accuracy" not in m:
+        return f"run {run.path}: {run.status}, no evaluation yet"
+    last = m.iloc[-1]
+    ph = run.phases()
+    if math.isnan(ph.plateau_start) or math.isnan(ph.plateau_end):
+        plateau = "plateau: not escaped in this run" if not math.isnan(ph.plateau_start) else "plateau: none reached"
+    else:
+        plateau = f"plateau {ph.plateau_start:.0f}-{ph.plateau_end:.0f} steps"
+    return (f"run {run.path}: {run.status} at step {int(last['step'])}; {plateau}; final attribute accuracy "
+            f"{last['attribute_accuracy']:.3f}, loss {last['attribute_loss']:.3f} "
+            f"(no-knowledge baseline {last['no_knowledge_baseline']:.3f})")
+
+
+# -- commands ------------------------------------------------------------------------------------
 
 
 def cmd_data_stats(args) -> None:
@@ -41,13 +126,14 @@ def cmd_data_stats(args) -> None:
 
 
 def cmd_data_sample(args) -> None:
+    if args.n < 1:
+        raise ValueError(f"-n={args.n} is out of range: allowed >= 1")
+    cfg = _run_config(args)
     import numpy as np
 
     from workbench.data.corpus import BiographyData
 
-    if args.n < 1:
-        raise ValueError(f"-n={args.n} is out of range: allowed >= 1")
-    data = BiographyData(_run_config(args))
+    data = BiographyData(cfg)
     if args.n <= data.config.train.batch_size:
         batch = data.train_batch(0)
     else:  # individuals of as many training steps as needed
@@ -60,154 +146,199 @@ def cmd_data_sample(args) -> None:
 
 
 def cmd_train(args) -> None:
-    from workbench.training.api import resume, train
+    from workbench import experiment
 
-    if args.resume:
-        run = resume(args.resume, progress=not args.quiet)
+    if args.resume is not None:
+        _refuse(args, (*RUN_FLAGS, "out", "patch_from", "patch_start"),
+                "with --resume (a resumed run keeps its config.json)")
+        run = experiment.resume(args.resume, progress=not args.quiet)
     else:
-        cfg = _run_config(args)
-        if args.patch_from:
-            cfg = _with_patch(cfg, args)
-        out = args.out or f"checkpoints/{cfg.preset}-seed{cfg.seed}"
-        run = train(cfg, out, progress=not args.quiet)
-    print(f"run: {run.path}")
+        if args.patch_start is not None and args.patch_from is None:
+            raise ValueError("--patch-start cannot be used without --patch-from RUN@STEP")
+        cfg = _twin_config(args) if args.patch_from else _run_config(args)
+        out = _default_out(args, cfg)
+        run = experiment.train(cfg, out, progress=not args.quiet)
+    print(summary_line(run.path))
 
 
-def _with_patch(cfg, args):
+def _default_out(args, cfg) -> str:
+    if args.out is not None:
+        return args.out
+    if cfg.patch is not None:
+        return f"{cfg.patch.reference_run}-patch-ref{cfg.patch.reference_step}-start{cfg.patch.start_step}"
+    return f"checkpoints/{cfg.preset}-seed{cfg.seed}"
+
+
+def _twin_config(args):
+    """The study's twin model: the reference run's config and seed, the flags given on top, the patch spec."""
     from workbench.config import PatchConfig
+    from workbench.training.rundir import RunDir
 
-    ref, _, step = args.patch_from.rpartition("@")
-    if not ref or not step.isdigit():
-        raise ValueError(f"--patch-from={args.patch_from!r}: allowed RUN@STEP, e.g. checkpoints/cpu-quick-seed0@1000")
-    return cfg.replace(patch=PatchConfig(reference_run=str(Path(ref).absolute()), reference_step=int(step),
-                                         start_step=args.patch_start))
-
-
-def _run_at(spec: str, flag: str) -> tuple[str, int]:
-    run, _, step = spec.rpartition("@")
-    if not run or not step.isdigit():
-        raise ValueError(f"{flag}={spec!r}: allowed RUN@STEP, e.g. checkpoints/cpu-quick-seed0@3500")
-    return run, int(step)
+    _refuse(args, ("preset",), "with --patch-from (the twin model takes the reference run's config; "
+                               "change fields with --set)")
+    ref, step = _run_at(args.patch_from, "--patch-from")
+    reference = RunDir.require(ref, "--patch-from").config()
+    cfg = _run_config(args, base=reference.replace(patch=None))
+    spec = PatchConfig(reference_run=str(Path(ref).absolute()), reference_step=step,
+                       start_step=args.patch_start or 0, allow_other_seed=cfg.seed != reference.seed)
+    return cfg.replace(patch=spec)
 
 
 def cmd_finetune(args) -> None:
-    from workbench.finetune import finetune
+    from workbench import experiment
 
     base, step = _run_at(args.base, "RUN@STEP")
     kw = {k: v for k, v in (("steps", args.steps), ("lr", args.lr)) if v is not None}
-    run = finetune(base, step, args.new_individuals, args.replay_weight, out=args.out, progress=not args.quiet, **kw)
-    print(f"run: {run.path}")
+    run = experiment.finetune(base, step, args.new_individuals, args.replay_weight, out=args.out,
+                              progress=not args.quiet, **kw)
+    print(summary_line(run.path))
 
 
 def cmd_patch_grid(args) -> None:
-    from workbench.patching.grid import default_reference_steps, patch_grid
+    from workbench import experiment
+    from workbench.patching.grid import default_reference_steps
     from workbench.run import load_run
 
     steps = args.reference_steps or default_reference_steps(load_run(args.run))
-    overrides = {"train": {"steps": args.steps}} if args.steps else None
-    df = patch_grid(args.run, steps, args.start_steps, out_root=args.out, config_overrides=overrides,
-                    progress=not args.quiet)
+    overrides = {"train": {"steps": args.steps}} if args.steps is not None else None
+    df = experiment.patch_grid(args.run, steps, args.start_steps, out_root=args.out, config_overrides=overrides,
+                               progress=not args.quiet)
     print(df.to_string(index=False))
 
 
 def cmd_runs(args) -> None:
     from workbench.run import list_runs
 
-    df = list_runs(args.root)
-    print(df.to_string(index=False) if len(df) else f"no runs under {args.root}")
+    root = Path(args.root)
+    if not root.is_dir():
+        raise ValueError(f"--root={args.root!r} {'is not a directory' if root.exists() else 'does not exist'}")
+    df = list_runs(root)
+    if args.json:
+        print(df.to_json(orient="records", indent=2))
+    else:
+        print(df.to_string(index=False) if len(df) else f"no runs under {args.root}")
 
 
 def cmd_main(args) -> None:
-    """The main job: train the cpu-quick reference run (or reuse it) and write its report."""
+    """The main job: train the cpu-quick reference run (or reuse / resume it) and write its report."""
+    from workbench import experiment
     from workbench.run import load_run
-    from workbench.training.api import resume, train
+    from workbench.training.rundir import RunDir
+    from workbench.viz.report import write_report
 
     cfg = preset(args.preset)
     out = Path(args.out or f"checkpoints/{cfg.preset}-seed{cfg.seed}")
-    run_dir = resume(out) if (out / "manifest.json").is_file() else train(cfg, out)
-    run = load_run(run_dir.path)
-    ph = run.phases()
+    if RunDir(out).exists():
+        if RunDir(out).manifest()["status"] != "finished":
+            experiment.resume(out)
+    else:
+        experiment.train(cfg, out)
+    run = load_run(out)
     last = run.metrics.iloc[-1]
-    print(json.dumps({"run": str(run.path), "plateau": ph.to_dict(), "final_attribute_accuracy": last["attribute_accuracy"],
+    print(json.dumps({"run": str(run.path), "plateau": run.phases().to_dict(),
+                      "final_attribute_accuracy": last["attribute_accuracy"],
                       "final_attribute_loss": last["attribute_loss"], "no_knowledge_baseline": last["no_knowledge_baseline"],
                       "wall_s": run.dir.manifest()["wall_s"]}, indent=2, default=float))
-    from workbench.viz.report import write_report
-
     print(f"report: {write_report(run)}")
+    print(summary_line(run.path))
 
 
 def cmd_report(args) -> None:
     from workbench.run import load_run
     from workbench.viz.report import write_report
 
-    print(f"report: {write_report(load_run(args.run), args.out)}")
+    out = _check_file_out(args.out, "--out") if args.out is not None else None
+    print(f"report: {write_report(load_run(args.run), out)}")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="workbench", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    from workbench import __version__
 
-    data = sub.add_parser("data", help="inspect the synthetic biographies").add_subparsers(dest="data_command", required=True)
-    p = data.add_parser("stats", help="pool sizes, templates per attribute, no-knowledge baseline (JSON)")
-    _add_run_args(p)
+    parser = Parser(prog="workbench", description="Study how language models learn facts: synthetic biographies, "
+                                                  "small HookedTransformers, the three phases, patching, probes.")
+    parser.add_argument("--version", action="version", version=f"workbench {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    data = sub.add_parser("data", help="inspect the synthetic biographies")
+    data_sub = data.add_subparsers(dest="data_command", required=True, metavar="COMMAND")
+    p = data_sub.add_parser("stats", help="pool sizes, templates per attribute, no-knowledge baseline (JSON)")
+    _add_run_args(p, training=False)
     p.set_defaults(func=cmd_data_stats)
-    p = data.add_parser("sample", help="print decoded example biographies, names and values marked")
-    _add_run_args(p)
-    p.add_argument("-n", type=int, default=3)
+    p = data_sub.add_parser("sample", help="print decoded example biographies, names and values marked")
+    _add_run_args(p, training=False)
+    p.add_argument("-n", type=int, default=3, help="number of biographies")
     p.set_defaults(func=cmd_data_sample)
 
     p = sub.add_parser("train", help="train a run (or --resume one)")
     _add_run_args(p)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--out", help="run directory (default checkpoints/<preset>-seed<seed>)")
-    p.add_argument("--resume", metavar="RUN", help="continue a stopped run from its last checkpoint")
-    p.add_argument("--patch-from", metavar="RUN@STEP", help="replace attention patterns by a reference checkpoint's")
-    p.add_argument("--patch-start", type=int, default=0, metavar="STEP", help="step at which patching starts")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--out", help="run directory (default: checkpoints/<preset>-seed<seed>; with --patch-from "
+                                 "<reference>-patch-ref<step>-start<start>)")
+    p.add_argument("--resume", metavar="RUN", help="continue a stopped or killed run exactly, from its resume point")
+    p.add_argument("--patch-from", metavar="RUN@STEP", help="train the reference run's twin (its config and seed) "
+                                                            "with attention patterns from its checkpoint at STEP")
+    p.add_argument("--patch-start", type=int, metavar="STEP", help="step at which patching starts (default: 0)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("finetune", help="fine-tune a checkpoint on new individuals, with optional replay")
-    p.add_argument("base", metavar="RUN@STEP")
-    p.add_argument("--new-individuals", type=int, required=True, metavar="K")
-    p.add_argument("--replay-weight", type=float, default=0.0, metavar="W")
-    p.add_argument("--steps", type=int)
-    p.add_argument("--lr", type=float, help="constant learning rate (default 3e-5)")
-    p.add_argument("--out")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("base", metavar="RUN@STEP", help="the pre-trained checkpoint")
+    p.add_argument("--new-individuals", type=int, required=True, metavar="K", help="new individuals to learn")
+    p.add_argument("--replay-weight", type=float, default=0.0, metavar="W",
+                   help="sampling weight of each pre-training individual vs 1 per new individual")
+    p.add_argument("--steps", type=int, help="fine-tuning steps (default: 10%% of the base run's)")
+    p.add_argument("--lr", type=float, help="constant learning rate (default: 3e-5, the study's)")
+    p.add_argument("--out", help="run directory (default: <base run>-ft<K>-replay<W>)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_finetune)
 
     p = sub.add_parser("patch-grid", help="patched runs over reference steps (and start steps) of a run")
-    p.add_argument("run")
-    p.add_argument("--reference-steps", type=int, nargs="+")
-    p.add_argument("--start-steps", type=int, nargs="+", default=[0])
+    p.add_argument("run", help="the reference run")
+    p.add_argument("--reference-steps", type=int, nargs="+", metavar="STEP",
+                   help="reference checkpoints (default: nearest to 0, 1/16, 1/8, 1/4, 1/2, 1 of the run)")
+    p.add_argument("--start-steps", type=int, nargs="+", default=[0], metavar="STEP", help="patching start steps")
     p.add_argument("--steps", type=int, help="training steps of each patched run (default: the reference's)")
-    p.add_argument("--out", help="grid folder (default <run>-patch-grid)")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--out", help="grid folder (default: <run>-patch-grid)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_patch_grid)
 
     p = sub.add_parser("runs", help="list runs and their status")
-    p.add_argument("--root", default="checkpoints")
+    p.add_argument("--root", default="checkpoints", help="folder holding run directories")
+    p.add_argument("--json", action="store_true", help="JSON records instead of a table")
     p.set_defaults(func=cmd_runs)
 
     p = sub.add_parser("report", help="write a run's self-contained offline HTML report")
-    p.add_argument("run")
-    p.add_argument("--out", help="output file (default <run>/report.html)")
+    p.add_argument("run", help="run directory")
+    p.add_argument("--out", help="output file (default: <run>/report.html)")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("main", help="train the cpu-quick reference run and write its report")
-    p.add_argument("--preset", default="cpu-quick")
-    p.add_argument("--out")
+    p.add_argument("--preset", choices=PRESETS, default=DEFAULT_PRESET, help="the reference run's preset")
+    p.add_argument("--out", help="run directory (default: checkpoints/<preset>-seed0)")
     p.set_defaults(func=cmd_main)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # --help, --version, or a usage error already printed in one line
+        return int(e.code or 0)
+    from workbench.training.stopping import Stopped
+
     try:
         args.func(args)
+    except Stopped as e:
+        print(f"workbench: stopped: {e}", file=sys.stderr)
+        return 128 + e.signum
+    except KeyboardInterrupt:
+        print("workbench: interrupted", file=sys.stderr)
+        return 130
     except ValueError as e:
         print(f"workbench: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a path the checks above could not foresee (permissions, a full disk, ...)
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"workbench: error: {where}{e.strerror or e}", file=sys.stderr)
         return 2
     return 0
 

@@ -33,16 +33,24 @@ def check(cond: bool, name: str, allowed: str, value: Any) -> None:
         raise ValueError(f"{name}={value!r} is out of range: allowed {allowed}")
 
 
-def check_int(name: str, value: Any, lo: int, hi: float = math.inf) -> None:
+def check_int(name: str, value: Any, lo: int, hi: int | float = math.inf) -> None:
     ok = isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi
     check(ok, name, f"an integer in [{lo}, {hi if hi != math.inf else 'inf'}]", value)
 
 
-def check_number(name: str, value: Any, lo: float, hi: float = math.inf, lo_open: bool = False) -> None:
+def check_number(name: str, value: Any, lo: int | float, hi: int | float = math.inf, lo_open: bool = False,
+                 hi_open: bool = False) -> None:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and (lo < value if lo_open else lo <= value) and value <= hi
-    lo_s = f"({lo}" if lo_open else f"[{lo}"
-    check(ok, name, f"a number in {lo_s}, {hi if hi != math.inf else 'inf'}]", value)
+    ok = ok and (lo < value if lo_open else lo <= value) and (value < hi if hi_open else value <= hi)
+    lo_s, hi_s = f"({lo}" if lo_open else f"[{lo}", f"{hi})" if hi_open else f"{hi if hi != math.inf else 'inf'}]"
+    check(ok, name, f"a number in {lo_s}, {hi_s}", value)
+
+
+def check_indices(name: str, values: tuple, lo: int = 0, hi: int | float = math.inf) -> None:
+    """Every entry an integer (not a bool) in [lo, hi], no repeats."""
+    for v in values:
+        check_int(f"{name}[]", v, lo, hi)
+    check(len(set(values)) == len(values), name, "distinct indices", values)
 
 
 @dataclass(frozen=True)
@@ -179,8 +187,9 @@ class ModelConfig:
 class TrainConfig:
     """AdamW + cosine schedule without warm-up (digest §3); evaluation and checkpoint cadence.
 
-    checkpoint_steps: () means the study's schedule (every 125 steps up to 2,000, plus 32 evenly
-    spaced over the run), scaled down proportionally when the run is shorter than 16k steps.
+    Checkpoints: `checkpoint_steps` lists them explicitly (and wins); otherwise `n_checkpoints` > 0 spaces that
+    many intervals evenly over the run (so they follow `steps`); both empty/0 means the study's
+    schedule (every 125 steps up to 2,000, plus 32 evenly spaced), scaled to the run's length.
     """
 
     steps: int = 16_000
@@ -194,6 +203,7 @@ class TrainConfig:
     eval_every: int = 250
     eval_size: int = 512  # sequences in the fixed evaluation sets (seen and held-out)
     checkpoint_steps: tuple[int, ...] = ()
+    n_checkpoints: int = 0  # evenly spaced intervals over the run; 0 = the study's schedule
     device: str = "auto"  # auto | cpu | cuda
 
     def __post_init__(self) -> None:
@@ -203,13 +213,14 @@ class TrainConfig:
         check_number("train.lr", self.lr, 0.0, 1.0, lo_open=True)
         check_number("train.final_lr", self.final_lr, 0.0, self.lr)
         check_number("train.weight_decay", self.weight_decay, 0.0, 10.0)
-        check_number("train.beta1", self.beta1, 0.0, 1.0)
-        check_number("train.beta2", self.beta2, 0.0, 1.0)
+        check_number("train.beta1", self.beta1, 0.0, 1.0, hi_open=True)  # AdamW needs beta < 1
+        check_number("train.beta2", self.beta2, 0.0, 1.0, hi_open=True)
         check(self.schedule in ("cosine", "constant"), "train.schedule", "cosine | constant", self.schedule)
         check_int("train.eval_every", self.eval_every, 1)
         check_int("train.eval_size", self.eval_size, 1, 1_000_000)
         for s in self.checkpoint_steps:  # steps past the end of the run are ignored (a schedule outlives a run)
             check_int("train.checkpoint_steps[]", s, 0)
+        check_int("train.n_checkpoints", self.n_checkpoints, 0)
         check(self.device in ("auto", "cpu", "cuda"), "train.device", "auto | cpu | cuda", self.device)
 
 
@@ -240,11 +251,18 @@ class PatchConfig:
     layers: tuple[int, ...] = ()  # () = all layers
     heads: tuple[int, ...] = ()  # () = all heads
     mix: float = 1.0  # a * reference + (1 - a) * own
+    # the study's twin model shares the reference's seed (same initial weights, same batches);
+    # True records that another seed was chosen on purpose
+    allow_other_seed: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "layers", tuple(self.layers))
         object.__setattr__(self, "heads", tuple(self.heads))
-        check(bool(self.reference_run), "patch.reference_run", "a run directory", self.reference_run)
+        check(isinstance(self.reference_run, str) and bool(self.reference_run), "patch.reference_run",
+              "a run directory", self.reference_run)
+        check_indices("patch.layers", self.layers)
+        check_indices("patch.heads", self.heads)
+        check(isinstance(self.allow_other_seed, bool), "patch.allow_other_seed", "true | false", self.allow_other_seed)
         check_int("patch.reference_step", self.reference_step, 0)
         check_int("patch.start_step", self.start_step, 0)
         check_number("patch.mix", self.mix, 0.0, 1.0)
@@ -260,7 +278,8 @@ class FinetuneConfig:
     replay_weight: float = 0.0  # weight of each pre-training individual vs 1 per new individual
 
     def __post_init__(self) -> None:
-        check(bool(self.base_run), "finetune.base_run", "a run directory", self.base_run)
+        check(isinstance(self.base_run, str) and bool(self.base_run), "finetune.base_run", "a run directory",
+              self.base_run)
         check_int("finetune.base_step", self.base_step, 0)
         check_int("finetune.n_new", self.n_new, 1)
         check_number("finetune.replay_weight", self.replay_weight, 0.0)
@@ -280,6 +299,14 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         check_int("seed", self.seed, 0, 2**63 - 1)
+        check(isinstance(self.preset, str) and bool(self.preset), "preset", "a non-empty name", self.preset)
+        for name, cls in (("data", DataConfig), ("model", ModelConfig), ("train", TrainConfig),
+                          ("patch", PatchConfig), ("finetune", FinetuneConfig)):
+            value = getattr(self, name)
+            check(isinstance(value, cls) or (value is None and name in ("patch", "finetune")), name,
+                  f"a {cls.__name__}", type(value).__name__)
+        check(self.patch is None or self.finetune is None, "patch",
+              "None in a fine-tuning run (patching and fine-tuning are separate experiments)", self.patch)
         if self.finetune is not None:
             check_int("finetune.n_new", self.finetune.n_new, 1, self.data.n_finetune)
 
@@ -339,13 +366,53 @@ def _presets() -> dict[str, RunConfig]:
             preset="tiny",
             data=DataConfig(n_individuals=64, n_heldout=32, n_finetune=32, vocab_size=2048, pool_sizes=small_pools),
             model=ModelConfig(n_layers=2, d_model=32, n_heads=2, d_head=16, d_mlp=64),
-            train=TrainConfig(steps=40, batch_size=16, lr=3e-3, eval_every=10, eval_size=32,
-                              checkpoint_steps=(0, 10, 20, 30, 40)),
+            train=TrainConfig(steps=40, batch_size=16, lr=3e-3, eval_every=10, eval_size=32, n_checkpoints=4),
         ),
     }
 
 
 PRESETS: tuple[str, ...] = ("paper", "cpu-quick", "tiny")
+
+
+_PARSERS = {"int": int, "float": float, "str": str,
+            "bool": lambda s: {"true": True, "1": True, "false": False, "0": False}[s.lower()],
+            "tuple[int, ...]": lambda s: tuple(int(x) for x in s.strip("()[]").split(",") if x.strip()),
+            "tuple[str, ...]": lambda s: tuple(x.strip() for x in s.strip("()[]").split(",") if x.strip())}
+
+
+def override(config: RunConfig, assignments: Any) -> RunConfig:
+    """Apply 'PATH=VALUE' assignments, PATH a dotted field path (train.lr=1e-3, data.sampler.alpha=0.5,
+    seed=3, train.checkpoint_steps=0,100,200). Values are parsed to the field's type and the result is
+    validated like any config; an unknown path or an unparsable value is a ValueError naming it."""
+    changes: dict[str, Any] = {}
+    for item in assignments:
+        path, eq, text = str(item).partition("=")
+        if not eq or not path:
+            raise ValueError(f"--set {item!r}: allowed SECTION.FIELD=VALUE, e.g. train.lr=1e-3")
+        *parents, leaf = path.split(".")
+        obj, where = config, changes
+        for i, part in enumerate(parents):
+            sub = getattr(obj, part, None) if part in {f.name for f in dataclasses.fields(obj)} else None
+            if not dataclasses.is_dataclass(sub):
+                prefix = ".".join(parents[: i + 1])
+                unset = part in {f.name for f in dataclasses.fields(obj)}
+                raise ValueError(f"--set {path}: {prefix} is {'not set in this config' if unset else 'unknown'}; "
+                                 f"allowed sections: {', '.join(_sections(obj))}")
+            obj, where = sub, where.setdefault(part, {})
+        fields = {f.name: f for f in dataclasses.fields(obj)}
+        if leaf not in fields or dataclasses.is_dataclass(getattr(obj, leaf)):
+            scalar = [n for n in fields if not dataclasses.is_dataclass(getattr(obj, n))]
+            raise ValueError(f"--set {path}: unknown field; allowed {', '.join(scalar)}")
+        kind = str(fields[leaf].type)
+        try:
+            where[leaf] = _PARSERS[kind](text)
+        except (KeyError, ValueError) as e:
+            raise ValueError(f"--set {path}={text!r}: not a valid {kind}") from e
+    return config.replace(**changes) if changes else config
+
+
+def _sections(obj: Any) -> list[str]:
+    return [f.name for f in dataclasses.fields(obj) if dataclasses.is_dataclass(getattr(obj, f.name))]
 
 
 def preset(name: str, **sections: Any) -> RunConfig:

@@ -34,6 +34,14 @@ def build_model(cfg: ModelConfig, d_vocab: int, n_ctx: int, seed: int, device: s
     return model.to(device, print_details=False)
 
 
+def context_length(cfg: ModelConfig, longest: int) -> int:
+    """cfg.n_ctx, or the longest possible biography (`longest` tokens) when 0; shorter is an error."""
+    if cfg.n_ctx and cfg.n_ctx < longest:
+        raise ValueError(f"model.n_ctx={cfg.n_ctx} is shorter than the longest biography ({longest} tokens): "
+                         f"allowed n_ctx >= {longest}, or 0 to fit it")
+    return cfg.n_ctx or longest
+
+
 def non_embedding_parameters(model: HookedTransformer) -> int:
     """Parameter count without token/positional embeddings and unembedding (as the study reports)."""
     skip = ("embed.", "pos_embed.", "unembed.")

@@ -1,26 +1,32 @@
-"""`load_run(path)`: a finished (or running) run as an object for analysis and notebooks."""
+"""`load_run(path)`: a run directory as a read-only object for analysis and notebooks.
+
+This view never trains: training entry points live in `workbench.experiment`. It loads
+TransformerLens only when a model is asked for, so listing runs and reading metrics stay cheap.
+"""
 
 from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
-from transformer_lens import HookedTransformer
 
 from workbench.config import RunConfig
-from workbench.data.corpus import BiographyData
-from workbench.model import build_model
 from workbench.phases import Phases, detect_phases
-from workbench.training.checkpoint import load_weights
 from workbench.training.rundir import RunDir
+
+if TYPE_CHECKING:
+    from transformer_lens import HookedTransformer
+
+    from workbench.data.corpus import BiographyData
 
 
 class Run:
     """A run directory: config, tokenizer, metrics, checkpoints, models and phases."""
 
     def __init__(self, path: str | Path):
-        self.dir = RunDir(path)
+        self.dir = RunDir.require(path, "run")
         self.manifest = self.dir.manifest()
         self.config: RunConfig = self.dir.config()
 
@@ -53,27 +59,30 @@ class Run:
         return self.dir.tokenizer()
 
     @cached_property
-    def data(self) -> BiographyData:
+    def data(self) -> "BiographyData":
         """The run's world, tokenizer (the saved one) and sampler, rebuilt from config and seed."""
+        from workbench.data.corpus import BiographyData
+
         data = BiographyData(self.config, tokenizer=self.tokenizer)
-        if data.world.fingerprint("seen") != self.manifest["population_fingerprint"]:
+        if data.world.fingerprint() != self.manifest["population_fingerprint"]:
             raise ValueError(f"run {self.path}: the population rebuilt from config.json differs from the manifest's")
         return data
 
     def nearest_step(self, step: int) -> int:
         return min(self.checkpoint_steps, key=lambda s: abs(s - step))
 
-    def load_model(self, step: int | None = None, device: str = "cpu") -> HookedTransformer:
+    def load_model(self, step: int | None = None, device: str = "cpu") -> "HookedTransformer":
         """The model at a checkpoint step (default: the last), in eval mode, ready for run_with_cache."""
         steps = self.checkpoint_steps
         step = steps[-1] if step is None else step
         if step not in steps:
             raise ValueError(f"step={step} has no checkpoint in run {self.path}: allowed {steps}")
         entry = self.manifest_entry(step)
-        from workbench.training.api import context_length
+        from workbench.model import build_model, context_length
+        from workbench.training.checkpoint import load_weights
 
-        model = build_model(self.config.model, self.tokenizer.vocab_size, context_length(self.config, self.data),
-                            self.config.seed, device)
+        model = build_model(self.config.model, self.tokenizer.vocab_size,
+                            context_length(self.config.model, self.data.max_length), self.config.seed, device)
         load_weights(model, self.path / entry["weights"], entry["sha256"])
         return model.eval()
 
@@ -93,11 +102,16 @@ def load_run(path: str | Path) -> Run:
 
 
 def list_runs(root: str | Path = "checkpoints") -> pd.DataFrame:
-    """Every run under `root`: name, preset, status, last step, wall time."""
+    """Every run under `root`: name, preset, status, last step, wall time. A run whose manifest says
+    `running` but whose lock nobody holds was killed: its status reads `interrupted` (resume it)."""
     rows = []
     for manifest in sorted(Path(root).glob("*/manifest.json")):
-        m = RunDir(manifest.parent).manifest()
-        rows.append({"run": manifest.parent.name, "preset": m.get("preset"), "status": m.get("status"),
+        run = RunDir(manifest.parent)
+        m = run.manifest()
+        status = m.get("status")
+        if status == "running" and not run.locked():
+            status = "interrupted"
+        rows.append({"run": manifest.parent.name, "preset": m.get("preset"), "status": status,
                      "last_step": m.get("last_step"), "checkpoints": len(m.get("checkpoints", {})),
                      "wall_s": round(m.get("wall_s", 0.0), 1), "path": str(manifest.parent)})
     return pd.DataFrame(rows, columns=["run", "preset", "status", "last_step", "checkpoints", "wall_s", "path"])
@@ -114,21 +128,3 @@ def checkpoints_root() -> Path:
         if (d / "checkpoints").is_dir():
             return d / "checkpoints"
     return Path("checkpoints")
-
-
-def reference_run(preset_name: str | None = None, seed: int = 0, progress: bool = True) -> Run:
-    """The reference run of a preset ($WORKBENCH_PRESET, default cpu-quick) under `checkpoints_root()`,
-    trained when absent and resumed when unfinished: what notebooks start from."""
-    import os
-
-    from workbench.config import preset
-    from workbench.training.api import resume, train
-
-    name = preset_name or os.environ.get("WORKBENCH_PRESET", "cpu-quick")
-    cfg = preset(name).replace(seed=seed)
-    path = checkpoints_root() / f"{name}-seed{seed}"
-    if not (path / "manifest.json").is_file():
-        train(cfg, path, progress=progress)
-    elif RunDir(path).manifest()["status"] != "finished":
-        resume(path, progress=progress)
-    return Run(path)

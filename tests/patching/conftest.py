@@ -9,13 +9,14 @@ import shutil
 import pytest
 
 from workbench.config import preset
-from workbench.training.checkpoint import atomic_write_json, sha256
+from workbench.atomic import atomic_write_json
+from workbench.training.checkpoint import sha256
 
 
 @pytest.fixture(scope="session")
 def other_arch_run_dir(tmp_path_factory):
     """A tiny run with another d_model (5 steps): a reference with another architecture."""
-    from workbench.training.api import train
+    from workbench.experiment import train
 
     path = tmp_path_factory.mktemp("runs") / "tiny-d48"
     cfg = preset("tiny", model={"d_model": 48}, train={"steps": 5, "checkpoint_steps": (0, 5), "eval_every": 5})

@@ -8,11 +8,12 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-import workbench.patching.grid as grid_module
+import workbench.experiment as experiment
+from workbench.experiment import patch_grid
+from workbench.experiment import train as real_train
 from workbench.patching.grid import (GRID_COLUMNS, default_out_root, default_reference_steps, grid_curves,
-                                    patch_grid, plot_grid, read_grid_csv, summary_row)
+                                    plot_grid, read_grid_csv, summary_row)
 from workbench.run import load_run
-from workbench.training.api import train as real_train
 from workbench.training.loop import Callback
 
 SHORT = {"train": {"steps": 6, "checkpoint_steps": (0, 3, 6), "eval_every": 3}}
@@ -27,18 +28,18 @@ class _Kill(Callback):
 def test_grid_trains_skips_and_resumes(tiny_run, tiny_run_dir, tmp_path, monkeypatch):
     root = tmp_path / "grid"
 
-    def train_killing_the_second(cfg, out, progress=True):
+    def train_killing_the_second(cfg, out, progress=True, callbacks=()):
         kill = [_Kill()] if out.name == "patch-ref40-start0" else []
         return real_train(cfg, out, progress=progress, callbacks=kill)
 
-    monkeypatch.setattr(grid_module, "train", train_killing_the_second)
+    monkeypatch.setattr(experiment, "train", train_killing_the_second)
     with pytest.raises(KeyboardInterrupt):
         patch_grid(tiny_run_dir, [40, 0], out_root=root, config_overrides=SHORT, progress=False)
     first = load_run(root / "patch-ref0-start0")
     assert first.status == "finished" and load_run(root / "patch-ref40-start0").status == "failed"
     first_wall = first.manifest["wall_s"]
 
-    monkeypatch.setattr(grid_module, "train", lambda *a, **k: pytest.fail("a run was trained from scratch again"))
+    monkeypatch.setattr(experiment, "train", lambda *a, **k: pytest.fail("a run was trained from scratch again"))
     df = patch_grid(tiny_run_dir, [0, 40], out_root=root, config_overrides=SHORT, progress=False)
     assert list(df.columns) == list(GRID_COLUMNS)
     assert df["reference_step"].tolist()[1:] == [0, 40] and pd.isna(df["reference_step"].iloc[0])

@@ -10,7 +10,7 @@ from workbench.metrics import evaluate, summarize
 from workbench.patching.hooks import patch_patterns
 from workbench.patching.sources import ReferencePatterns
 from workbench.run import load_run
-from workbench.training.api import train
+from workbench.experiment import train
 from workbench.training.loop import Callback
 
 SHORT = {"steps": 6, "checkpoint_steps": (0, 6), "eval_every": 3}

@@ -6,7 +6,7 @@ from workbench.probes.keyvalue import (VIEW_COLUMNS, decoded_values, jaccard, ke
                                        overwrite_details, overwrite_over_checkpoints, pool_first_tokens)
 from workbench.probes.sites import biographies
 from workbench.probes.tracking import OverwriteTracker
-from workbench.training.api import train
+from workbench.experiment import train
 
 INDIVIDUALS = list(range(24))
 

@@ -8,7 +8,7 @@ import torch
 
 from workbench.config import ModelConfig, TrainConfig, preset
 from workbench.run import load_run
-from workbench.training.api import resume, train
+from workbench.experiment import resume, train
 from workbench.training.checkpoint import load_weights
 from workbench.training.loop import Callback
 from workbench.model import build_model

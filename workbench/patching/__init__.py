@@ -2,21 +2,22 @@
 
 Sources of patterns:  ReferencePatterns(model), UniformPatterns(n_layers, n_heads), own_patterns_at(run, step)
 Hooks:                patch_patterns(model, source, layers, heads, mix) (context manager), PatternPatcher
-Training grids:       patch_grid(reference_run, reference_steps, start_steps), default_reference_steps(run),
-                      grid_curves(df), plot_grid(df, curves), read_grid_csv(path)
+Training grids:       plan_grid(reference_run, reference_steps, start_steps) -> jobs, grid_summary, GridJob,
+                      default_reference_steps(run), grid_curves(df), read_grid_csv(path)
+                      (`workbench.patch_grid` trains a grid: the composition root runs the jobs)
 One biography:        make_pair(data, individual, attribute) -> PatchingPair; activation_patching,
                       pattern_patching_scores, ablate; plot_layer_position(df), plot_heads(df)
-Patched training itself is `train(config.replace(patch=PatchConfig(...)), out)`.
+Patched training itself is `workbench.train(config.replace(patch=PatchConfig(...)), out)`.
 """
 
 from workbench.patching.ablations import (PatchingPair, ValueTarget, ablate, activation_patching, make_pair,
                                           pattern_patching_scores, plot_heads, plot_layer_position)
-from workbench.patching.grid import default_reference_steps, grid_curves, patch_grid, plot_grid, read_grid_csv
+from workbench.patching.grid import GridJob, default_reference_steps, grid_curves, grid_summary, plan_grid, plot_grid, read_grid_csv
 from workbench.patching.hooks import PatternPatcher, patch_patterns
 from workbench.patching.sources import PatternSource, ReferencePatterns, UniformPatterns, own_patterns_at
 
 __all__ = [
     "PatternSource", "ReferencePatterns", "UniformPatterns", "own_patterns_at", "PatternPatcher", "patch_patterns",
-    "patch_grid", "default_reference_steps", "grid_curves", "plot_grid", "read_grid_csv", "PatchingPair", "ValueTarget", "make_pair",
+    "GridJob", "plan_grid", "grid_summary", "default_reference_steps", "grid_curves", "plot_grid", "read_grid_csv", "PatchingPair", "ValueTarget", "make_pair",
     "activation_patching", "pattern_patching_scores", "ablate", "plot_layer_position", "plot_heads",
 ]

@@ -6,7 +6,7 @@ batches) with its attention patterns replaced by those of the reference checkpoi
 finished runs are skipped, unfinished ones resumed, so a grid can be stopped and re-run. The
 unpatched reference run itself is the baseline row (reference_step and start_step missing).
 
-    df = patch_grid("checkpoints/cpu-quick-seed0", reference_steps=[0, 438, 3500])
+    df = workbench.patch_grid("checkpoints/cpu-quick-seed0", reference_steps=[0, 438, 3500])
     plot_grid(df, grid_curves(df))
 """
 
@@ -14,16 +14,15 @@ from __future__ import annotations
 
 import io
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
 import pandas as pd
-from tqdm.auto import tqdm
 
 from workbench.config import PatchConfig, RunConfig
 from workbench.patching.training import validate_patch
 from workbench.run import Run, load_run
-from workbench.training.api import resume, train
 from workbench.atomic import atomic_write_bytes
 from workbench.training.rundir import RunDir
 
@@ -61,16 +60,22 @@ def grid_config(reference: Run, reference_step: int, start_step: int,
     return base.replace(patch=spec)
 
 
-def patch_grid(reference_run: str | Path, reference_steps: Iterable[int], start_steps: Iterable[int] = (0,),
-               out_root: str | Path | None = None, config_overrides: dict[str, Any] | None = None,
-               progress: bool = True) -> pd.DataFrame:
-    """Train (or finish) every patched run of the grid; return and save (grid.csv) its summary table.
+@dataclass(frozen=True)
+class GridJob:
+    """One patched run of a grid: its reference step, start step, config and run directory."""
 
-    Every spec is validated (reference checkpoint, architecture, tokenizer, ranges, existing runs)
-    before any training. Columns: reference_step, start_step (nullable ints; missing on the
-    baseline row), run (directory), final_attribute_loss, final_attribute_accuracy,
-    steps_to_50pct_accuracy (first evaluation step with attribute accuracy >= 0.5, NaN if never).
-    """
+    reference_step: int
+    start_step: int
+    config: RunConfig
+    out: Path
+
+
+def plan_grid(reference_run: str | Path, reference_steps: Iterable[int], start_steps: Iterable[int] = (0,),
+              out_root: str | Path | None = None,
+              config_overrides: dict[str, Any] | None = None) -> tuple[Run, Path, list[GridJob]]:
+    """The reference run, the grid folder and every patched run of the grid, all validated
+    (reference checkpoint, architecture, tokenizer, seed, ranges, existing runs) before any training.
+    `workbench.experiment.patch_grid` trains them."""
     reference = load_run(reference_run)
     ref_steps, starts = _steps("reference_steps", reference_steps), _steps("start_steps", start_steps)
     root = Path(out_root) if out_root is not None else default_out_root(reference)
@@ -81,16 +86,19 @@ def patch_grid(reference_run: str | Path, reference_steps: Iterable[int], start_
             validate_patch(cfg)
             out = root / run_name(r, s)
             _check_existing(out, cfg)
-            jobs.append((r, s, cfg, out))
+            jobs.append(GridJob(r, s, cfg, out))
+    return reference, root, jobs
 
+
+def grid_summary(reference: Run, root: Path, jobs: list[GridJob]) -> pd.DataFrame:
+    """The grid's summary table (saved as <root>/grid.csv): the unpatched reference, then each job.
+
+    Columns: reference_step, start_step (nullable ints; missing on the baseline row), run
+    (directory), final_attribute_loss, final_attribute_accuracy, steps_to_50pct_accuracy (first
+    evaluation step with attribute accuracy >= 0.5, NaN if never).
+    """
     rows = [summary_row(None, None, reference)]
-    for r, s, cfg, out in tqdm(jobs, desc="patch grid", disable=not progress):
-        run_dir = RunDir(out)
-        if not run_dir.exists():
-            train(cfg, out, progress=progress)
-        elif run_dir.manifest()["status"] != "finished":
-            resume(out, progress=progress)
-        rows.append(summary_row(r, s, load_run(out)))
+    rows += [summary_row(j.reference_step, j.start_step, load_run(j.out)) for j in jobs]
     df = pd.DataFrame(rows, columns=list(GRID_COLUMNS))
     df = df.astype({"reference_step": "Int64", "start_step": "Int64"})
     write_grid_csv(df, root / "grid.csv")

@@ -53,8 +53,10 @@ def validate_patch(config: RunConfig, tokenizer=None):
     """Check a patch spec against its reference run without loading any weights; returns the `Run`.
 
     The reference must be a run directory with a checkpoint at `reference_step`, the same model
-    architecture, and the tokenizer this run's data config defines (and `tokenizer`, when given);
-    start step, layers and heads must lie in range. Any violation -> ValueError naming the field.
+    architecture, the tokenizer this run's data config defines (and `tokenizer`, when given), and
+    the same seed (the study's twin model: same initial weights and batches) unless
+    `patch.allow_other_seed`; start step, layers and heads must lie in range. Any violation ->
+    ValueError naming the field.
     """
     from workbench.run import load_run
 
@@ -73,6 +75,10 @@ def validate_patch(config: RunConfig, tokenizer=None):
     if ref.config.model != config.model:
         raise ValueError(f"patch.reference_run={spec.reference_run!r} has another architecture "
                          f"({ref.config.model}) than this run ({config.model})")
+    if ref.config.seed != config.seed and not spec.allow_other_seed:
+        raise ValueError(f"seed={config.seed} differs from patch.reference_run={spec.reference_run!r} (seed "
+                         f"{ref.config.seed}): the twin model shares the reference's seed; allowed {ref.config.seed}, "
+                         "or set patch.allow_other_seed=true to use another seed on purpose")
     ref_tokenizer = ref.tokenizer
     if ref_tokenizer != _config_tokenizer(config.data) or (tokenizer is not None and ref_tokenizer != tokenizer):
         raise ValueError(f"patch.reference_run={spec.reference_run!r} uses another tokenizer than this run "
@@ -86,7 +92,13 @@ def reference_model(config: RunConfig, tokenizer, device: str = "cpu"):
     return ref.load_model(config.patch.reference_step, device)
 
 
-def prepare_patching(config: RunConfig, data, model, device: str) -> list[Callback]:
+def reference_tokenizer(config: RunConfig):
+    """The reference run's saved tokenizer (validated against this run's in `validate_patch`)."""
+    return RunDir.require(config.patch.reference_run, "patch.reference_run").tokenizer()
+
+
+def prepare_patching(config: RunConfig, data, model, device: str, fresh: bool) -> list[Callback]:
+    """Validate the patch spec and load the frozen reference model: the patching callback."""
     spec = config.patch
     source = ReferencePatterns(reference_model(config, data.tokenizer, device))
     patcher = PatternPatcher(model, source, list(spec.layers) or None, list(spec.heads) or None, spec.mix)

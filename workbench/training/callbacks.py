@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -13,7 +14,7 @@ from workbench.metrics import evaluate, summarize
 from workbench.training.checkpoint import optimizer_tensors, save_tensors
 from workbench.training.loop import Callback, TrainState, learning_rate
 from workbench.data.population import column_prefix
-from workbench.training.rundir import RunDir
+from workbench.training.rundir import RESUME_OPTIMIZER, RESUME_WEIGHTS, RunDir
 
 
 class Evaluator(Callback):
@@ -69,7 +70,12 @@ class Evaluator(Callback):
 
 
 class Checkpointer(Callback):
-    """Weights at every scheduled step; optimizer and loop state with the newest one (for resume)."""
+    """Weights at every scheduled step; optimizer and loop state with the newest one (for resume).
+
+    A run stopped between scheduled steps (`state.stop`) saves its state as the run's resume point
+    (resume.safetensors + resume.optim.safetensors, manifest["resume"]) instead of a checkpoint, so
+    the checkpoint list stays the schedule's; the next scheduled checkpoint supersedes it.
+    """
 
     def __init__(self, run: RunDir, steps: tuple[int, ...]):
         self.run, self.steps = run, set(steps)
@@ -87,25 +93,37 @@ class Checkpointer(Callback):
 
     def on_train_end(self, state: TrainState) -> None:
         status = "finished" if state.step >= state.config.train.steps else "stopped"
+        if status == "stopped" and str(state.step) not in self.run.manifest()["checkpoints"]:
+            self.save(state, resume_point=True)
         self.run.update_manifest(status=status, wall_s=self.wall0 + time.time() - self.t0)
 
-    def save(self, state: TrainState) -> None:
-        m = self.run.manifest()
-        step = state.step
-        weights = save_tensors(self.run.weights_path(step), state.model.state_dict())
+    def _write(self, state: TrainState, weights: Path, optimizer: Path) -> dict:
         opt_t, opt_meta = optimizer_tensors(state.optimizer)
-        opt_meta["loop"] = json.dumps({"step": step, "loss_sum": state.loss_sum, "loss_count": state.loss_count})
-        optim = save_tensors(self.run.optimizer_path(step), opt_t, opt_meta)
+        opt_meta["loop"] = json.dumps({"step": state.step, "loss_sum": state.loss_sum, "loss_count": state.loss_count})
+        return {"weights": weights.name, "sha256": save_tensors(weights, state.model.state_dict()),
+                "optimizer": optimizer.name, "optimizer_sha256": save_tensors(optimizer, opt_t, opt_meta)}
+
+    def save(self, state: TrainState, resume_point: bool = False) -> None:
+        """Files first, then the manifest that points at them, then the files it no longer points at."""
+        run, step, m = self.run, state.step, self.run.manifest()
+        if resume_point:
+            entry = self._write(state, run.path / RESUME_WEIGHTS, run.path / RESUME_OPTIMIZER)
+            run.update_manifest(resume={"step": step, **entry}, wall_s=self.wall0 + time.time() - self.t0)
+            return
+        entry = self._write(state, run.weights_path(step), run.optimizer_path(step))
         ckpts = m["checkpoints"]
-        stale = [int(s) for s, entry in ckpts.items() if entry.get("optimizer")]
+        stale = [int(s) for s, e in ckpts.items() if e.get("optimizer") and int(s) != step]
         for s in stale:  # optimizer state travels with the newest checkpoint only
             ckpts[str(s)]["optimizer"] = ckpts[str(s)]["optimizer_sha256"] = None
-        ckpts[str(step)] = {"weights": self.run.weights_path(step).name, "sha256": weights,
-                            "optimizer": self.run.optimizer_path(step).name, "optimizer_sha256": optim}
-        self.run.update_manifest(checkpoints=ckpts, last_step=step, wall_s=self.wall0 + time.time() - self.t0)
-        for s in stale:  # deleted only once the manifest no longer points at them
-            if s != step:
-                self.run.optimizer_path(s).unlink(missing_ok=True)
+        ckpts[str(step)] = entry
+        superseded = m.get("resume") is not None and m["resume"]["step"] <= step
+        run.update_manifest(checkpoints=ckpts, last_step=step, wall_s=self.wall0 + time.time() - self.t0,
+                            **({"resume": None} if superseded else {}))
+        for s in stale:
+            run.optimizer_path(s).unlink(missing_ok=True)
+        if superseded:
+            for name in (RESUME_WEIGHTS, RESUME_OPTIMIZER):
+                (run.path / name).unlink(missing_ok=True)
 
 
 class Progress(Callback):

@@ -28,6 +28,18 @@ def study_checkpoint_steps(steps: int) -> tuple[int, ...]:
     return tuple(sorted(s for s in early | late | {0, steps} if 0 <= s <= steps))
 
 
+def schedule(cfg) -> tuple[int, ...]:
+    """The checkpoint steps of a `TrainConfig`: its explicit list (steps past the end dropped), else
+    `n_checkpoints` evenly spaced intervals, else the study's schedule; the last step is always saved."""
+    if cfg.checkpoint_steps:
+        steps = {s for s in cfg.checkpoint_steps if s <= cfg.steps}
+    elif cfg.n_checkpoints:
+        steps = {round(cfg.steps * k / cfg.n_checkpoints) for k in range(cfg.n_checkpoints + 1)}
+    else:
+        steps = set(study_checkpoint_steps(cfg.steps))
+    return tuple(sorted(steps | {cfg.steps}))
+
+
 def sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

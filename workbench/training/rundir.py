@@ -7,20 +7,27 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import platform
+import tempfile
 import time
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
 
 from workbench.config import RunConfig
 from workbench.data.tokenizer import BiographyTokenizer
-from workbench.atomic import atomic_write_bytes, atomic_write_json
+from workbench.atomic import TMP_SUFFIX, atomic_write_bytes, atomic_write_json
 from workbench.training.checkpoint import sha256
 
+
+LOCK_FILE = ".lock"
+CREATION_FILES = {"config.json", "tokenizer.json", LOCK_FILE}
+RESUME_WEIGHTS, RESUME_OPTIMIZER = "resume.safetensors", "resume.optim.safetensors"
 
 # metrics columns of older run directories -> their current names (read transparently)
 OLD_COLUMNS = {"train_loss": "training_loss"}
@@ -59,18 +66,86 @@ class RunDir:
     def exists(self) -> bool:
         return self.manifest_path.is_file()
 
+    def incomplete(self) -> bool:
+        """A directory left by a kill while its run was being created: no manifest, only creation files."""
+        if not self.path.is_dir() or self.exists():
+            return False
+        names = {p.name for p in self.path.iterdir()}
+        return bool(names) and all(n in CREATION_FILES or n.endswith(TMP_SUFFIX) for n in names)
+
     @classmethod
     def require(cls, path: str | Path, field: str) -> "RunDir":
-        """The run directory a config field names; a ValueError naming the field when it is none."""
+        """The run directory a config field (or flag) names; a ValueError naming it and what is wrong."""
         run = cls(path)
+        if not str(path).strip():
+            raise ValueError(f"{field}={str(path)!r}: allowed a run directory path, not an empty string")
         if not run.exists():
-            raise ValueError(f"{field}={str(path)!r} is not a run directory (no manifest.json)")
+            why = ("it does not exist" if not run.path.exists() else "it is a file" if not run.path.is_dir()
+                   else "it is an incomplete run (killed while it was being created): train into it again to "
+                   "replace it" if run.incomplete() else "it is empty" if not any(run.path.iterdir())
+                   else "it has no manifest.json")
+            raise ValueError(f"{field}={str(path)!r} is not a run directory: {why}")
         return run
 
     # -- creation -----------------------------------------------------------------------------
-    def create(self, config: RunConfig, tokenizer: BiographyTokenizer, population_fingerprint: str) -> None:
+    def check_new(self) -> None:
+        """Refuse, before any compute, a path a new run cannot be written to (one line naming it)."""
+        where = f"out={str(self.path)!r}"
+        if not str(self.path).strip() or str(self.path) == ".":
+            raise ValueError(f"{where}: allowed a run directory path, not an empty string")
+        for parent in [self.path, *self.path.parents]:
+            if parent.exists() and not parent.is_dir():
+                what = "is a file" if parent == self.path else f"is under a file ({parent})"
+                raise ValueError(f"{where} {what}: allowed a directory path")
         if self.exists():
-            raise ValueError(f"run directory {self.path} already holds a run; use --resume or another --out")
+            raise ValueError(f"{where} already holds a run: use --resume, or another --out")
+        if self.path.is_dir() and any(self.path.iterdir()) and not self.incomplete():
+            raise ValueError(f"{where} is a non-empty directory that is not a run: allowed a new or empty directory")
+        existing = next(p for p in [self.path, *self.path.parents] if p.exists())
+        try:  # as root, os.access says yes to read-only directories: try a real write instead
+            tempfile.TemporaryFile(dir=existing).close()
+        except OSError as e:
+            raise ValueError(f"{where} cannot be written: {existing} is not writable ({e.strerror})") from None
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator["RunDir"]:
+        """Hold the run directory's lock file (creating the directory): one writing process at a time."""
+        from filelock import FileLock, Timeout
+
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            lock = FileLock(str(self.path / LOCK_FILE), timeout=0)
+            lock.acquire()
+        except Timeout:
+            raise ValueError(f"run directory {self.path} is being written by another process "
+                             f"(its {LOCK_FILE} is held): wait for it to finish, or choose another --out") from None
+        except OSError as e:
+            raise ValueError(f"run directory {self.path} cannot be written ({e.strerror})") from None
+        try:
+            yield self
+        finally:
+            lock.release()
+
+    def locked(self) -> bool:
+        """True while another process holds the lock (a run in progress, as opposed to a killed one)."""
+        from filelock import FileLock, Timeout
+
+        if not (self.path / LOCK_FILE).is_file():
+            return False
+        try:
+            FileLock(str(self.path / LOCK_FILE), timeout=0).acquire().lock.release()
+        except Timeout:
+            return True
+        except OSError:
+            return False
+        return False
+
+    def create(self, config: RunConfig, tokenizer: BiographyTokenizer, population_fingerprint: str) -> None:
+        """Write config, tokenizer and, last, the manifest (whose presence makes the directory a run)."""
+        self.check_new()
+        for p in self.path.iterdir() if self.path.is_dir() else ():
+            if p.name != LOCK_FILE:  # leftovers of a creation killed before its manifest was written
+                p.unlink()
         self.path.mkdir(parents=True, exist_ok=True)
         atomic_write_json(self.config_path, config.to_dict())
         tokenizer.save(self.tokenizer_path)
@@ -106,6 +181,15 @@ class RunDir:
 
     def checkpoint_steps(self) -> list[int]:
         return sorted(int(s) for s in self.manifest()["checkpoints"])
+
+    def resume_point(self) -> dict | None:
+        """Where a resumed run continues: the graceful-stop state when it is newer than the newest
+        checkpoint (which carries the optimizer), else that checkpoint; None before the first one."""
+        m = self.manifest()
+        candidates = [{"step": int(s), **e} for s, e in m["checkpoints"].items() if e.get("optimizer")]
+        if m.get("resume"):
+            candidates.append(m["resume"])
+        return max(candidates, key=lambda e: e["step"]) if candidates else None
 
     # -- updates (each one atomic) -------------------------------------------------------------
     def update_manifest(self, **fields) -> dict:

@@ -9,10 +9,11 @@ import torch
 
 from workbench.config import FinetuneConfig, preset
 from workbench.data.population import make_world
-from workbench.finetune import default_out, finetune, finetune_config
+from workbench.experiment import finetune
+from workbench.finetuning import default_out, finetune_config
 from workbench.metrics import evaluate, summarize
 from workbench.run import load_run
-from workbench.training.api import resume, train
+from workbench.experiment import resume, train
 from workbench.training.loop import Callback
 
 STEPS, EVAL_EVERY, LR = 16, 4, 3e-3  # short runs; a larger lr than the study's so 16 steps move the model

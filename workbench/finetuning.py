@@ -11,14 +11,15 @@ Because populations are generated prefix-stably, raising `data.n_finetune` leave
 and held-out individuals unchanged; `prepare_finetune` checks this with the manifest's population
 fingerprint, so step 0 of a fine-tuning run evaluates exactly the base checkpoint.
 
-    run = finetune("checkpoints/cpu-quick-seed0", 2000, n_new=600, replay_weight=1.0)
+    run = workbench.finetune("checkpoints/cpu-quick-seed0", 2000, n_new=600, replay_weight=1.0)
+
+(`workbench.experiment.finetune` trains it; this module only defines and validates it.)
 """
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Iterable
 
 import torch
 
@@ -73,7 +74,12 @@ def check_compatible(config: RunConfig, data, base: Run) -> None:
                          "(data.n_finetune new individuals)")
 
 
-def prepare_finetune(config: RunConfig, data, model: torch.nn.Module, fresh: bool) -> list[Callback]:
+def base_tokenizer(config: RunConfig):
+    """The base run's saved tokenizer (validated against this run's in `check_compatible`)."""
+    return RunDir.require(config.finetune.base_run, "finetune.base_run").tokenizer()
+
+
+def prepare_finetune(config: RunConfig, data, model: torch.nn.Module, device: str, fresh: bool) -> list[Callback]:
     """Validate a fine-tuning run against its base run before any training; when `fresh`, load the
     base checkpoint's weights into `model` (a resumed run has its own checkpoint). No callbacks."""
     spec = config.finetune
@@ -117,7 +123,8 @@ def finetune_config(base_run: str | Path, base_step: int, n_new: int, replay_wei
         preset=f"{b.preset}-finetune", seed=b.seed if seed is None else seed, patch=None, finetune=spec,
         data={"n_finetune": max(b.data.n_finetune, n_new)},
         train={"steps": steps, "lr": lr, "final_lr": min(b.train.final_lr, lr), "schedule": "constant",
-               "eval_every": eval_every, "checkpoint_steps": default_checkpoint_steps(steps, eval_every)},
+               "eval_every": eval_every, "checkpoint_steps": default_checkpoint_steps(steps, eval_every),
+               "n_checkpoints": 0},
     )
 
 
@@ -125,14 +132,3 @@ def default_out(base_run: str | Path, n_new: int, replay_weight: float) -> Path:
     """`<base_run>-ft<n_new>-replay<w>`, next to the base run."""
     base = Path(base_run)
     return base.with_name(f"{base.name}-ft{n_new}-replay{replay_weight:g}")
-
-
-def finetune(base_run: str | Path, base_step: int, n_new: int, replay_weight: float = 0.0,
-             out: str | Path | None = None, progress: bool = True, callbacks: Iterable[Callback] = (),
-             **kw) -> Run:
-    """Train a fine-tuning run (see `finetune_config` for `kw`) into `out` and return it loaded."""
-    from workbench.training.api import train
-
-    config = finetune_config(base_run, base_step, n_new, replay_weight, **kw)
-    out = default_out(base_run, n_new, replay_weight) if out is None else Path(out)
-    return load_run(train(config, out, progress=progress, callbacks=callbacks).path)

@@ -1,0 +1,129 @@
+"""The composition root: the only module that knows every feature of a run.
+
+`training/` trains a run and knows no feature; each feature (a section of `RunConfig`) plugs in
+here as a `Feature`: which config section switches it on, the saved tokenizer it reuses (if any),
+and one `prepare(config, data, model, device, fresh)` that validates it against its inputs and
+returns its callbacks, before any training compute and before the run directory is created.
+A new feature (sweeps, data attribution, retrieval, ...) adds one row to `FEATURES`.
+
+    run_dir = train(preset("tiny"), "checkpoints/tiny-seed0")
+    resume("checkpoints/tiny-seed0")
+    finetune("checkpoints/cpu-quick-seed0", 3500, n_new=600)
+    patch_grid("checkpoints/cpu-quick-seed0", reference_steps=[0, 875, 3500])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from workbench import finetuning
+from workbench.config import RunConfig, preset
+from workbench.patching import grid, training as patching
+from workbench.run import Run, checkpoints_root, load_run
+from workbench.training import session
+from workbench.training.loop import Callback
+from workbench.training.rundir import RunDir
+
+
+@dataclass(frozen=True)
+class Feature:
+    """A feature of a run: switched on by a config section, prepared before training."""
+
+    name: str
+    section: str  # the RunConfig field whose presence switches the feature on
+    prepare: Callable[..., list[Callback]]  # (config, data, model, device, fresh) -> callbacks
+    tokenizer: Callable[[RunConfig], Any] | None = None  # the saved tokenizer the run reuses
+
+    def active(self, config: RunConfig) -> bool:
+        return getattr(config, self.section) is not None
+
+
+FEATURES: tuple[Feature, ...] = (
+    Feature("fine-tuning", "finetune", finetuning.prepare_finetune, finetuning.base_tokenizer),
+    Feature("attention patching", "patch", patching.prepare_patching, patching.reference_tokenizer),
+)
+
+
+def active_features(config: RunConfig) -> list[Feature]:
+    return [f for f in FEATURES if f.active(config)]
+
+
+def prepare(config: RunConfig, data, model, device: str, fresh: bool) -> list[Callback]:
+    """Every active feature's callbacks (each validated against the run being built)."""
+    return [cb for f in active_features(config) for cb in f.prepare(config, data, model, device, fresh)]
+
+
+def feature_tokenizer(config: RunConfig):
+    """The saved tokenizer an active feature reuses (a reference or base run's), else None."""
+    for f in active_features(config):
+        if f.tokenizer is not None:
+            return f.tokenizer(config)
+    return None
+
+
+def train(config: RunConfig, out: str | Path, progress: bool = True, callbacks: Iterable[Callback] = ()) -> RunDir:
+    """Train a new run into `out`, with the features its config names."""
+    if not isinstance(config, RunConfig):
+        raise ValueError(f"config={type(config).__name__}: allowed a RunConfig (e.g. workbench.preset('tiny'))")
+    RunDir(out).check_new()
+    return session.start(config, out, prepare, feature_tokenizer(config), progress, callbacks)
+
+
+def resume(path: str | Path, progress: bool = True, callbacks: Iterable[Callback] = ()) -> RunDir:
+    """Continue a stopped, failed or killed run exactly from its resume point."""
+    return session.resume(path, prepare, progress, callbacks)
+
+
+def train_or_resume(config: RunConfig, out: str | Path, progress: bool = True,
+                    callbacks: Iterable[Callback] = ()) -> RunDir:
+    """Resume the run in `out` when it holds this config (no-op when finished), else train it."""
+    run = RunDir(out)
+    if not run.exists():
+        return train(config, out, progress, callbacks)
+    if run.config() != config:
+        raise ValueError(f"out={str(out)!r} already holds a run with another config: remove it or choose another out")
+    return run if run.manifest()["status"] == "finished" else resume(out, progress, callbacks)
+
+
+def finetune(base_run: str | Path, base_step: int, n_new: int, replay_weight: float = 0.0,
+             out: str | Path | None = None, progress: bool = True, callbacks: Iterable[Callback] = (),
+             **kw) -> Run:
+    """Train a fine-tuning run (see `workbench.finetuning.finetune_config` for `kw`) and return it loaded;
+    `out` defaults to `<base_run>-ft<n_new>-replay<w>`."""
+    config = finetuning.finetune_config(base_run, base_step, n_new, replay_weight, **kw)
+    out = finetuning.default_out(base_run, n_new, replay_weight) if out is None else Path(out)
+    return load_run(train(config, out, progress, callbacks).path)
+
+
+def patch_grid(reference_run: str | Path, reference_steps: Iterable[int], start_steps: Iterable[int] = (0,),
+               out_root: str | Path | None = None, config_overrides: dict[str, Any] | None = None,
+               progress: bool = True) -> pd.DataFrame:
+    """Train (or finish) every patched run of a grid (`workbench.patching.grid`); its summary table.
+
+    Every run is validated before any training; finished runs are skipped, unfinished ones resumed.
+    """
+    reference, root, jobs = grid.plan_grid(reference_run, reference_steps, start_steps, out_root, config_overrides)
+    for job in tqdm(jobs, desc="patch grid", disable=not progress):
+        train_or_resume(job.config, job.out, progress)
+    return grid.grid_summary(reference, root, jobs)
+
+
+def reference_run(preset_name: str | None = None, seed: int = 0, progress: bool = True) -> Run:
+    """The reference run of a preset ($WORKBENCH_PRESET, default cpu-quick) under `checkpoints_root()`,
+    trained when absent and resumed when unfinished: what notebooks start from."""
+    import os
+
+    name = preset_name or os.environ.get("WORKBENCH_PRESET", "cpu-quick")
+    cfg = preset(name).replace(seed=seed)
+    path = checkpoints_root() / f"{name}-seed{seed}"
+    if RunDir(path).exists():  # an existing reference run keeps its own config (e.g. an older preset)
+        if RunDir(path).manifest()["status"] != "finished":
+            resume(path, progress)
+    else:
+        train(cfg, path, progress)
+    return Run(path)
