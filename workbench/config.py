@@ -207,6 +207,8 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda
 
     def __post_init__(self) -> None:
+        for s in self.checkpoint_steps:  # steps past the end of the run are ignored (a schedule outlives a run)
+            check_int("train.checkpoint_steps[]", s, 0)
         object.__setattr__(self, "checkpoint_steps", tuple(int(s) for s in self.checkpoint_steps))
         check_int("train.steps", self.steps, 1)
         check_int("train.batch_size", self.batch_size, 1, 65_536)
@@ -218,8 +220,6 @@ class TrainConfig:
         check(self.schedule in ("cosine", "constant"), "train.schedule", "cosine | constant", self.schedule)
         check_int("train.eval_every", self.eval_every, 1)
         check_int("train.eval_size", self.eval_size, 1, 1_000_000)
-        for s in self.checkpoint_steps:  # steps past the end of the run are ignored (a schedule outlives a run)
-            check_int("train.checkpoint_steps[]", s, 0)
         check_int("train.n_checkpoints", self.n_checkpoints, 0)
         check(self.device in ("auto", "cpu", "cuda"), "train.device", "auto | cpu | cuda", self.device)
 

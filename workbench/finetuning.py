@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from workbench.config import DataConfig, FinetuneConfig, RunConfig
+from workbench.config import DataConfig, FinetuneConfig, RunConfig, check_int
 from workbench.run import Run, load_run
 from workbench.training.checkpoint import load_weights
 from workbench.training.loop import Callback
@@ -114,6 +114,8 @@ def finetune_config(base_run: str | Path, base_step: int, n_new: int, replay_wei
     spec = FinetuneConfig(base_run=str(base_run), base_step=base_step, n_new=n_new,
                           replay_weight=replay_weight)
     b = load_base(spec).config
+    p, d = b.data.pool_sizes, b.data
+    check_int("finetune.n_new", n_new, 1, p.first_names ** 2 * p.last_names - d.n_individuals - d.n_heldout)
     steps = max(1, round(STEPS_FRACTION * b.train.steps)) if steps is None else steps
     eval_every = max(1, steps // N_EVALS) if eval_every is None and isinstance(steps, int) else eval_every
     for name, value in (("steps", steps), ("eval_every", eval_every)):

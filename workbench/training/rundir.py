@@ -49,7 +49,7 @@ class RunDir:
     """Paths and atomic writers of a run directory (no training logic)."""
 
     def __init__(self, path: str | Path):
-        self.path = Path(path)
+        self.path, self.given = Path(path), str(path)  # `given`: as the user wrote it (for messages)
 
     config_path = property(lambda self: self.path / "config.json")
     tokenizer_path = property(lambda self: self.path / "tokenizer.json")
@@ -90,8 +90,8 @@ class RunDir:
     # -- creation -----------------------------------------------------------------------------
     def check_new(self) -> None:
         """Refuse, before any compute, a path a new run cannot be written to (one line naming it)."""
-        where = f"out={str(self.path)!r}"
-        if not str(self.path).strip() or str(self.path) == ".":
+        where = f"out={self.given!r}"
+        if not self.given.strip():
             raise ValueError(f"{where}: allowed a run directory path, not an empty string")
         for parent in [self.path, *self.path.parents]:
             if parent.exists() and not parent.is_dir():
