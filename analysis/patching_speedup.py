@@ -18,11 +18,10 @@ Columns: | config | seed | patched layers | plateau | patched plateau | unpatche
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from workbench import PatchConfig, load_run, resume, train
-from workbench.config import preset
+from workbench.config import override, preset
 from workbench.phases import boundaries
 from workbench.viz.figures import subplots
 from workbench.training.loop import Callback
@@ -65,18 +64,6 @@ def plot(runs: dict, baseline: float, path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
-def overrides(pairs: list[str]) -> dict:
-    """["data.n_individuals=1500", ...] -> {"data": {"n_individuals": 1500}} (values parsed as JSON)."""
-    out: dict = {}
-    for pair in pairs:
-        key, _, value = pair.partition("=")
-        section, _, name = key.partition(".")
-        if not (section and name and value):
-            raise ValueError(f"--set {pair!r}: allowed SECTION.FIELD=VALUE, e.g. data.n_individuals=1500")
-        out.setdefault(section, {})[name] = json.loads(value)
-    return out
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("run", help="unpatched run directory (trained first when absent)")
@@ -88,7 +75,7 @@ def main() -> None:
     args = ap.parse_args()
     path = Path(args.run)
     if not (path / "manifest.json").is_file():
-        train(preset(args.preset, **overrides(args.set)).replace(seed=args.seed), path)
+        train(override(preset(args.preset).replace(seed=args.seed), args.set), path)
     ref = load_run(path)
     if ref.status != "finished":
         raise SystemExit(f"{path} is {ref.status}: resume it first (workbench train --resume {path})")
