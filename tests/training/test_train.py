@@ -164,3 +164,11 @@ def test_missing_feature_run_names_the_field(tmp_path):
     with pytest.raises(ValueError, match="patch.reference_run"):
         train(cfg, tmp_path / "r", progress=False)
     assert not (tmp_path / "r").exists()
+
+
+def test_old_run_directories_stay_readable(tiny_run, tmp_path):
+    """Runs written before the vocabulary was unified logged `train_loss`: read as `training_loss`."""
+    dst = _copy(tiny_run, tmp_path)
+    old = tiny_run.metrics.rename(columns={"training_loss": "train_loss"})
+    old.to_csv(dst / "metrics.csv", index=False)
+    pd.testing.assert_frame_equal(load_run(dst).metrics, tiny_run.metrics, check_exact=True)
