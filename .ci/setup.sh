@@ -1,14 +1,27 @@
 #!/usr/bin/env bash
 # Set-up on a fresh machine with only python3: installs torch (the CPU wheel 2.13.0, first, when torch is
 # absent — a bare `torch` requirement would pull several GB of CUDA packages), then the workbench with its
-# dependencies, editable. Idempotent: a second run installs nothing.
+# runtime dependencies and the notebooks and test extras, editable. Idempotent: a second run installs nothing
+# (the check below names modules of every group: runtime, [notebooks], [test]).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
-if ! "$PY" -c "import torch" 2>/dev/null; then
+# has MODULE...: every module is importable (found, not imported: importing torch and TransformerLens takes
+# seconds) and, for `workbench`, installed (not just the source folder in the current directory)
+has() {
+  "$PY" - "$@" 2>/dev/null <<'EOF'
+import importlib.metadata, importlib.util, sys
+if any(importlib.util.find_spec(m) is None for m in sys.argv[1:]):
+    sys.exit(1)
+if "workbench" in sys.argv[1:]:
+    importlib.metadata.distribution("workbench")
+EOF
+}
+if ! has torch; then
   "$PY" -m pip install -q "torch==2.13.0"
 fi
-if ! "$PY" -c "import workbench, transformer_lens, circuitsvis, nbclient, ipywidgets" 2>/dev/null \
-   || ! "$PY" -m pip show -q workbench >/dev/null 2>&1; then
-  "$PY" -m pip install -q -e ".[notebooks]"
+# runtime, [notebooks] and [test]: modules of each group, any of which a partial install could lack
+if ! has workbench transformer_lens circuitsvis filelock jupyterlab ipywidgets nbclient nbformat ipykernel pytest \
+        beartype; then
+  "$PY" -m pip install -q -e ".[notebooks,test]"
 fi
