@@ -16,9 +16,10 @@ from pathlib import Path
 import pandas as pd
 
 from workbench import load_run
-from workbench.attention import attention_over_training, plot_attention_over_training
-from workbench.patching import grid_curves, plot_grid, read_grid_csv
+from workbench.attention import attention_over_training
+from workbench.patching import grid_curves, read_grid_csv
 from workbench.viz.figures import plot_phases
+from workbench.viz import plot_attention_over_training, plot_grid
 
 FIGURES = Path(__file__).parent / "figures"
 COLUMNS = {"attribute_loss": "attribute loss", "attribute_accuracy": "accuracy",

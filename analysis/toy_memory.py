@@ -13,14 +13,15 @@ reach 90% accuracy.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 
 import pandas as pd
 import torch
 
-from workbench.probes.toy_memory import ToyMemoryConfig, plot_toy_memory, run_toy_memory
+from workbench.atomic import atomic_path, atomic_write_csv
+from workbench.probes.toy_memory import ToyMemoryConfig, run_toy_memory
+from workbench.viz import plot_toy_memory
 
 FIGURES = Path(__file__).resolve().parent / "figures"
 
@@ -52,13 +53,10 @@ def main() -> None:
         rows.append(summary(df, label, time.perf_counter() - t0))
     FIGURES.mkdir(parents=True, exist_ok=True)
     fig = plot_toy_memory(dfs)
-    tmp = FIGURES / "toy_memory.tmp.png"
-    fig.savefig(tmp, dpi=120)
-    os.replace(tmp, FIGURES / "toy_memory.png")
+    with atomic_path(FIGURES / "toy_memory.png") as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
     curves = pd.concat([df.assign(run=label) for label, df in dfs.items()], ignore_index=True)
-    tmp = FIGURES / "toy_memory.csv.tmp"
-    curves.to_csv(tmp, index=False)
-    os.replace(tmp, FIGURES / "toy_memory.csv")
+    atomic_write_csv(FIGURES / "toy_memory.csv", curves)
     print("base config:", ToyMemoryConfig(n_new=args.n_new, eval_every=20))
     table = pd.DataFrame(rows).astype({"new_acc_0.9_step": "Int64"})
     print(table.to_string(index=False))

@@ -9,13 +9,14 @@ import pytest
 import torch
 
 from workbench.attention import (ATTRIBUTE_METRICS, METRICS, attention_metrics, attention_over_training,
-                                 metrics_from_patterns, plot_attention_over_training)
+                                 metrics_from_patterns)
 from workbench.data.biographies import BOS, NAME, PAD, TEXT, VALUE
 from workbench.model import build_model
 from workbench.patching.hooks import patch_patterns
 from workbench.patching.sources import UniformPatterns
 from workbench.phases import Phases
 from workbench.run import load_run
+from workbench.viz import plot_attention_over_training
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,9 @@ from matplotlib.figure import Figure
 
 import workbench.stability as stability
 from workbench.run import load_run
-from workbench.stability import (attention_stability, js_divergence, pattern_distance, plot_stability,
+from workbench.stability import (attention_stability, js_divergence, pattern_distance,
                                  pretraining_drift, query_mask)
+from workbench.viz import plot_stability
 
 
 @pytest.fixture(scope="module")

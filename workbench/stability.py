@@ -23,7 +23,6 @@ import numpy as np
 import pandas as pd
 import torch
 from jaxtyping import Bool, Float
-from matplotlib.figure import Figure
 from torch import Tensor
 from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
@@ -180,31 +179,3 @@ def pretraining_drift(base_run: Run | str | Path, size: int = 128, positions: st
     frames = [df.merge(pd.DataFrame(p, columns=["step", "reference_step"])).assign(reference=name)
               for name, p in (("start", start), ("previous", previous))]
     return pd.concat(frames, ignore_index=True)[_COLUMNS + ["reference_step", "reference"]]
-
-
-def plot_stability(ft_df: pd.DataFrame, pre_df: pd.DataFrame | None = None) -> Figure:
-    """Left: fine-tuning distance from its start per layer (mean over heads), with the median
-    checkpoint-to-checkpoint pre-training drift as a dashed line. Right: pre-training drift."""
-    fig = Figure(figsize=(11, 4), layout="constrained")
-    ax_ft, ax_pre = fig.subplots(1, 2)
-    for layer, g in ft_df.groupby("layer"):
-        m = g.groupby("step")["distance"].mean()
-        ax_ft.plot(m.index, m.values, marker=".", label=f"layer {layer}")
-    ax_ft.set(title="fine-tuning: distance from the start", xlabel="fine-tuning step",
-              ylabel="Jensen-Shannon divergence (bits)")
-    if pre_df is not None and len(pre_df):
-        prev = pre_df[pre_df["reference"] == "previous"].groupby("step")["distance"].mean()
-        ax_ft.axhline(float(np.median(prev.values)), color="k", ls="--", lw=1,
-                      label="pre-training, checkpoint to checkpoint (median)")
-        total = pre_df[pre_df["reference"] == "start"].groupby("step")["distance"].mean()
-        ax_ft.axhline(float(total.iloc[-1]), color="k", ls=":", lw=1, label="pre-training, step 0 to the end")
-        for (name, ls) in (("start", "-"), ("previous", ":")):
-            m = pre_df[pre_df["reference"] == name].groupby("step")["distance"].mean()
-            ax_pre.plot(m.index, m.values, ls=ls, marker=".", label=f"vs {name}")
-        ax_pre.set_xscale("log")
-    ax_pre.set(title="pre-training drift (mean over layers and heads)", xlabel="pre-training step",
-               ylabel="Jensen-Shannon divergence (bits)")
-    ax_ft.legend(fontsize=8)
-    if ax_pre.has_data():
-        ax_pre.legend(fontsize=8)
-    return fig

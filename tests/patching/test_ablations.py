@@ -8,7 +8,8 @@ from matplotlib.figure import Figure
 from workbench.config import preset
 from workbench.data.corpus import BiographyData
 from workbench.patching.ablations import (ValueTarget, ablate, activation_patching, make_pair,
-                                          pattern_patching_scores, plot_heads, plot_layer_position)
+                                          pattern_patching_scores)
+from workbench.viz import plot_heads, plot_layer_position
 
 
 @pytest.fixture(scope="module")

@@ -11,10 +11,10 @@ from matplotlib.figure import Figure
 import workbench.experiment as experiment
 from workbench.experiment import patch_grid
 from workbench.experiment import train as real_train
-from workbench.patching.grid import (GRID_COLUMNS, default_out_root, default_reference_steps, grid_curves,
-                                    plot_grid, read_grid_csv, summary_row)
+from workbench.patching.grid import (GRID_COLUMNS, default_out_root, default_reference_steps, grid_curves, read_grid_csv, summary_row)
 from workbench.run import load_run
 from workbench.training.loop import Callback
+from workbench.viz import plot_grid
 
 SHORT = {"train": {"steps": 6, "checkpoint_steps": (0, 3, 6), "eval_every": 3}}
 

@@ -4,10 +4,11 @@ import pytest
 import torch
 
 from workbench.data.biographies import NAME, VALUE
-from workbench.probes.linear import (chance_level, fit_probe, plot_probes, probe_accuracy, probe_scores,
+from workbench.probes.linear import (chance_level, fit_probe, probe_accuracy, probe_scores,
                                      probes_over_checkpoints)
 from workbench.probes.sites import (activations_at, biographies, last_name_position, probe_targets,
                                    value_prediction_positions)
+from workbench.viz import plot_probes
 
 
 def _planted(n: int, d: int, n_classes: int, noise: float, seed: int):

@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from workbench.probes.localisation import (METHODS, corrupt_names, intervened_loss, localisation_over_checkpoints,
-                                           localise, plot_localisation)
+                                           localise)
 from workbench.probes.sites import biographies, name_mask
+from workbench.viz import plot_localisation
 
 
 @pytest.fixture(scope="module")

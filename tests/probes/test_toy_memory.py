@@ -2,7 +2,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 
-from workbench.probes.toy_memory import ToyMemoryConfig, make_pairs, plot_toy_memory, run_toy_memory
+from workbench.probes.toy_memory import ToyMemoryConfig, make_pairs, run_toy_memory
+from workbench.viz import plot_toy_memory
 
 SMALL = dict(n_keys=512, n_new=128, d_hidden=128, pretrain_steps=400, finetune_steps=200, batch_size=128,
              eval_every=50)

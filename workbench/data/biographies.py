@@ -50,6 +50,12 @@ class Batch:
         return self.tokens.shape[0]
 
 
+def token_labels(tokenizer, tokens, kinds) -> list[str]:
+    """Each token decoded on its own, names as ``[tok]`` and attribute values as ``<tok>``."""
+    marks = {NAME: "[{}]", VALUE: "<{}>"}
+    return [marks.get(int(k), "{}").format(s) for s, k in zip(tokenizer.token_strings(tokens), kinds)]
+
+
 class Biographer:
     """Builds token-level biographies for a world with a tokenizer."""
 

@@ -25,7 +25,7 @@ from torch import Tensor
 from transformer_lens import HookedTransformer
 from transformer_lens.utilities import get_act_name
 
-from workbench.data.biographies import NAME, VALUE, Batch
+from workbench.data.biographies import NAME, VALUE, Batch, token_labels
 from workbench.patching.hooks import patch_patterns
 from workbench.patching.sources import Patterns, PatternSource, ReferencePatterns
 
@@ -103,8 +103,6 @@ def make_pair(data, individual: int, attribute: str | int, corrupt_with: int | N
     corrupt_with: the individual whose name replaces the clean one; None picks (with `seed`) a
     training individual whose name has as many tokens and differs at every name token.
     """
-    from workbench.viz.attention_views import token_labels
-
     world, bio = data.world, data.biographer
     attributes = data.config.data.attributes
     n_total = len(world.names)
@@ -319,47 +317,3 @@ def _tl_progress(enabled: bool):
         yield
     finally:
         tl_patching.tqdm = original
-
-
-def plot_layer_position(df: pd.DataFrame, value: str | None = None, title: str | None = None):
-    """Heatmap layer x position of `value` (default: normalized, else score), x labelled with tokens."""
-    from workbench.viz.figures import subplots
-
-    value = value or ("normalized" if "normalized" in df and df["normalized"].notna().any() else "score")
-    grid = df.pivot(index="layer", columns="position", values=value)
-    tokens = df.drop_duplicates("position").set_index("position")["token"].reindex(grid.columns)
-    fig, ax = subplots(figsize=(min(40.0, max(6.0, 0.16 * grid.shape[1] + 2)), 1.2 + 0.5 * grid.shape[0]))
-    lim = float(np.nanmax(np.abs(grid.to_numpy()))) or 1.0
-    im = ax.imshow(grid.to_numpy(), aspect="auto", cmap="RdBu", vmin=-lim, vmax=lim)
-    ax.set_xticks(range(grid.shape[1]), [f"{t}" for t in tokens], rotation=90, fontsize=6)
-    ax.set_yticks(range(grid.shape[0]), grid.index)
-    ax.set_ylabel("layer")
-    fig.colorbar(im, ax=ax, label=value, fraction=0.03)
-    ax.set_title(title or f"activation patching: {df.attrs.get('component', '')} ({value})")
-    fig.tight_layout()
-    return fig
-
-
-def plot_heads(df: pd.DataFrame, value: str | None = None, title: str | None = None):
-    """Heatmap layer x head of `value` (default: normalized, else delta, else score), cells annotated."""
-    from workbench.viz.figures import subplots
-
-    value = value or next(c for c in ("normalized", "delta", "score") if c in df and df[c].notna().any())
-    heads = df[(df["head"] >= 0)] if "head" in df else df
-    grid = heads.pivot(index="layer", columns="head", values=value)
-    fig, ax = subplots(figsize=(max(4.0, 1.5 + 0.6 * grid.shape[1]), max(3.0, 1.0 + 0.5 * grid.shape[0])))
-    arr = grid.to_numpy()
-    lim = float(np.nanmax(np.abs(arr))) or 1.0
-    im = ax.imshow(arr, aspect="auto", cmap="RdBu", vmin=-lim, vmax=lim)
-    if arr.size <= 256:
-        for (i, j), v in np.ndenumerate(arr):
-            ax.text(j, i, f"{v:.2g}", ha="center", va="center", fontsize=7,
-                    color="white" if abs(v) > 0.6 * lim else "black")
-    ax.set_xticks(range(grid.shape[1]), grid.columns)
-    ax.set_yticks(range(grid.shape[0]), grid.index)
-    ax.set_xlabel("head")
-    ax.set_ylabel("layer")
-    fig.colorbar(im, ax=ax, label=value, fraction=0.05)
-    ax.set_title(title or f"{df.attrs.get('component', 'heads')} ({value})")
-    fig.tight_layout()
-    return fig

@@ -12,7 +12,6 @@ unpatched reference run itself is the baseline row (reference_step and start_ste
 
 from __future__ import annotations
 
-import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ import pandas as pd
 from workbench.config import PatchConfig, RunConfig
 from workbench.patching.training import validate_patch
 from workbench.run import Run, load_run
-from workbench.atomic import atomic_write_bytes
+from workbench.atomic import atomic_write_csv
 from workbench.training.rundir import RunDir
 
 GRID_COLUMNS = ("reference_step", "start_step", "run", "final_attribute_loss", "final_attribute_accuracy",
@@ -121,10 +120,8 @@ def write_grid_csv(df: pd.DataFrame, path: Path) -> None:
     out = df.copy()
     for col in ("reference_step", "start_step"):
         out[col] = out[col].astype(object).where(out[col].notna(), "none")
-    buf = io.StringIO()
-    out.to_csv(buf, index=False)
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, buf.getvalue().encode())
+    atomic_write_csv(path, out)
 
 
 def read_grid_csv(path: str | Path) -> pd.DataFrame:
@@ -144,47 +141,6 @@ def grid_curves(grid_df: pd.DataFrame) -> pd.DataFrame:
         parts.append(part)
     out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=list(CURVE_COLUMNS))
     return out.astype({"reference_step": "Int64", "start_step": "Int64"})[list(CURVE_COLUMNS)]
-
-
-def plot_grid(grid_df: pd.DataFrame, curves_df: pd.DataFrame, no_knowledge_baseline: float | None = None):
-    """Attribute loss and accuracy vs step (log-x), one colour per reference step, line style per
-    start step, the unpatched reference as a black dashed line; legends give final accuracies."""
-    from workbench.viz.figures import colormap, log_steps, subplots
-
-    final = {(None if pd.isna(r) else int(r), None if pd.isna(s) else int(s)): acc for r, s, acc in
-             zip(grid_df["reference_step"], grid_df["start_step"], grid_df["final_attribute_accuracy"])}
-    fig, (ax_l, ax_a) = subplots(1, 2, figsize=(11, 4))
-    patched = curves_df[curves_df["reference_step"].notna()]
-    ref_steps = sorted(patched["reference_step"].unique())
-    starts = sorted(patched["start_step"].unique())
-    cmap = colormap()
-    styles = ["-", "--", ":", "-."]
-    for (r, s), c in patched.groupby(["reference_step", "start_step"]):
-        colour = cmap(ref_steps.index(r) / max(len(ref_steps) - 1, 1))
-        style = styles[starts.index(s) % len(styles)]
-        label = f"ref step {r}" + (f", start {s}" if len(starts) > 1 else "")
-        if (int(r), int(s)) in final:
-            label += f" (final acc {final[int(r), int(s)]:.2f})"
-        ax_l.plot(c["step"], c["attribute_loss"], color=colour, ls=style, label=label)
-        ax_a.plot(c["step"], c["attribute_accuracy"], color=colour, ls=style, label=label)
-    base = curves_df[curves_df["reference_step"].isna()]
-    if len(base):
-        label = "reference (unpatched)" + (f" (final acc {final[None, None]:.2f})" if (None, None) in final else "")
-        ax_l.plot(base["step"], base["attribute_loss"], "k--", lw=1.5, label=label)
-        ax_a.plot(base["step"], base["attribute_accuracy"], "k--", lw=1.5, label=label)
-    if no_knowledge_baseline is not None:
-        ax_l.axhline(no_knowledge_baseline, color="grey", lw=1, label="no-knowledge baseline")
-    steps = curves_df["step"][curves_df["step"] > 0]
-    for ax in (ax_l, ax_a):
-        log_steps(ax, int(steps.min()) if len(steps) else 1)
-        ax.grid(alpha=0.3)
-    ax_l.set_ylabel("attribute loss (nats per value)")
-    ax_a.set_ylabel("attribute accuracy")
-    ax_a.set_ylim(-0.02, 1.02)
-    ax_l.legend(fontsize=7)
-    fig.suptitle("training with attention patterns from reference checkpoints")
-    fig.tight_layout()
-    return fig
 
 
 def _steps(name: str, steps: Iterable[int]) -> list[int]:

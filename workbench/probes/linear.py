@@ -28,7 +28,6 @@ from transformer_lens import HookedTransformer
 from workbench.data.corpus import BiographyData
 from workbench.probes.sites import (activations_at, biographies, check_layers, last_name_position, probe_targets,
                                     sample_individuals, value_prediction_positions)
-from workbench.viz.figures import Figure, colormap, subplots
 
 SITES = ("resid_mid", "resid_post")  # before / after the layer's MLP
 POSITIONS = ("name", "value")
@@ -148,39 +147,3 @@ def probes_over_checkpoints(run, steps: list[int] | None = None, progress: bool 
     frames = [probe_accuracy(run.load_model(s), run.data, **kwargs).assign(step=s)
               for s in tqdm(steps, disable=not progress, desc="checkpoints")]
     return pd.concat(frames, ignore_index=True)[["step", *COLUMNS]]
-
-
-def plot_probes(df: pd.DataFrame) -> Figure:
-    """Accuracy along depth (before/after each MLP), one panel per attribute, chance dashed;
-    one line per checkpoint step when df has a step column."""
-    missing = set(COLUMNS) - set(df.columns)
-    if missing:
-        raise ValueError(f"df lacks columns {sorted(missing)}; expected the output of probe_accuracy()")
-    attributes = list(dict.fromkeys(df["attribute"]))
-    n_layers = int(df["layer"].max()) + 1
-    depth = df["layer"] * 2 + (df["site"] == "resid_post")
-    df = df.assign(depth=depth)
-    cols = min(4, len(attributes))
-    rows = -(-len(attributes) // cols)
-    fig, axes = subplots(rows, cols, figsize=(3.4 * cols, 2.8 * rows), squeeze=False, sharey=True)
-    steps = sorted(df["step"].unique()) if "step" in df else [None]
-    cmap = colormap()
-    ticks = [(2 * l + k, f"{l}{'+' if k else '-'}") for l in range(n_layers) for k in (0, 1)]
-    for ax, attr in zip(axes.flat, attributes):
-        sub = df[df["attribute"] == attr]
-        for k, s in enumerate(steps):
-            part = (sub[sub["step"] == s] if s is not None else sub).sort_values("depth")
-            color = cmap(k / max(len(steps) - 1, 1)) if s is not None else "C0"
-            ax.plot(part["depth"], part["accuracy"], marker="o", ms=3, color=color,
-                    label=f"step {s}" if s is not None else "accuracy")
-        ax.plot(sub.groupby("depth")["chance"].mean(), color="grey", ls="--", label="chance")
-        ax.set_title(attr, fontsize=9)
-        ax.set_xticks([t for t, _ in ticks], [lab for _, lab in ticks], fontsize=7)
-        ax.set_ylim(-0.02, 1.02)
-    for ax in axes.flat[len(attributes):]:
-        ax.axis("off")
-    axes[0, 0].set_ylabel("probe accuracy (held-out individuals)")
-    axes[0, 0].legend(fontsize=6)
-    fig.supxlabel("layer (- before MLP, + after MLP)", fontsize=9)
-    fig.tight_layout()
-    return fig

@@ -31,7 +31,6 @@ from workbench.data.biographies import Batch
 from workbench.data.corpus import BiographyData
 from workbench.metrics import evaluate
 from workbench.probes.sites import biographies, check_layers, name_mask, sample_individuals
-from workbench.viz.figures import Figure, colormap, subplots
 
 METHODS = ("mean_ablation", "zero_ablation", "patching")
 COLUMNS = ["layer", "method", "attribute", "score", "nats"]
@@ -184,33 +183,3 @@ def localisation_over_checkpoints(run, steps: list[int] | None = None, progress:
         frames.append(df.assign(step=s))
     out = pd.concat(frames, ignore_index=True)
     return out[["step", *COLUMNS]]
-
-
-def plot_localisation(df: pd.DataFrame, attribute: str = "all") -> Figure:
-    """Score per layer, one panel per method; one line per checkpoint step when df has a step column."""
-    missing = set(COLUMNS) - set(df.columns)
-    if missing:
-        raise ValueError(f"df lacks columns {sorted(missing)}; expected the output of localise()")
-    sub = df[df["attribute"] == attribute]
-    if sub.empty:
-        raise ValueError(f"attribute={attribute!r} has no rows: allowed {sorted(df['attribute'].unique())}")
-    methods = [m for m in METHODS if m in set(sub["method"])]
-    fig, axes = subplots(1, len(methods), figsize=(4.2 * len(methods), 3.4), squeeze=False)
-    steps = sorted(sub["step"].unique()) if "step" in sub else [None]
-    cmap = colormap()
-    for ax, method in zip(axes[0], methods):
-        for k, s in enumerate(steps):
-            part = sub[(sub["method"] == method) & ((sub["step"] == s) if s is not None else True)]
-            part = part.sort_values("layer")
-            color = cmap(k / max(len(steps) - 1, 1)) if s is not None else "C0"
-            ax.plot(part["layer"], part["score"], marker="o", color=color,
-                    label=f"step {s}" if s is not None else None)
-        ax.axhline(0, color="grey", lw=0.8)
-        ax.set_xlabel("MLP layer")
-        ax.set_ylabel("recovered fraction" if method == "patching" else "drop in value log-prob (nats)")
-        ax.set_title(f"{method} ({attribute})")
-        ax.set_xticks(sorted(sub["layer"].unique()))
-        if steps[0] is not None:
-            ax.legend(fontsize=7)
-    fig.tight_layout()
-    return fig

@@ -18,7 +18,7 @@ from transformer_lens import HookedTransformer
 from workbench.data.biographies import NAME, Batch
 from workbench.data.corpus import BiographyData
 from workbench.data.pools import split_date
-from workbench.data.population import GROUPS, check_group
+from workbench.data.population import GROUPS
 
 _STREAM_PROBES = 31  # rng stream of the probes' biographies (distinct from the data module's streams)
 

@@ -19,7 +19,6 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from workbench.config import check_int, check_number
-from workbench.viz.figures import Figure, subplots
 
 COLUMNS = ["phase", "step", "old_accuracy", "new_accuracy"]
 
@@ -136,25 +135,3 @@ def run_toy_memory(cfg: ToyMemoryConfig, progress: bool = False) -> pd.DataFrame
         _train(model, pairs, cfg, "pretrain", cfg.pretrain_steps, cfg.lr, 1.0, g, rows, bar)
         _train(model, pairs, cfg, "finetune", cfg.finetune_steps, cfg.finetune_lr, cfg.replay_fraction, g, rows, bar)
     return pd.DataFrame(rows, columns=COLUMNS)
-
-
-def plot_toy_memory(dfs: dict[str, pd.DataFrame]) -> Figure:
-    """Old (solid) and new (dashed) accuracy during fine-tuning, one colour per labelled run."""
-    if not dfs:
-        raise ValueError("dfs is empty: pass at least one {label: run_toy_memory(...) DataFrame}")
-    fig, ax = subplots(figsize=(6.5, 4))
-    for i, (label, df) in enumerate(dfs.items()):
-        missing = set(COLUMNS) - set(df.columns)
-        if missing:
-            raise ValueError(f"dfs[{label!r}] lacks columns {sorted(missing)}; expected {COLUMNS}")
-        ft = df[df["phase"] == "finetune"]
-        color = f"C{i}"
-        ax.plot(ft["step"], ft["old_accuracy"], color=color, label=f"{label}: old pairs")
-        ax.plot(ft["step"], ft["new_accuracy"], color=color, ls="--", label=f"{label}: new pairs")
-    ax.set_xlabel("fine-tuning step")
-    ax.set_ylabel("accuracy")
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_title("Toy associative memory: forgetting during fine-tuning")
-    ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    return fig

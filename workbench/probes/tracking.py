@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from workbench.atomic import atomic_write_csv
 from workbench.probes.keyvalue import OVERWRITE_COLUMNS, overwrite
 from workbench.probes.sites import check_layers, sample_individuals
 from workbench.training.loop import Callback, TrainState
@@ -59,9 +60,7 @@ class OverwriteTracker(Callback):
         finally:
             model.train(was_training)
         if self.path is not None:
-            tmp = self.path.with_suffix(self.path.suffix + ".tmp")
-            self.frame().to_csv(tmp, index=False)
-            os.replace(tmp, self.path)
+            atomic_write_csv(self.path, self.frame())
 
     def frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.rows, columns=["step", *OVERWRITE_COLUMNS])

@@ -21,7 +21,7 @@ import pandas as pd
 
 from workbench.config import RunConfig
 from workbench.data.tokenizer import BiographyTokenizer
-from workbench.atomic import TMP_SUFFIX, atomic_write_bytes, atomic_write_json
+from workbench.atomic import TMP_SUFFIX, atomic_write_bytes, atomic_write_csv, atomic_write_json
 from workbench.training.checkpoint import sha256
 
 
@@ -199,9 +199,7 @@ class RunDir:
         return m
 
     def write_metrics(self, rows: list[dict]) -> None:
-        buf = io.StringIO()
-        pd.DataFrame(rows).to_csv(buf, index=False)
-        atomic_write_bytes(self.metrics_path, buf.getvalue().encode())
+        atomic_write_csv(self.metrics_path, pd.DataFrame(rows))
 
     def write_scores(self, scores: dict[str, list[np.ndarray]]) -> None:
         buf = io.BytesIO()

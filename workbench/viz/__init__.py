@@ -1,14 +1,19 @@
-"""Figures and views of runs: matplotlib figures, circuitsvis attention views, offline HTML."""
+"""Figures and views of runs: the one home of plotting (matplotlib figures, circuitsvis views, offline HTML).
 
-from workbench.viz.attention_views import (
-    attention_view,
-    phase_steps,
-    phase_views,
-    plot_pattern,
-    save_offline_html,
-    token_labels,
-    views_html,
-)
+Compute modules (attention, stability, patching, probes) return DataFrames; the figures of those
+DataFrames live here.
+"""
 
-__all__ = ["attention_view", "phase_steps", "phase_views", "plot_pattern", "save_offline_html", "token_labels",
-           "views_html"]
+from workbench.viz.attention import plot_attention_over_training
+from workbench.viz.attention_views import (attention_view, phase_steps, phase_views, plot_pattern, save_offline_html,
+                                           token_labels, views_html)
+from workbench.viz.figures import plot_per_attribute, plot_phases
+from workbench.viz.patching import plot_grid, plot_heads, plot_layer_position
+from workbench.viz.probes import plot_localisation, plot_probes, plot_toy_memory
+from workbench.viz.stability import plot_stability
+
+__all__ = [
+    "attention_view", "phase_steps", "phase_views", "plot_pattern", "save_offline_html", "token_labels", "views_html",
+    "plot_attention_over_training", "plot_per_attribute", "plot_phases", "plot_grid", "plot_heads",
+    "plot_layer_position", "plot_localisation", "plot_probes", "plot_toy_memory", "plot_stability",
+]

@@ -26,8 +26,9 @@ from circuitsvis.utils import render as cv_render
 from circuitsvis.utils.render import RenderedHTML
 from matplotlib.figure import Figure
 
+from workbench.atomic import atomic_write_text
 from workbench.attention import resolve_layer
-from workbench.data.biographies import NAME, VALUE, Batch
+from workbench.data.biographies import Batch, token_labels
 from workbench.data.corpus import BiographyData
 from workbench.viz.figures import subplots
 
@@ -37,12 +38,6 @@ class OfflineView(RenderedHTML):
 
     def _repr_html_(self) -> str:
         return self.local_src
-
-
-def token_labels(tokenizer, tokens, kinds) -> list[str]:
-    """Each token decoded on its own, names as ``[tok]`` and attribute values as ``<tok>``."""
-    marks = {NAME: "[{}]", VALUE: "<{}>"}
-    return [marks.get(int(k), "{}").format(s) for s, k in zip(tokenizer.token_strings(tokens), kinds)]
 
 
 def _tokenizer(data_or_tokenizer):
@@ -169,9 +164,7 @@ def save_offline_html(views: dict[str, RenderedHTML] | RenderedHTML, path: str |
     body = views_html(views)
     page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head>"
             f"<body style='font-family:system-ui,sans-serif'><h1>{html.escape(title)}</h1>\n{body}\n</body></html>")
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, page)
     return path
 
 

@@ -18,7 +18,9 @@ import traceback
 from pathlib import Path
 from typing import Callable
 
+from workbench.atomic import atomic_write_text
 from workbench.viz.figures import plot_per_attribute, plot_phases
+from workbench.viz.attention import plot_attention_over_training
 
 Section = Callable[["object"], str]
 
@@ -74,7 +76,7 @@ def hallucination_section(run) -> str:
 
 def name_attention_section(run) -> str:
     """Name-token attention over checkpoints (digest §4.4), with the plateau boundaries."""
-    from workbench.attention import attention_over_training, plot_attention_over_training
+    from workbench.attention import attention_over_training
 
     df = attention_over_training(run, size=min(128, run.config.train.eval_size), progress=False)
     phases = run.phases()
@@ -125,7 +127,5 @@ def write_report(run, out: str | os.PathLike | None = None, sections: list[tuple
     page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>workbench report: {html.escape(run.name)}</title>"
             f"<style>{_CSS}</style></head><body><h1>workbench report: {html.escape(run.name)}</h1>"
             f"<p class='note'>{meta}</p>{''.join(parts)}</body></html>")
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, out)
+    atomic_write_text(out, page)
     return out
