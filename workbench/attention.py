@@ -27,7 +27,7 @@ import warnings
 
 import pandas as pd
 import torch
-from jaxtyping import Float
+from jaxtyping import Bool, Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
@@ -58,14 +58,9 @@ def resolve_layer(layer: int | str, n_layers: int) -> int:
     return layer
 
 
-def query_masks(batch: Batch) -> dict[str, torch.Tensor]:
-    """Boolean [batch, pos] masks of the query positions: last name tokens and attribute queries."""
-    is_name, attr = batch.kind == NAME, batch.attribute
-    continues = torch.zeros_like(is_name)
-    continues[:, :-1] = is_name[:, 1:] & (attr[:, 1:] == attr[:, :-1])
-    before_value = torch.zeros_like(is_name)
-    before_value[:, :-1] = batch.value_start[:, 1:]
-    return {"name": is_name & ~continues, "attribute": before_value}
+def query_masks(batch: Batch) -> dict[str, Bool[Tensor, "batch pos"]]:
+    """The query positions of the two metric groups: last name tokens and attribute queries."""
+    return {"name": batch.name_end_mask, "attribute": batch.value_query_mask}
 
 
 def _key_masks(batch: Batch, rows: Tensor, pos: Tensor, group: str) -> dict[str, Tensor]:

@@ -38,11 +38,7 @@ _COLUMNS = ["step", "layer", "head", "distance"]
 def query_mask(batch: Batch, positions: str) -> Bool[Tensor, "batch pos"]:
     """The query positions to compare: real tokens, or those predicting an attribute value's first token."""
     _check_positions(positions)
-    if positions == "all":
-        return batch.mask
-    mask = torch.zeros_like(batch.mask)
-    mask[:, :-1] = batch.value_start[:, 1:]
-    return mask
+    return batch.mask if positions == "all" else batch.value_query_mask
 
 
 def _check_positions(positions: str) -> None:

@@ -282,3 +282,21 @@ def test_marked_text(tiny_data, train_batches):
         assert marked.count("<<") == marked.count(">>") == 6
         plain = marked.replace("[[", "").replace("]]", "").replace("<<", "").replace(">>", "")
         assert plain == bio.text(batch, r)
+
+
+def test_token_roles_on_a_hand_checked_biography():
+    """name_end_mask / first_name_end / value_query_mask on a biography labelled by hand."""
+    import torch
+
+    from workbench.data.biographies import BOS, Batch
+    # BOS | "X" [Ann Lee] "is from" <Paris> "." | "X" [Ann Lee] "works at" <Ac me> | PAD
+    kind = [BOS, TEXT, NAME, NAME, TEXT, VALUE, TEXT, TEXT, NAME, NAME, TEXT, VALUE, VALUE, PAD]
+    attr = [-1, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, -1]
+    start = [0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1, 0, 0]
+    b = Batch(torch.arange(14)[None], torch.tensor([kind]), torch.tensor([attr]), torch.tensor([start]).bool(),
+              torch.tensor([0]))
+    assert b.name_mask[0].nonzero()[:, 0].tolist() == [2, 3, 8, 9]
+    assert b.name_end_mask[0].nonzero()[:, 0].tolist() == [3, 9]
+    assert b.first_name_end.tolist() == [3]
+    assert b.value_query_mask[0].nonzero()[:, 0].tolist() == [4, 10]
+    assert b.value_query_positions(2).tolist() == [[4, 10]]

@@ -6,8 +6,7 @@ import torch
 from workbench.data.biographies import NAME, VALUE
 from workbench.probes.linear import (chance_level, fit_probe, probe_accuracy, probe_scores,
                                      probes_over_checkpoints)
-from workbench.probes.sites import (activations_at, biographies, last_name_position, probe_targets,
-                                   value_prediction_positions)
+from workbench.probes.sites import activations_at, biographies, probe_targets
 from workbench.viz import plot_probes
 
 
@@ -53,9 +52,9 @@ def test_bad_probe_input_raises(args, match):
         fit_probe(*args)
 
 
-def test_last_name_position_is_the_end_of_the_first_sentence_name(tiny_data):
+def test_first_name_end_is_the_end_of_the_first_sentence_name(tiny_data):
     batch = biographies(tiny_data, np.arange(10))
-    pos = last_name_position(batch)
+    pos = batch.first_name_end
     for r, p in enumerate(pos.tolist()):
         kinds = batch.kind[r].tolist()
         assert kinds[p] == NAME and kinds[p + 1] != NAME
@@ -63,10 +62,10 @@ def test_last_name_position_is_the_end_of_the_first_sentence_name(tiny_data):
         assert kinds[:p].count(NAME) == len(tiny_data.biographer.name_tokens(int(batch.individuals[r]))) - 1
 
 
-def test_value_prediction_positions_precede_each_value(tiny_data, tiny_model):
+def test_value_query_positions_precede_each_value(tiny_data, tiny_model):
     batch = biographies(tiny_data, np.arange(6))
     n_attr = len(tiny_data.config.data.attributes)
-    pos = value_prediction_positions(batch, n_attr)
+    pos = batch.value_query_positions(n_attr)
     rows = torch.arange(6)[:, None]
     assert batch.value_start[rows, pos + 1].all()
     assert torch.equal(batch.attribute[rows, pos + 1], torch.arange(n_attr).expand(6, -1))

@@ -5,7 +5,7 @@ import torch
 
 from workbench.probes.localisation import (METHODS, corrupt_names, intervened_loss, localisation_over_checkpoints,
                                            localise)
-from workbench.probes.sites import biographies, name_mask
+from workbench.probes.sites import biographies
 from workbench.viz import plot_localisation
 
 
@@ -39,7 +39,7 @@ def test_last_layer_mlp_at_the_name_cannot_reach_the_values(scores, tiny_model):
 
 def test_ablating_nothing_changes_nothing_and_ablating_everything_does(tiny_model, tiny_data, clean):
     n_attr = len(tiny_data.config.data.attributes)
-    base = intervened_loss(tiny_model, clean, 0, name_mask(clean), None, n_attr)
+    base = intervened_loss(tiny_model, clean, 0, clean.name_mask, None, n_attr)
     nothing = torch.zeros_like(clean.tokens, dtype=torch.bool)
     assert torch.equal(intervened_loss(tiny_model, clean, 0, nothing, 0.0, n_attr, chunk=5), base)
     everything = torch.ones_like(nothing)
@@ -65,7 +65,7 @@ def test_restoring_the_whole_clean_residual_recovers_the_clean_loss(tiny_model, 
 def test_corrupted_biographies_change_only_the_name(tiny_data, clean):
     kept, corrupted = corrupt_names(tiny_data, clean, seed=3)
     assert len(kept) == len(corrupted) > 0
-    is_name = name_mask(kept)
+    is_name = kept.name_mask
     assert torch.equal(kept.tokens[~is_name], corrupted.tokens[~is_name])
     names = {tuple(tiny_data.biographer.name_tokens(i)) for i in tiny_data.world.seen}
     for r in range(len(kept)):

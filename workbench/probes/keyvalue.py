@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
 from workbench.data.corpus import BiographyData
-from workbench.probes.sites import activations_at, biographies, check_layers, last_name_position, sample_individuals
+from workbench.probes.sites import activations_at, biographies, check_layers, sample_individuals
 
 KEYS_CHANGED_BELOW = 0.5  # Jaccard threshold under which the top-k keys count as changed
 VIEW_COLUMNS = ["neuron", "activation", "attribute", "value_token", "logit_contribution", "pool_rank"]
@@ -60,7 +60,7 @@ def neuron_activations(model: HookedTransformer, data: BiographyData, individual
     check_layers([layer], model.cfg.n_layers)
     batch = biographies(data, individuals, seed)
     hook = f"blocks.{layer}.mlp.hook_post"
-    return activations_at(model, batch, last_name_position(batch), [hook])[hook]
+    return activations_at(model, batch, batch.first_name_end, [hook])[hook]
 
 
 def _unembed_rows(model: HookedTransformer, layer: int, neurons: Int[Tensor, "k"]) -> Float[Tensor, "k vocab"]:

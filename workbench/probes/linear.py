@@ -26,8 +26,8 @@ from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
 from workbench.data.corpus import BiographyData
-from workbench.probes.sites import (activations_at, biographies, check_layers, last_name_position, probe_targets,
-                                    sample_individuals, value_prediction_positions)
+from workbench.probes.sites import (activations_at, biographies, check_layers, probe_targets,
+                                    sample_individuals)
 
 SITES = ("resid_mid", "resid_post")  # before / after the layer's MLP
 POSITIONS = ("name", "value")
@@ -118,9 +118,9 @@ def probe_accuracy(model: HookedTransformer, data: BiographyData, n_train: int =
     hooks = [f"blocks.{l}.hook_{s}" for l in layers for s in SITES]
     attributes = data.config.data.attributes
     if position == "name":
-        positions = last_name_position(batch)[:, None].expand(-1, len(attributes))
+        positions = batch.first_name_end[:, None].expand(-1, len(attributes))
     else:
-        positions = value_prediction_positions(batch, len(attributes))
+        positions = batch.value_query_positions(len(attributes))
     acts = activations_at(model, batch, positions, hooks)  # [n, attribute, d_model] per hook
     targets = probe_targets(data, ids)
     rows = []

@@ -30,7 +30,7 @@ from transformer_lens import HookedTransformer
 from workbench.data.biographies import Batch
 from workbench.data.corpus import BiographyData
 from workbench.metrics import evaluate
-from workbench.probes.sites import biographies, check_layers, name_mask, sample_individuals
+from workbench.probes.sites import biographies, check_layers, sample_individuals
 
 METHODS = ("mean_ablation", "zero_ablation", "patching")
 COLUMNS = ["layer", "method", "attribute", "score", "nats"]
@@ -54,7 +54,7 @@ def corrupt_names(data: BiographyData, batch: Batch, group: str = "seen", seed: 
         raise ValueError("no individual of the batch has a same-length name partner to corrupt with")
     clean = batch[torch.as_tensor(keep)]
     tokens = clean.tokens.clone()
-    is_name = name_mask(clean)
+    is_name = clean.name_mask
     n_sentences = clean.attribute.max(1).values + 1
     for r, other in enumerate(partners):
         tokens[r, is_name[r]] = torch.as_tensor(bio.name_tokens(other) * int(n_sentences[r]), dtype=tokens.dtype)
@@ -130,19 +130,19 @@ def localise(model: HookedTransformer, data: BiographyData, n: int = 64, group: 
     clean = biographies(data, sample_individuals(data, group, n, seed), seed)
     rows: list[dict] = []
     bar = tqdm(total=len(layers) * len(methods), disable=not progress, desc="localise")
-    base = intervened_loss(model, clean, 0, name_mask(clean), None, n_attr, chunk=chunk).mean(0)
+    base = intervened_loss(model, clean, 0, clean.name_mask, None, n_attr, chunk=chunk).mean(0)
     if "mean_ablation" in methods:
         ref_ids = sample_individuals(data, group, min(n, len(data.world.group(group))), seed + 1)
         ref = biographies(data, ref_ids, seed + 1)
         ref_acts = _cache_site(model, ref, layers, chunk)
-        ref_mask = name_mask(ref)
+        ref_mask = ref.name_mask
     for method in methods:
         if method == "patching":
             rows += _patching_rows(model, data, clean, layers, group, seed, chunk, bar)
             continue
         for l in layers:
             rep = ref_acts[l][ref_mask].mean(0) if method == "mean_ablation" else 0.0
-            loss = intervened_loss(model, clean, l, name_mask(clean), rep, n_attr, chunk=chunk).mean(0)
+            loss = intervened_loss(model, clean, l, clean.name_mask, rep, n_attr, chunk=chunk).mean(0)
             drop = _with_total(loss - base)
             rows += _rows(l, method, attributes, drop, drop)
             bar.update(1)
@@ -154,7 +154,7 @@ def _patching_rows(model, data, batch, layers, group, seed, chunk, bar) -> list[
     attributes = data.config.data.attributes
     n_attr = len(attributes)
     clean, corrupted = corrupt_names(data, batch, group, seed)
-    mask = name_mask(clean)
+    mask = clean.name_mask
     l_clean = intervened_loss(model, clean, 0, mask, None, n_attr, chunk=chunk).mean(0)
     l_corrupt = intervened_loss(model, corrupted, 0, mask, None, n_attr, chunk=chunk).mean(0)
     gap = _with_total(l_corrupt - l_clean)

@@ -3,19 +3,19 @@
 The probes read the residual stream and the MLP at the LAST name token of a biography's FIRST
 sentence: there the model has seen the full name and nothing else about the individual (later
 sentences could copy values written in earlier ones through attention instead of recalling them).
-For contrast, `value_prediction_positions` gives, per attribute, the token just before its value
-(where the model must output the value's first token).
+For contrast, `Batch.value_query_positions` gives, per attribute, the token just before its value
+(where the model must output the value's first token). Both token roles are defined on `Batch`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-from jaxtyping import Bool, Float, Int
+from jaxtyping import Float, Int
 from torch import Tensor
 from transformer_lens import HookedTransformer
 
-from workbench.data.biographies import NAME, Batch
+from workbench.data.biographies import Batch
 from workbench.data.corpus import BiographyData
 from workbench.data.pools import split_date
 from workbench.data.population import GROUPS
@@ -40,28 +40,6 @@ def biographies(data: BiographyData, individuals, seed: int = 0, split: str = "e
         raise ValueError(f"individuals must be a non-empty list of ids in [0, {n_total - 1}]")
     rng = np.random.default_rng([seed, _STREAM_PROBES, 99])
     return data.biographer.batch(individuals, split, rng)
-
-
-def name_mask(batch: Batch) -> Bool[Tensor, "batch pos"]:
-    """True on every name token (the name is repeated in every sentence)."""
-    return batch.kind == NAME
-
-
-def last_name_position(batch: Batch) -> Int[Tensor, "batch"]:
-    """Position of the last name token of each biography's first sentence."""
-    is_name = name_mask(batch)
-    first = is_name.int().argmax(1)  # first name token
-    rows = torch.arange(len(batch))
-    first_attr = batch.attribute[rows, first]
-    in_first = is_name & (batch.attribute == first_attr[:, None])
-    pos = torch.arange(batch.tokens.shape[1]).expand_as(in_first)
-    return torch.where(in_first, pos, -1).max(1).values
-
-
-def value_prediction_positions(batch: Batch, n_attributes: int) -> Int[Tensor, "batch attribute"]:
-    """Per attribute: the position whose next-token prediction is the first token of its value."""
-    starts = torch.stack([(batch.value_start & (batch.attribute == j)).int().argmax(1) for j in range(n_attributes)], 1)
-    return starts - 1
 
 
 @torch.no_grad()
