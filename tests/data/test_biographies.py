@@ -300,3 +300,17 @@ def test_token_roles_on_a_hand_checked_biography():
     assert b.first_name_end.tolist() == [3]
     assert b.value_query_mask[0].nonzero()[:, 0].tolist() == [4, 10]
     assert b.value_query_positions(2).tolist() == [[4, 10]]
+
+
+def test_name_partner_is_the_one_corruption_rule(tiny_data):
+    bio, seen = tiny_data.biographer, tiny_data.world.seen
+    for ind in range(10):
+        partner = bio.name_partner(ind, seen, seed=0)
+        assert partner is not None and partner != ind
+        a, b = bio.name_tokens(ind), bio.name_tokens(partner)
+        assert len(a) == len(b) and all(x != y for x, y in zip(a, b))
+        assert bio.name_partner(ind, seen, seed=0) == partner  # deterministic for a seed
+    assert bio.name_partner(0, [0], seed=0) is None  # nobody else: no partner
+    batch = bio.batch(np.array([0, 0]), "evaluation", np.random.default_rng(0))
+    with pytest.raises(ValueError, match="no individual of the batch has a name partner"):
+        bio.corrupt_names(batch, [0])

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from workbench.probes.localisation import (METHODS, corrupt_names, intervened_loss, localisation_over_checkpoints,
+from workbench.probes.localisation import (METHODS, intervened_loss, localisation_over_checkpoints,
                                            localise)
 from workbench.probes.sites import biographies
 from workbench.viz import plot_localisation
@@ -51,7 +51,7 @@ def test_restoring_the_whole_clean_residual_recovers_the_clean_loss(tiny_model, 
     n_attr = len(tiny_data.config.data.attributes)
     last = tiny_model.cfg.n_layers - 1
     site = "hook_resid_post"
-    kept, corrupted = corrupt_names(tiny_data, clean)
+    kept, corrupted = tiny_data.biographer.corrupt_names(clean, tiny_data.world.seen)
     everything = torch.ones_like(kept.tokens, dtype=torch.bool)
     _, cache = tiny_model.run_with_cache(kept.tokens, names_filter=f"blocks.{last}.{site}")
     clean_loss = intervened_loss(tiny_model, kept, last, everything, None, n_attr)
@@ -63,7 +63,7 @@ def test_restoring_the_whole_clean_residual_recovers_the_clean_loss(tiny_model, 
 
 
 def test_corrupted_biographies_change_only_the_name(tiny_data, clean):
-    kept, corrupted = corrupt_names(tiny_data, clean, seed=3)
+    kept, corrupted = tiny_data.biographer.corrupt_names(clean, tiny_data.world.seen, seed=3)
     assert len(kept) == len(corrupted) > 0
     is_name = kept.name_mask
     assert torch.equal(kept.tokens[~is_name], corrupted.tokens[~is_name])
@@ -72,7 +72,8 @@ def test_corrupted_biographies_change_only_the_name(tiny_data, clean):
         own = tiny_data.biographer.name_tokens(int(kept.individuals[r]))
         new = corrupted.tokens[r, is_name[r]].tolist()
         other = new[: len(own)]
-        assert other != own and tuple(other) in names
+        assert tuple(other) in names and all(x != y for x, y in zip(other, own))  # no name token survives
+        assert len(other) == len(own)
         assert new == other * (len(new) // len(own))  # the same other name in every sentence
 
 

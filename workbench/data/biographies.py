@@ -111,6 +111,42 @@ class Biographer:
         f, m, last = self.world.names[individual]
         return self.first[f] + self.first[m] + self.last[last]
 
+    # -- the one name-corruption rule (activation patching, localisation) ----------------------------
+    def name_partner(self, individual: int, candidates, seed: int = 0) -> int | None:
+        """The individual whose name corrupts `individual`'s: drawn from `candidates` in an order fixed by
+        (seed, individual), the first whose name has as many tokens and differs at every one of them (so
+        every position aligns and no name token survives); None when no candidate qualifies."""
+        name = self.name_tokens(int(individual))
+        rng = np.random.default_rng([seed, int(individual)])
+        for candidate in rng.permutation(np.asarray(candidates)).tolist():
+            other = self.name_tokens(candidate)
+            if candidate != individual and len(other) == len(name) and all(x != y for x, y in zip(other, name)):
+                return candidate
+        return None
+
+    def with_names(self, batch: Batch, partners) -> Batch:
+        """`batch` with each row's name replaced, in every sentence, by its partner's (same token count)."""
+        tokens = batch.tokens.clone()
+        for r, other in enumerate(partners):
+            is_name = batch.name_mask[r]
+            name = self.name_tokens(int(other))
+            if int(is_name.sum()) % len(name):
+                raise ValueError(f"partners[{r}]={other}: its name has {len(name)} tokens, not a divisor of the "
+                                 f"row's {int(is_name.sum())} name tokens: allowed a name of the same length")
+            tokens[r, is_name] = torch.as_tensor(name * (int(is_name.sum()) // len(name)), dtype=tokens.dtype)
+        return Batch(tokens, batch.kind, batch.attribute, batch.value_start, batch.individuals)
+
+    def corrupt_names(self, batch: Batch, candidates, seed: int = 0) -> tuple[Batch, Batch]:
+        """(clean, corrupted): rows with a `name_partner` among `candidates`, and the same rows with the
+        partner's name; rows without a partner are dropped from both."""
+        partners = [self.name_partner(i, candidates, seed) for i in batch.individuals.tolist()]
+        keep = [r for r, p in enumerate(partners) if p is not None]
+        if not keep:
+            raise ValueError("no individual of the batch has a name partner (same token count, every token "
+                             "different) among the candidates")
+        clean = batch[torch.as_tensor(keep)]
+        return clean, self.with_names(clean, [partners[r] for r in keep])
+
     def value_tokens(self, individual: int, attribute: int) -> list[int]:
         v = int(self.world.values[individual, attribute])
         if self.values[attribute] is None:

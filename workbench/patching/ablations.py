@@ -25,7 +25,7 @@ from torch import Tensor
 from transformer_lens import HookedTransformer
 from transformer_lens.utilities import get_act_name
 
-from workbench.data.biographies import NAME, VALUE, Batch, token_labels
+from workbench.data.biographies import VALUE, Batch, token_labels
 from workbench.patching.hooks import patch_patterns
 from workbench.patching.sources import Patterns, PatternSource, ReferencePatterns
 
@@ -117,7 +117,10 @@ def make_pair(data, individual: int, attribute: str | int, corrupt_with: int | N
     a = attributes.index(attribute)
     name = bio.name_tokens(int(individual))
     if corrupt_with is None:
-        corrupt_with = _pick_corruptor(bio, world.seen, int(individual), name, seed)
+        corrupt_with = bio.name_partner(int(individual), world.seen, seed)
+        if corrupt_with is None:
+            raise ValueError(f"individual={individual}: no seen individual has a name of {len(name)} tokens "
+                             "differing at every token; pass corrupt_with explicitly")
     elif not isinstance(corrupt_with, (int, np.integer)) or not 0 <= corrupt_with < n_total or corrupt_with == individual:
         raise ValueError(f"corrupt_with={corrupt_with!r} is out of range: allowed another individual in [0, {n_total - 1}]")
     other = bio.name_tokens(int(corrupt_with))
@@ -127,9 +130,8 @@ def make_pair(data, individual: int, attribute: str | int, corrupt_with: int | N
 
     batch = bio.batch(np.array([individual]), split, np.random.default_rng(seed))
     clean, kind = batch.tokens[:1], batch.kind[0]
-    is_name = kind == NAME
-    corrupted = clean.clone()
-    corrupted[0, is_name] = torch.tensor(other * (int(is_name.sum()) // len(name)), dtype=clean.dtype)
+    is_name = batch.name_mask[0]
+    corrupted = bio.with_names(batch, [int(corrupt_with)]).tokens[:1]
     value_pos = torch.nonzero((kind == VALUE) & (batch.attribute[0] == a))[:, 0].tolist()
     return PatchingPair(
         clean=clean, corrupted=corrupted, target=ValueTarget(value_pos, clean[0, value_pos].tolist()),
@@ -137,16 +139,6 @@ def make_pair(data, individual: int, attribute: str | int, corrupt_with: int | N
         corrupted_labels=tuple(token_labels(data.tokenizer, corrupted[0], kind)),
         name_positions=tuple(torch.nonzero(is_name)[:, 0].tolist()), individual=int(individual),
         corrupt_with=int(corrupt_with), attribute=attribute, value=world.describe(int(individual))[attribute])
-
-
-def _pick_corruptor(bio, population: range, individual: int, name: list[int], seed: int) -> int:
-    rng = np.random.default_rng([seed, individual])
-    for candidate in rng.permutation(np.asarray(population)).tolist():
-        other = bio.name_tokens(candidate)
-        if candidate != individual and len(other) == len(name) and all(x != y for x, y in zip(other, name)):
-            return candidate
-    raise ValueError(f"individual={individual}: no training individual has a name of {len(name)} tokens differing "
-                     "at every token; pass corrupt_with explicitly")
 
 
 def activation_patching(model: HookedTransformer, clean: Int[Tensor, "1 pos"], corrupted: Int[Tensor, "1 pos"],

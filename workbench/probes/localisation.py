@@ -37,31 +37,6 @@ COLUMNS = ["layer", "method", "attribute", "score", "nats"]
 SITE = "hook_mlp_out"
 
 
-def corrupt_names(data: BiographyData, batch: Batch, group: str = "seen", seed: int = 0) -> tuple[Batch, Batch]:
-    """(clean, corrupted): each kept row's name replaced everywhere by another individual's name of the
-    same token length, drawn from `group`. Rows without such a partner are dropped from both."""
-    bio = data.biographer
-    pool = np.asarray(data.world.group(group))
-    lengths = np.array([len(bio.name_tokens(int(i))) for i in pool])
-    rng = np.random.default_rng([seed, 41])
-    keep, partners = [], []
-    for r, ind in enumerate(batch.individuals.tolist()):
-        candidates = pool[(lengths == len(bio.name_tokens(ind))) & (pool != ind)]
-        if len(candidates):
-            keep.append(r)
-            partners.append(int(rng.choice(candidates)))
-    if not keep:
-        raise ValueError("no individual of the batch has a same-length name partner to corrupt with")
-    clean = batch[torch.as_tensor(keep)]
-    tokens = clean.tokens.clone()
-    is_name = clean.name_mask
-    n_sentences = clean.attribute.max(1).values + 1
-    for r, other in enumerate(partners):
-        tokens[r, is_name[r]] = torch.as_tensor(bio.name_tokens(other) * int(n_sentences[r]), dtype=tokens.dtype)
-    corrupted = Batch(tokens, clean.kind, clean.attribute, clean.value_start, clean.individuals)
-    return clean, corrupted
-
-
 def _replace_hook(mask: Bool[Tensor, "batch pos"], replacement: Tensor | float):
     def hook(act: Float[Tensor, "batch pos d_model"], hook) -> Tensor:
         rep = replacement.to(act.device, act.dtype) if torch.is_tensor(replacement) else replacement
@@ -153,7 +128,7 @@ def localise(model: HookedTransformer, data: BiographyData, n: int = 64, group: 
 def _patching_rows(model, data, batch, layers, group, seed, chunk, bar) -> list[dict]:
     attributes = data.config.data.attributes
     n_attr = len(attributes)
-    clean, corrupted = corrupt_names(data, batch, group, seed)
+    clean, corrupted = data.biographer.corrupt_names(batch, data.world.group(group), seed)
     mask = clean.name_mask
     l_clean = intervened_loss(model, clean, 0, mask, None, n_attr, chunk=chunk).mean(0)
     l_corrupt = intervened_loss(model, corrupted, 0, mask, None, n_attr, chunk=chunk).mean(0)
