@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from workbench.config import DataConfig, PoolSizes, RunConfig, preset
-from workbench.data.biographies import NAME, PAD, TEXT, VALUE
+from workbench.data.kinds import NAME, PAD, TEXT, VALUE
 from workbench.data.corpus import BiographyData
 from workbench.data.templates import TEMPLATES
 from workbench.data.tokenizer import template_pieces

@@ -10,7 +10,7 @@ import torch
 
 from workbench.attention import (ATTRIBUTE_METRICS, METRICS, attention_metrics, attention_over_training,
                                  metrics_from_patterns)
-from workbench.data.biographies import BOS, NAME, PAD, TEXT, VALUE
+from workbench.data.kinds import BOS, NAME, PAD, TEXT, VALUE
 from workbench.model import build_model
 from workbench.patching.hooks import patch_patterns
 from workbench.patching.sources import UniformPatterns

@@ -4,7 +4,8 @@ import math
 
 import torch
 
-from workbench.data.biographies import BOS, NAME, PAD, TEXT, VALUE, Batch
+from workbench.data.batch import Batch
+from workbench.data.kinds import BOS, NAME, PAD, TEXT, VALUE
 from workbench.metrics import next_token_loss, summarize, value_scores
 
 

@@ -31,7 +31,8 @@ from jaxtyping import Bool, Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from workbench.data.biographies import BOS, NAME, TEXT, VALUE, Batch
+from workbench.data.batch import Batch
+from workbench.data.kinds import BOS, NAME, TEXT, VALUE
 from workbench.atomic import atomic_write_bytes
 
 Patterns = dict[int, Float[Tensor, "batch head query key"]]

@@ -15,7 +15,8 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor
 
-from workbench.data.biographies import PAD, VALUE, Batch
+from workbench.data.batch import Batch
+from workbench.data.kinds import PAD, VALUE
 
 
 @dataclass

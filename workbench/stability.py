@@ -27,7 +27,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
-from workbench.data.biographies import Batch
+from workbench.data.batch import Batch
 from workbench.run import Run, load_run
 from workbench.atomic import atomic_write_bytes
 

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from workbench.data.biographies import BOS, NAME, PAD, TEXT, VALUE, Batch, Biographer
+from workbench.data.biographies import Biographer
+from workbench.data.batch import Batch
+from workbench.data.kinds import BOS, NAME, PAD, TEXT, VALUE
 from workbench.data.pools import split_date
 from workbench.data.templates import TEMPLATES
 
@@ -288,7 +290,8 @@ def test_token_roles_on_a_hand_checked_biography():
     """name_end_mask / first_name_end / value_query_mask on a biography labelled by hand."""
     import torch
 
-    from workbench.data.biographies import BOS, Batch
+    from workbench.data.batch import Batch
+    from workbench.data.kinds import BOS
     # BOS | "X" [Ann Lee] "is from" <Paris> "." | "X" [Ann Lee] "works at" <Ac me> | PAD
     kind = [BOS, TEXT, NAME, NAME, TEXT, VALUE, TEXT, TEXT, NAME, NAME, TEXT, VALUE, VALUE, PAD]
     attr = [-1, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, -1]

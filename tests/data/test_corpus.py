@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from workbench.config import DataConfig, FinetuneConfig, PoolSizes, RunConfig, SamplerConfig
-from workbench.data.biographies import Batch
+from workbench.data.batch import Batch
 from workbench.data.corpus import BiographyData
 
 FIELDS = [f.name for f in dataclasses.fields(Batch)]

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from workbench.data.biographies import NAME, VALUE
+from workbench.data.kinds import NAME, VALUE
 from workbench.probes.linear import (chance_level, fit_probe, probe_accuracy, probe_scores,
                                      probes_over_checkpoints)
 from workbench.probes.sites import activations_at, biographies, probe_targets

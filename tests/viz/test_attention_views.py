@@ -9,7 +9,7 @@ import pytest
 from circuitsvis.utils.render import RenderedHTML
 
 from browser import rendered_dom
-from workbench.data.biographies import NAME, VALUE
+from workbench.data.kinds import NAME, VALUE
 from workbench.phases import Phases
 from workbench.viz import attention_views
 from workbench.viz.attention_views import (attention_view, phase_steps, phase_views, plot_pattern,

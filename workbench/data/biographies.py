@@ -8,84 +8,20 @@ its sentence, and whether it is the first token of an attribute value.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from jaxtyping import Bool, Int
-from torch import Tensor
 
 from workbench.data.pools import ATTRIBUTE_POOL, MONTHS, split_date
 from workbench.data.population import World
 from workbench.data.templates import TEMPLATES
+from workbench.data.kinds import BOS, NAME, TEXT, VALUE
 from workbench.data.tokenizer import BiographyTokenizer, template_pieces
 
-PAD, BOS, TEXT, NAME, VALUE = 0, 1, 2, 3, 4
-KIND_NAMES = {PAD: "pad", BOS: "bos", TEXT: "text", NAME: "name", VALUE: "value"}
+if TYPE_CHECKING:  # torch loads only when a batch is built: `workbench data stats` stays light
+    from workbench.data.batch import Batch
+
 SPLITS = ("training", "evaluation")  # the template split (digest §1)
-
-
-@dataclass
-class Batch:
-    """Padded biographies (right padding), one per row, with per-token labels."""
-
-    tokens: Int[Tensor, "batch pos"]
-    kind: Int[Tensor, "batch pos"]  # PAD | BOS | TEXT | NAME | VALUE
-    attribute: Int[Tensor, "batch pos"]  # index into config.attributes of the token's sentence; -1 on BOS/PAD
-    value_start: Bool[Tensor, "batch pos"]  # first token of an attribute value
-    individuals: Int[Tensor, "batch"]  # global individual ids
-
-    @property
-    def mask(self) -> Bool[Tensor, "batch pos"]:
-        """True on real tokens, False on padding."""
-        return self.kind != PAD
-
-    # -- the study's token roles (one definition, used by attention metrics, stability, probes) --------
-    @property
-    def name_mask(self) -> Bool[Tensor, "batch pos"]:
-        """Every name token (the full name is repeated in every sentence)."""
-        return self.kind == NAME
-
-    @property
-    def name_end_mask(self) -> Bool[Tensor, "batch pos"]:
-        """The last token of each name occurrence (one per sentence), where early layers gather the name."""
-        is_name = self.name_mask
-        continues = torch.zeros_like(is_name)
-        continues[:, :-1] = is_name[:, 1:] & (self.attribute[:, 1:] == self.attribute[:, :-1])
-        return is_name & ~continues
-
-    @property
-    def first_name_end(self) -> Int[Tensor, "batch"]:
-        """Position of the last name token of each biography's first sentence: there the model has seen
-        the full name and nothing else about the individual."""
-        return self.name_end_mask.int().argmax(1)
-
-    @property
-    def value_query_mask(self) -> Bool[Tensor, "batch pos"]:
-        """Positions whose next-token prediction is the first token of an attribute value."""
-        mask = torch.zeros_like(self.value_start)
-        mask[:, :-1] = self.value_start[:, 1:]
-        return mask
-
-    def value_query_positions(self, n_attributes: int) -> Int[Tensor, "batch attribute"]:
-        """Per attribute (index into config.attributes): the position predicting its value's first token."""
-        starts = [(self.value_start & (self.attribute == j)).int().argmax(1) for j in range(n_attributes)]
-        return torch.stack(starts, 1) - 1
-
-    def to(self, device: str | torch.device) -> "Batch":
-        return Batch(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
-
-    def __getitem__(self, rows) -> "Batch":
-        return Batch(**{f.name: getattr(self, f.name)[rows] for f in fields(self)})
-
-    def __len__(self) -> int:
-        return self.tokens.shape[0]
-
-
-def token_labels(tokenizer, tokens, kinds) -> list[str]:
-    """Each token decoded on its own, names as ``[tok]`` and attribute values as ``<tok>``."""
-    marks = {NAME: "[{}]", VALUE: "<{}>"}
-    return [marks.get(int(k), "{}").format(s) for s, k in zip(tokenizer.token_strings(tokens), kinds)]
 
 
 class Biographer:
@@ -126,6 +62,8 @@ class Biographer:
 
     def with_names(self, batch: Batch, partners) -> Batch:
         """`batch` with each row's name replaced, in every sentence, by its partner's (same token count)."""
+        import torch
+
         tokens = batch.tokens.clone()
         for r, other in enumerate(partners):
             is_name = batch.name_mask[r]
@@ -134,7 +72,7 @@ class Biographer:
                 raise ValueError(f"partners[{r}]={other}: its name has {len(name)} tokens, not a divisor of the "
                                  f"row's {int(is_name.sum())} name tokens: allowed a name of the same length")
             tokens[r, is_name] = torch.as_tensor(name * (int(is_name.sum()) // len(name)), dtype=tokens.dtype)
-        return Batch(tokens, batch.kind, batch.attribute, batch.value_start, batch.individuals)
+        return type(batch)(tokens, batch.kind, batch.attribute, batch.value_start, batch.individuals)
 
     def corrupt_names(self, batch: Batch, candidates, seed: int = 0) -> tuple[Batch, Batch]:
         """(clean, corrupted): rows with a `name_partner` among `candidates`, and the same rows with the
@@ -144,7 +82,7 @@ class Biographer:
         if not keep:
             raise ValueError("no individual of the batch has a name partner (same token count, every token "
                              "different) among the candidates")
-        clean = batch[torch.as_tensor(keep)]
+        clean = batch[np.asarray(keep)]
         return clean, self.with_names(clean, [partners[r] for r in keep])
 
     def value_tokens(self, individual: int, attribute: int) -> list[int]:
@@ -168,11 +106,21 @@ class Biographer:
         return total
 
     def batch(self, individuals: np.ndarray, split: str, rng: np.random.Generator, pad_to: int = 0) -> Batch:
-        """Biographies of `individuals` from their training or evaluation templates.
+        """Biographies of `individuals` from their training or evaluation templates, as a `Batch`.
 
         The template of each sentence and the sentence order are drawn from `rng`; `pad_to` fixes
         the padded length (0: the longest biography in the batch).
         """
+        import torch
+
+        from workbench.data.batch import Batch
+
+        arrays = self.arrays(individuals, split, rng, pad_to)
+        return Batch(*(torch.from_numpy(arrays[k]) for k in ("tokens", "kind", "attribute", "value_start",
+                                                              "individuals")))
+
+    def arrays(self, individuals: np.ndarray, split: str, rng: np.random.Generator, pad_to: int = 0) -> dict:
+        """`batch` as numpy arrays (tokens, kind, attribute, value_start, individuals, lengths), torch-free."""
         if split not in SPLITS:
             raise ValueError(f"split={split!r} is out of range: allowed training | evaluation")
         cfg = self.world.config
@@ -217,8 +165,8 @@ class Biographer:
         attr = np.full((b, t), -1, dtype=np.int8)
         vstart = np.zeros((b, t), dtype=bool)
         tokens[where], kind[where], attr[where], vstart[where] = flat, kind_flat, attr_flat, vstart_flat
-        return Batch(torch.from_numpy(tokens), torch.from_numpy(kind), torch.from_numpy(attr),
-                     torch.from_numpy(vstart), torch.from_numpy(individuals))
+        return {"tokens": tokens, "kind": kind, "attribute": attr, "value_start": vstart, "individuals": individuals,
+                "lengths": lengths}
 
     def text(self, batch: Batch, row: int, mark: bool = False) -> str:
         """Decoded biography; with mark, names as [[...]] and values as <<...>>."""

@@ -6,13 +6,18 @@ drawn from the evaluation templates (seen individuals) or from the held-out / ne
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from workbench.config import RunConfig
-from workbench.data.biographies import Batch, Biographer
+from workbench.data.biographies import Biographer
 from workbench.data.population import GROUPS, World, make_world
 from workbench.data.samplers import Sampler, finetune_sampler, make_sampler
 from workbench.data.tokenizer import BiographyTokenizer, train_tokenizer
+
+if TYPE_CHECKING:  # torch loads with the first batch, not with the data engine
+    from workbench.data.batch import Batch
 
 _STREAM_BATCH, _STREAM_EVAL = 21, 22
 
@@ -47,8 +52,10 @@ class BiographyData:
 
     def train_batch(self, step: int) -> Batch:
         """The training batch of a step (training templates), identical on every call."""
-        rng = np.random.default_rng([self.config.seed, _STREAM_BATCH, step])
-        return self.biographer.batch(self.sampler.individuals(step), "training", rng)
+        return self.biographer.batch(self.sampler.individuals(step), "training", self._batch_rng(step))
+
+    def _batch_rng(self, step: int) -> np.random.Generator:
+        return np.random.default_rng([self.config.seed, _STREAM_BATCH, step])
 
     def eval_batch(self, group: str = "seen", size: int | None = None, seed_offset: int = 0) -> Batch:
         """A fixed evaluation set: `size` biographies of individuals of `group` on evaluation templates.
@@ -68,7 +75,7 @@ class BiographyData:
     def stats(self) -> dict:
         """Pool sizes, templates per attribute, baseline, vocabulary and lengths (for `data stats`)."""
         d, pools = self.config.data, self.world.pools
-        lengths = self.train_batch(0).mask.sum(1).float()
+        lengths = self.biographer.arrays(self.sampler.individuals(0), "training", self._batch_rng(0))["lengths"]
         return {
             "pool_sizes": {k: len(getattr(pools, k)) for k in ("first_names", "last_names", "cities", "universities", "majors", "companies", "years")},
             "n_values": d.n_values,

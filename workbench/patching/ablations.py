@@ -25,7 +25,8 @@ from torch import Tensor
 from transformer_lens import HookedTransformer
 from transformer_lens.utilities import get_act_name
 
-from workbench.data.biographies import VALUE, Batch, token_labels
+from workbench.data.batch import Batch
+from workbench.data.kinds import VALUE, token_labels
 from workbench.patching.hooks import patch_patterns
 from workbench.patching.sources import Patterns, PatternSource, ReferencePatterns
 

@@ -27,7 +27,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
-from workbench.data.biographies import Batch
+from workbench.data.batch import Batch
 from workbench.data.corpus import BiographyData
 from workbench.metrics import evaluate
 from workbench.probes.sites import biographies, check_layers, sample_individuals

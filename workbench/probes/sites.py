@@ -15,7 +15,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from transformer_lens import HookedTransformer
 
-from workbench.data.biographies import Batch
+from workbench.data.batch import Batch
 from workbench.data.corpus import BiographyData
 from workbench.data.pools import split_date
 from workbench.data.population import GROUPS

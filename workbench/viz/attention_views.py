@@ -28,7 +28,8 @@ from matplotlib.figure import Figure
 
 from workbench.atomic import atomic_write_text
 from workbench.attention import resolve_layer
-from workbench.data.biographies import Batch, token_labels
+from workbench.data.batch import Batch
+from workbench.data.kinds import token_labels
 from workbench.data.corpus import BiographyData
 from workbench.viz.figures import subplots
 

@@ -1,0 +1,68 @@
+"""`Batch`: padded, labelled biographies as tensors, and the study's token roles defined on them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import torch
+from jaxtyping import Bool, Int
+from torch import Tensor
+
+from workbench.data.kinds import NAME, PAD
+
+
+@dataclass
+class Batch:
+    """Padded biographies (right padding), one per row, with per-token labels."""
+
+    tokens: Int[Tensor, "batch pos"]
+    kind: Int[Tensor, "batch pos"]  # PAD | BOS | TEXT | NAME | VALUE
+    attribute: Int[Tensor, "batch pos"]  # index into config.attributes of the token's sentence; -1 on BOS/PAD
+    value_start: Bool[Tensor, "batch pos"]  # first token of an attribute value
+    individuals: Int[Tensor, "batch"]  # global individual ids
+
+    @property
+    def mask(self) -> Bool[Tensor, "batch pos"]:
+        """True on real tokens, False on padding."""
+        return self.kind != PAD
+
+    # -- the study's token roles (one definition, used by attention metrics, stability, probes) --------
+    @property
+    def name_mask(self) -> Bool[Tensor, "batch pos"]:
+        """Every name token (the full name is repeated in every sentence)."""
+        return self.kind == NAME
+
+    @property
+    def name_end_mask(self) -> Bool[Tensor, "batch pos"]:
+        """The last token of each name occurrence (one per sentence), where early layers gather the name."""
+        is_name = self.name_mask
+        continues = torch.zeros_like(is_name)
+        continues[:, :-1] = is_name[:, 1:] & (self.attribute[:, 1:] == self.attribute[:, :-1])
+        return is_name & ~continues
+
+    @property
+    def first_name_end(self) -> Int[Tensor, "batch"]:
+        """Position of the last name token of each biography's first sentence: there the model has seen
+        the full name and nothing else about the individual."""
+        return self.name_end_mask.int().argmax(1)
+
+    @property
+    def value_query_mask(self) -> Bool[Tensor, "batch pos"]:
+        """Positions whose next-token prediction is the first token of an attribute value."""
+        mask = torch.zeros_like(self.value_start)
+        mask[:, :-1] = self.value_start[:, 1:]
+        return mask
+
+    def value_query_positions(self, n_attributes: int) -> Int[Tensor, "batch attribute"]:
+        """Per attribute (index into config.attributes): the position predicting its value's first token."""
+        starts = [(self.value_start & (self.attribute == j)).int().argmax(1) for j in range(n_attributes)]
+        return torch.stack(starts, 1) - 1
+
+    def to(self, device: str | torch.device) -> "Batch":
+        return Batch(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+
+    def __getitem__(self, rows) -> "Batch":
+        return Batch(**{f.name: getattr(self, f.name)[rows] for f in fields(self)})
+
+    def __len__(self) -> int:
+        return self.tokens.shape[0]
