@@ -5,7 +5,17 @@ Everything here is sized to run in well under a second on one CPU core.
 
 from __future__ import annotations
 
-import math
+# Runtime checking of the jaxtyping annotations (shapes and dtypes) of the tensor-heavy modules, with
+# beartype, for the whole test session. It must be installed before any of them is imported.
+from jaxtyping import install_import_hook
+
+CHECKED_MODULES = ("workbench.metrics", "workbench.data.batch", "workbench.attention", "workbench.stability",
+                   "workbench.patching.hooks", "workbench.patching.sources", "workbench.patching.ablations",
+                   "workbench.probes.sites", "workbench.probes.keyvalue", "workbench.probes.linear",
+                   "workbench.probes.localisation", "workbench.probes.toy_memory")
+install_import_hook(CHECKED_MODULES, "beartype.beartype")
+
+import math  # noqa: E402
 from dataclasses import dataclass
 from statistics import NormalDist
 
@@ -211,3 +221,14 @@ def tiny_run(tiny_run_dir):
     from workbench.run import load_run
 
     return load_run(tiny_run_dir)
+
+
+@pytest.fixture
+def tiny_run_copy(tiny_run_dir, tmp_path):
+    """A private copy of the tiny run, for tests whose analyses write their cache into the run directory."""
+    import shutil
+
+    from workbench.run import load_run
+
+    shutil.copytree(tiny_run_dir, tmp_path / "tiny")
+    return load_run(tmp_path / "tiny")

@@ -145,7 +145,7 @@ def test_over_training_rows_range_and_cache_reuse(run_copy, monkeypatch):
     assert not df.duplicated(["step", "layer", "head", "metric"]).any()
     assert sorted(df.step.unique()) == steps
     assert df.value.notna().all() and df.value.between(0, 1).all()
-    assert (run.path / "attention_metrics.csv").is_file()
+    assert (run.path / "analysis" / "attention_metrics.csv").is_file()
     first = df[df.step == steps[0]].reset_index(drop=True)
     direct = attention_metrics(run.load_model(steps[0]), run.data.eval_batch("seen", 8))
     np.testing.assert_allclose(first.value, direct.value, atol=1e-9)
@@ -166,8 +166,8 @@ def test_over_training_computes_only_missing_steps(run_copy, monkeypatch):
     run = run_copy
     steps = run.checkpoint_steps
     full = attention_over_training(run, size=8, progress=False)
-    path = run.path / "attention_metrics.csv"
-    cached = pd.read_csv(path)
+    path = run.path / "analysis" / "attention_metrics.csv"
+    cached = pd.read_csv(path, dtype={"weights_sha256": str})
     cached.loc[cached.step == steps[0], "weights_sha256"] = "0" * 64  # as if step 0 were retrained
     cached[cached.step != steps[-1]].to_csv(path, index=False)  # step -1 missing
     loaded = []
@@ -176,7 +176,7 @@ def test_over_training_computes_only_missing_steps(run_copy, monkeypatch):
     again = attention_over_training(run, size=8, progress=False)
     assert loaded == [steps[0], steps[-1]]
     np.testing.assert_allclose(again.value, full.value, atol=1e-9)
-    assert not list(run.path.glob("*.tmp"))
+    assert not list(run.path.rglob("*.tmp"))
 
 
 def test_over_training_validates_before_compute(run_copy, monkeypatch):

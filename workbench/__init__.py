@@ -9,7 +9,7 @@ when a model is needed):
                  patch_grid(reference_run, reference_steps), reference_run(), Stopped
     analysis     load_run(path) -> Run, list_runs(root), Phases / detect_phases
 Sub-packages: workbench.patching, workbench.probes, workbench.viz, workbench.attention,
-workbench.finetuning, workbench.stability.
+workbench.finetuning, workbench.stability, workbench.over_checkpoints (the cached loop over checkpoints).
 """
 
 from __future__ import annotations

@@ -16,24 +16,22 @@ Queries and keys are chosen from the batch's token labels (kind, attribute, valu
 
 Every value is a mean over all queries of the evaluation set (all sequences pooled).
 `attention_over_training` computes them at every checkpoint of a run and caches the result in
-``<run>/attention_metrics.csv`` so that notebooks re-run fast.
+``<run>/analysis/attention_metrics.csv`` so that notebooks re-run fast.
 """
 
 from __future__ import annotations
 
-import io
+import functools
 import math
-import warnings
 
 import pandas as pd
 import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from workbench.data.batch import Batch
 from workbench.data.kinds import BOS, NAME, TEXT, VALUE
-from workbench.atomic import atomic_write_bytes
+from workbench.over_checkpoints import over_checkpoints
 
 Patterns = dict[int, Float[Tensor, "batch head query key"]]
 
@@ -42,7 +40,6 @@ ATTRIBUTE_METRICS = ("attribute->name", "attribute->own_name", "attribute->text"
                      "attribute->value", "attribute:sharpness")
 METRICS: tuple[str, ...] = NAME_METRICS + ATTRIBUTE_METRICS
 COLUMNS = ["layer", "head", "metric", "value"]
-CACHE_FILE = "attention_metrics.csv"
 
 # metric -> (sum over queries [layer, head] float64, number of queries)
 Sums = dict[str, tuple[Tensor, int]]
@@ -148,24 +145,7 @@ def attention_metrics(model, batch: Batch, chunk: int = 32) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------------------------------------
-# over training, with a cache in the run directory
-
-
-CACHE_COLUMNS = ["step", "size", "weights_sha256", *COLUMNS]
-
-
-def _read_cache(path) -> pd.DataFrame:
-    cols = CACHE_COLUMNS
-    if not path.is_file():
-        return pd.DataFrame(columns=cols)
-    try:
-        df = pd.read_csv(path, dtype={"weights_sha256": str})
-    except (OSError, ValueError, pd.errors.ParserError) as e:
-        warnings.warn(f"ignoring unreadable attention cache {path}: {e}", stacklevel=3)
-        return pd.DataFrame(columns=cols)
-    if list(df.columns) != cols:
-        return pd.DataFrame(columns=cols)
-    return df
+# over training, cached in the run directory
 
 
 def attention_over_training(run, steps: list[int] | None = None, size: int = 256, progress: bool = True,
@@ -173,40 +153,16 @@ def attention_over_training(run, steps: list[int] | None = None, size: int = 256
     """Attention metrics (step, layer, head, metric, value) at checkpoints of a run.
 
     Computed on the run's fixed evaluation set `run.data.eval_batch("seen", size)`, at every
-    checkpoint (or at `steps`). Results are cached in <run>/attention_metrics.csv, keyed by step,
-    size and the checkpoint's weights hash; only the steps the cache does not cover are computed.
+    checkpoint (or at `steps`). Results are cached in <run>/analysis/attention_metrics.csv, keyed by
+    step, the checkpoint's weights hash and size (`over_checkpoints`); only the steps the cache does not
+    cover are computed.
     """
-    available = run.checkpoint_steps
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise ValueError(f"size={size!r} is out of range: allowed an int >= 1")
-    steps = list(available) if steps is None else sorted({int(s) for s in steps})
-    missing_ckpt = [s for s in steps if s not in available]
-    if missing_ckpt or not steps:
-        raise ValueError(f"steps={missing_ckpt or steps} have no checkpoint in run {run.path}: allowed {available}")
-    cfg = run.config.model
-    per_step = cfg.n_layers * cfg.n_heads * len(METRICS)
-    path = run.path / CACHE_FILE
-    cache = _read_cache(path)
-    sha = {s: run.manifest_entry(s)["sha256"] for s in steps}
-    mine = cache[(cache["size"] == size) & cache["metric"].isin(METRICS)]
-    mine = mine[mine["weights_sha256"] == mine["step"].map(sha)]
-    counts = mine.groupby("step").size()
-    todo = [s for s in steps if counts.get(s, 0) != per_step]
-    if todo:
-        batch = run.data.eval_batch("seen", size)
-        new = []
-        for s in tqdm(todo, desc="attention metrics", disable=not progress):
-            df = attention_metrics(run.load_model(s), batch, chunk)
-            new.append(df.assign(step=s, size=size, weights_sha256=sha[s]))
-        keep = cache[~((cache["size"] == size) & cache["step"].isin(todo))]
-        cache = pd.concat([keep, *new] if len(keep) else new, ignore_index=True)[CACHE_COLUMNS]
-        cache = cache.sort_values(["size", "step", "layer", "head", "metric"], kind="stable")
-        buf = io.StringIO()
-        cache.to_csv(buf, index=False)
-        try:
-            atomic_write_bytes(path, buf.getvalue().encode())
-        except OSError as e:
-            warnings.warn(f"could not write the attention cache {path}: {e}", stacklevel=2)
-    out = cache[(cache["size"] == size) & cache["step"].isin(steps) & cache["metric"].isin(METRICS)]
-    out = out[["step", *COLUMNS]].astype({"step": int, "layer": int, "head": int, "metric": str, "value": float})
-    return out.sort_values(["step", "layer", "head", "metric"], kind="stable").reset_index(drop=True)
+    batch = functools.cache(lambda: run.data.eval_batch("seen", size))  # built only if a step is computed
+
+    def compute(step, models):
+        return attention_metrics(models(step), batch(), chunk)
+
+    df = over_checkpoints(run, "attention_metrics", compute, steps, {"size": size}, progress)
+    return df[["step", *COLUMNS]]

@@ -8,6 +8,7 @@ over attribute-value tokens (the hallucination measures on held-out individuals)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -72,13 +73,16 @@ def summarize(scores: ValueScores, attributes: tuple[str, ...], prefix: str = ""
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, batch: Batch, attributes: tuple[str, ...], chunk: int = 128,
+def evaluate(model: torch.nn.Module, batch: Batch, attributes: Sequence[str] | int, chunk: int = 128,
              hooks: list | None = None) -> ValueScores:
-    """Forward `batch` in chunks (optionally with forward hooks) and score its attribute values."""
+    """Forward `batch` in chunks (optionally with forward hooks) and score its attribute values.
+
+    attributes: the run's attribute names (config.data.attributes), or just their number."""
+    n_attributes = attributes if isinstance(attributes, int) else len(attributes)
     parts = []
     device = next(model.parameters()).device
     for i in range(0, len(batch), chunk):
         sub = batch[i: i + chunk].to(device)
         logits = model.run_with_hooks(sub.tokens, fwd_hooks=hooks) if hooks else model(sub.tokens)
-        parts.append(value_scores(logits, sub, len(attributes)))
+        parts.append(value_scores(logits, sub, n_attributes))
     return ValueScores(*(torch.cat([getattr(p, f) for p in parts]).cpu() for f in ValueScores.__dataclass_fields__))

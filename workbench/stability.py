@@ -11,12 +11,14 @@ The study's claim: during fine-tuning, attention barely moves (the damage is in 
 key-value memory). `attention_stability` measures a run's checkpoints against its first one
 (for a fine-tuning run: the base checkpoint); `pretraining_drift` gives the scale, the same
 distance over pre-training (each checkpoint vs step 0 and vs the previous checkpoint). Results
-are cached as CSV under `<run>/analysis/` and extended when the run has new checkpoints.
+are cached under `<run>/analysis/` (`workbench.over_checkpoints`) and extended when the run has new
+checkpoints.
 """
 
 from __future__ import annotations
 
-import io
+import functools
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -24,12 +26,11 @@ import pandas as pd
 import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
-from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
 from workbench.data.batch import Batch
+from workbench.over_checkpoints import over_checkpoints
 from workbench.run import Run, load_run
-from workbench.atomic import atomic_write_bytes
 
 POSITIONS = ("attribute", "all")
 _COLUMNS = ["step", "layer", "head", "distance"]
@@ -95,83 +96,63 @@ def pattern_distance(model_a: HookedTransformer, model_b: HookedTransformer, bat
 # -- over checkpoints, cached ------------------------------------------------------------------
 
 
-def _cache_path(run: Run, name: str) -> Path:
-    return run.path / "analysis" / f"{name}.csv"
-
-
-def _read_cache(path: Path) -> pd.DataFrame | None:
-    return pd.read_csv(path, engine="python") if path.is_file() else None
-
-
-def _write_cache(path: Path, df: pd.DataFrame) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    buf = io.StringIO()
-    df.to_csv(buf, index=False)
-    atomic_write_bytes(path, buf.getvalue().encode())
-
-
 def _as_run(run: Run | str | Path) -> Run:
     return run if isinstance(run, Run) else load_run(run)
 
 
-def _over_checkpoints(run: Run, pairs: list[tuple[int, int]], cache_name: str, size: int, positions: str,
-                      progress: bool) -> pd.DataFrame:
-    """Distance for each (step, reference step) pair, reusing cached pairs; rows sorted by step."""
+def _check_size_and_positions(size: int, positions: str) -> None:
     if not isinstance(size, int) or size < 1:
         raise ValueError(f"size={size!r} is out of range: allowed an integer >= 1")
     _check_positions(positions)
-    path = _cache_path(run, cache_name)
-    cached = _read_cache(path)
-    done = set() if cached is None else set(zip(cached["step"], cached["reference_step"]))
-    todo = [p for p in pairs if p not in done]
-    frames = [] if cached is None else [cached]
-    if todo:
-        batch = run.data.eval_batch("seen", size)  # seen (pre-training) individuals, evaluation templates
-        models: dict[int, HookedTransformer] = {}
 
-        def model(step: int) -> HookedTransformer:
-            if step not in models:
-                models[step] = run.load_model(step)
-            return models[step]
 
-        for step, ref in tqdm(todo, desc=f"{run.name}: {cache_name}", disable=not progress):
-            df = pattern_distance(model(step), model(ref), batch, positions)
-            frames.append(df.assign(step=step, reference_step=ref))
-            for s in [s for s in models if s not in (step, ref)]:
-                del models[s]  # keep at most two models in memory
-        out = pd.concat(frames, ignore_index=True)
-        _write_cache(path, out)
-    else:
-        out = cached
-    wanted = pd.DataFrame(pairs, columns=["step", "reference_step"])
-    out = wanted.merge(out, on=["step", "reference_step"], how="left")
-    return out.sort_values(["step", "reference_step", "layer", "head"], ignore_index=True)
+def _distances(reference: Callable[[int], int], batch: Callable[[], Batch], positions: str):
+    """`compute(step, models)` for `over_checkpoints`: the distance of each step from reference(step)."""
+    def compute(step: int, models) -> pd.DataFrame:
+        ref = reference(step)
+        return pattern_distance(models(step), models(ref), batch(), positions).assign(reference_step=ref)
+
+    return compute
+
+
+def _eval_batch(run: Run, size: int) -> Callable[[], Batch]:
+    # seen (pre-training) individuals, evaluation templates; built only if a step is computed
+    return functools.cache(lambda: run.data.eval_batch("seen", size))
 
 
 def attention_stability(run: Run | str | Path, reference_step: int | None = None, size: int = 128,
                         positions: str = "all", progress: bool = True) -> pd.DataFrame:
     """Distance of every checkpoint of `run` from `reference_step` (default: its first checkpoint,
-    for a fine-tuning run the base checkpoint). Columns: step, layer, head, distance, reference_step."""
+    for a fine-tuning run the base checkpoint). Columns: step, layer, head, distance, reference_step.
+    Cached in <run>/analysis/attention_stability.csv (`over_checkpoints`)."""
     run = _as_run(run)
+    _check_size_and_positions(size, positions)
     steps = run.checkpoint_steps
     ref = steps[0] if reference_step is None else reference_step
     if ref not in steps:
         raise ValueError(f"reference_step={ref} has no checkpoint in run {run.path}: allowed {steps}")
-    pairs = [(s, ref) for s in steps]
-    df = _over_checkpoints(run, pairs, f"attention_stability-ref{ref}-n{size}-{positions}", size, positions, progress)
+    params = {"size": size, "positions": positions, "reference_step": ref,
+              "reference_sha256": run.manifest_entry(ref)["sha256"]}
+    compute = _distances(lambda step: ref, _eval_batch(run, size), positions)
+    df = over_checkpoints(run, "attention_stability", compute, steps, params, progress)
     return df[_COLUMNS + ["reference_step"]]
 
 
 def pretraining_drift(base_run: Run | str | Path, size: int = 128, positions: str = "all",
                       progress: bool = True) -> pd.DataFrame:
     """The same distance over a pre-training run, for scale: every checkpoint vs step 0
-    (reference="start") and vs the previous checkpoint (reference="previous")."""
+    (reference="start") and vs the previous checkpoint (reference="previous").
+    Cached in <run>/analysis/pretraining_drift.csv (`over_checkpoints`, params naming the rule)."""
     run = _as_run(base_run)
+    _check_size_and_positions(size, positions)
     steps = run.checkpoint_steps
-    start = [(s, steps[0]) for s in steps[1:]]
-    previous = list(zip(steps[1:], steps[:-1]))
-    pairs = list(dict.fromkeys(start + previous))
-    df = _over_checkpoints(run, pairs, f"pretraining_drift-n{size}-{positions}", size, positions, progress)
-    frames = [df.merge(pd.DataFrame(p, columns=["step", "reference_step"])).assign(reference=name)
-              for name, p in (("start", start), ("previous", previous))]
+    previous = dict(zip(steps[1:], steps[:-1]))
+    start = {"reference_step": steps[0], "reference_sha256": run.manifest_entry(steps[0])["sha256"]}
+    batch = _eval_batch(run, size)
+    frames = []
+    for name, reference, extra in (("start", lambda step: steps[0], start), ("previous", previous.__getitem__, {})):
+        params = {"size": size, "positions": positions, "reference": name, **extra}
+        df = over_checkpoints(run, "pretraining_drift", _distances(reference, batch, positions), steps[1:], params,
+                              progress)
+        frames.append(df.assign(reference=name))
     return pd.concat(frames, ignore_index=True)[_COLUMNS + ["reference_step", "reference"]]

@@ -76,7 +76,8 @@ def test_training_overwrites_keys_and_values(tiny_model_init, tiny_model, tiny_d
     assert (details["keys_changed"] == (details["jaccard"] < 0.5)).all()
 
 
-def test_overwrite_over_checkpoints(tiny_run, tiny_model_init):
+def test_overwrite_over_checkpoints(tiny_run_copy, tiny_model_init):
+    tiny_run = tiny_run_copy  # the results are cached in the run directory
     last = tiny_run.checkpoint_steps[-1]
     df = overwrite_over_checkpoints(tiny_run, base_model=tiny_model_init, n=16, steps=[0, last], progress=False)
     assert len(df) == 2 * tiny_model_init.cfg.n_layers

@@ -77,7 +77,8 @@ def test_corrupted_biographies_change_only_the_name(tiny_data, clean):
         assert new == other * (len(new) // len(own))  # the same other name in every sentence
 
 
-def test_over_checkpoints_adds_the_step(tiny_run):
+def test_over_checkpoints_adds_the_step(tiny_run_copy):
+    tiny_run = tiny_run_copy  # the results are cached in the run directory
     df = localisation_over_checkpoints(tiny_run, steps=[0, tiny_run.checkpoint_steps[-1]], n=8,
                                        methods=("zero_ablation",), progress=False)
     assert list(df.columns[:2]) == ["step", "layer"]

@@ -13,6 +13,7 @@ tokens, teacher forced). Works on any checkpoint (`run.load_model(step)`).
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 
@@ -52,8 +53,8 @@ HEAD_COMPONENTS = {
 class ValueTarget:
     """An attribute value's tokens and their positions; the score is their summed log-probability."""
 
-    positions: tuple[int, ...]  # positions of the value tokens (each predicted from position - 1)
-    tokens: tuple[int, ...]
+    positions: Sequence[int]  # positions of the value tokens (each predicted from position - 1); stored as a tuple
+    tokens: Sequence[int]
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "positions", tuple(int(p) for p in self.positions))

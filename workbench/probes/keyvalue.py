@@ -20,10 +20,10 @@ import pandas as pd
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
-from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
 from workbench.data.corpus import BiographyData
+from workbench.over_checkpoints import model_sha256, over_checkpoints
 from workbench.probes.sites import activations_at, biographies, check_layers, sample_individuals
 
 KEYS_CHANGED_BELOW = 0.5  # Jaccard threshold under which the top-k keys count as changed
@@ -130,7 +130,7 @@ def overwrite_details(model_before: HookedTransformer, model_after: HookedTransf
 
 
 def overwrite(model_before: HookedTransformer, model_after: HookedTransformer, data: BiographyData,
-              individuals, layer: int, k: int = 10, decode: str = "topk", seed: int = 0) -> dict[str, float]:
+              individuals, layer: int, k: int = 10, decode: str = "topk", seed: int = 0) -> dict[str, float | int]:
     """Fractions of individuals whose keys changed, whose decoded value changed (for some attribute), or
     either (overwritten); the mean key Jaccard; value_change_rate = the fraction of (individual,
     attribute) pairs whose decoded value changed (less saturated than values_changed)."""
@@ -150,6 +150,8 @@ def overwrite_over_checkpoints(finetune_run, base_model: HookedTransformer | Non
 
     base_model: default, the fine-tuning run's base checkpoint (config.finetune.base_run, base_step).
     individuals: default, `n` pre-training individuals drawn with `seed`. Long format: step, layer, ...
+    Cached in <run>/analysis/overwrite.csv (`over_checkpoints`; params: the base model's weights hash and
+    the arguments).
     """
     if base_model is None:
         if finetune_run.config.finetune is None:
@@ -158,17 +160,16 @@ def overwrite_over_checkpoints(finetune_run, base_model: HookedTransformer | Non
 
         ft = finetune_run.config.finetune
         base_model = load_run(ft.base_run).load_model(ft.base_step)
+    layers = check_layers(layers, base_model.cfg.n_layers)
+    params = {"base_weights": model_sha256(base_model), "n": n, "layers": layers, "k": k, "decode": decode,
+              "seed": seed, "individuals": None if individuals is None else [int(i) for i in individuals]}
     data = finetune_run.data
     if individuals is None:
         individuals = sample_individuals(data, "seen", min(n, len(data.world.seen)), seed)
-    layers = check_layers(layers, base_model.cfg.n_layers)
-    steps = list(finetune_run.checkpoint_steps) if steps is None else list(steps)
-    bad = [s for s in steps if s not in finetune_run.checkpoint_steps]
-    if bad or not steps:
-        raise ValueError(f"steps={steps!r}: allowed a non-empty subset of the run's checkpoints "
-                         f"{finetune_run.checkpoint_steps}")
-    rows = []
-    for s in tqdm(steps, disable=not progress, desc="overwrite"):
-        model = finetune_run.load_model(s)
-        rows += [{"step": s, **overwrite(base_model, model, data, individuals, l, k, decode, seed)} for l in layers]
-    return pd.DataFrame(rows, columns=["step", *OVERWRITE_COLUMNS])
+
+    def compute(step, models):
+        rows = [overwrite(base_model, models(step), data, individuals, l, k, decode, seed) for l in layers]
+        return pd.DataFrame(rows, columns=OVERWRITE_COLUMNS)
+
+    df = over_checkpoints(finetune_run, "overwrite", compute, steps, params, progress)
+    return df[["step", *OVERWRITE_COLUMNS]]

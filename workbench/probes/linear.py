@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
 from workbench.data.corpus import BiographyData
+from workbench.over_checkpoints import bound_params, over_checkpoints
 from workbench.probes.sites import (activations_at, biographies, check_layers, probe_targets,
                                     sample_individuals)
 
@@ -139,11 +140,11 @@ def probe_accuracy(model: HookedTransformer, data: BiographyData, n_train: int =
 
 
 def probes_over_checkpoints(run, steps: list[int] | None = None, progress: bool = True, **kwargs) -> pd.DataFrame:
-    """`probe_accuracy` at checkpoints of a `Run` (default: all), with a step column first."""
-    steps = list(run.checkpoint_steps) if steps is None else list(steps)
-    bad = [s for s in steps if s not in run.checkpoint_steps]
-    if bad or not steps:
-        raise ValueError(f"steps={steps!r}: allowed a non-empty subset of the run's checkpoints {run.checkpoint_steps}")
-    frames = [probe_accuracy(run.load_model(s), run.data, **kwargs).assign(step=s)
-              for s in tqdm(steps, disable=not progress, desc="checkpoints")]
-    return pd.concat(frames, ignore_index=True)[["step", *COLUMNS]]
+    """`probe_accuracy` at checkpoints of a `Run` (default: all), with a step column first.
+    Cached in <run>/analysis/probes.csv (`over_checkpoints`, params: probe_accuracy's arguments)."""
+    params = bound_params(probe_accuracy, kwargs)
+
+    def compute(step, models):
+        return probe_accuracy(models(step), run.data, **kwargs)
+
+    return over_checkpoints(run, "probes", compute, steps, params, progress)[["step", *COLUMNS]]

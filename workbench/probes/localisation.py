@@ -30,6 +30,7 @@ from transformer_lens import HookedTransformer
 from workbench.data.batch import Batch
 from workbench.data.corpus import BiographyData
 from workbench.metrics import evaluate
+from workbench.over_checkpoints import bound_params, over_checkpoints
 from workbench.probes.sites import biographies, check_layers, sample_individuals
 
 METHODS = ("mean_ablation", "zero_ablation", "patching")
@@ -56,7 +57,6 @@ def intervened_loss(model: HookedTransformer, batch: Batch, layer: int, mask: Bo
     tensor (e.g. clean activations: patching), or None (no intervention)."""
     if mask.shape != batch.tokens.shape:
         raise ValueError(f"mask has shape {tuple(mask.shape)}; the batch's tokens have {tuple(batch.tokens.shape)}")
-    attributes = tuple(range(n_attributes))
     losses = []
     for i in range(0, len(batch), chunk):
         sub = batch[i: i + chunk]
@@ -64,7 +64,7 @@ def intervened_loss(model: HookedTransformer, batch: Batch, layer: int, mask: Bo
         if replacement is not None:
             rep = replacement[i: i + chunk] if torch.is_tensor(replacement) and replacement.ndim == 3 else replacement
             hooks = [(f"blocks.{layer}.{site}", _replace_hook(mask[i: i + chunk], rep))]
-        losses.append(evaluate(model, sub, attributes, chunk=len(sub), hooks=hooks).loss)
+        losses.append(evaluate(model, sub, n_attributes, chunk=len(sub), hooks=hooks).loss)
     return torch.cat(losses)
 
 
@@ -147,14 +147,11 @@ def _patching_rows(model, data, batch, layers, group, seed, chunk, bar) -> list[
 
 def localisation_over_checkpoints(run, steps: list[int] | None = None, progress: bool = True,
                                   **kwargs) -> pd.DataFrame:
-    """`localise` at checkpoints of a `Run` (default: all), with a step column first."""
-    steps = list(run.checkpoint_steps) if steps is None else list(steps)
-    bad = [s for s in steps if s not in run.checkpoint_steps]
-    if bad or not steps:
-        raise ValueError(f"steps={steps!r}: allowed a non-empty subset of the run's checkpoints {run.checkpoint_steps}")
-    frames = []
-    for s in tqdm(steps, disable=not progress, desc="checkpoints"):
-        df = localise(run.load_model(s), run.data, **kwargs)
-        frames.append(df.assign(step=s))
-    out = pd.concat(frames, ignore_index=True)
-    return out[["step", *COLUMNS]]
+    """`localise` at checkpoints of a `Run` (default: all), with a step column first.
+    Cached in <run>/analysis/localisation.csv (`over_checkpoints`, params: localise's arguments)."""
+    params = bound_params(localise, kwargs)
+
+    def compute(step, models):
+        return localise(models(step), run.data, **kwargs)
+
+    return over_checkpoints(run, "localisation", compute, steps, params, progress)[["step", *COLUMNS]]
