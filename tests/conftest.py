@@ -225,10 +225,11 @@ def tiny_run(tiny_run_dir):
 
 @pytest.fixture
 def tiny_run_copy(tiny_run_dir, tmp_path):
-    """A private copy of the tiny run, for tests whose analyses write their cache into the run directory."""
+    """A private copy of the tiny run, for tests whose analyses write their cache into the run directory;
+    without any cache (<run>/analysis/) another test may have left in the shared run."""
     import shutil
 
     from workbench.run import load_run
 
-    shutil.copytree(tiny_run_dir, tmp_path / "tiny")
+    shutil.copytree(tiny_run_dir, tmp_path / "tiny", ignore=shutil.ignore_patterns("analysis"))
     return load_run(tmp_path / "tiny")

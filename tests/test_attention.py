@@ -1,7 +1,6 @@
 """Attention metrics: hand-made patterns with known answers, a real model, over training, the cache."""
 
 import math
-import shutil
 
 import numpy as np
 import pandas as pd
@@ -15,7 +14,6 @@ from workbench.model import build_model
 from workbench.patching.hooks import patch_patterns
 from workbench.patching.sources import UniformPatterns
 from workbench.phases import Phases
-from workbench.run import load_run
 from workbench.viz import plot_attention_over_training
 
 
@@ -131,9 +129,8 @@ def test_attention_metrics_reads_the_patterns_the_model_uses(model, batch):
 
 
 @pytest.fixture
-def run_copy(tiny_run_dir, tmp_path):
-    shutil.copytree(tiny_run_dir, tmp_path / "run")
-    return load_run(tmp_path / "run")
+def run_copy(tiny_run_copy):
+    return tiny_run_copy
 
 
 def test_over_training_rows_range_and_cache_reuse(run_copy, monkeypatch):

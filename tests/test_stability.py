@@ -1,7 +1,5 @@
 """Attention stability: Jensen-Shannon distance between attention patterns, over checkpoints, cached."""
 
-import shutil
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,7 +7,6 @@ import torch
 from matplotlib.figure import Figure
 
 import workbench.stability as stability
-from workbench.run import load_run
 from workbench.stability import (attention_stability, js_divergence, pattern_distance,
                                  pretraining_drift, query_mask)
 from workbench.viz import plot_stability
@@ -26,10 +23,8 @@ def batch(tiny_run):
 
 
 @pytest.fixture
-def run_copy(tiny_run, tmp_path):
-    """A private copy of tiny_run (the analyses write their cache into the run directory)."""
-    shutil.copytree(tiny_run.path, tmp_path / "run")
-    return load_run(tmp_path / "run")
+def run_copy(tiny_run_copy):
+    return tiny_run_copy
 
 
 def test_js_divergence_matches_a_reference_and_its_extremes():

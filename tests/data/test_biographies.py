@@ -317,3 +317,17 @@ def test_name_partner_is_the_one_corruption_rule(tiny_data):
     batch = bio.batch(np.array([0, 0]), "evaluation", np.random.default_rng(0))
     with pytest.raises(ValueError, match="no individual of the batch has a name partner"):
         bio.corrupt_names(batch, [0])
+
+
+def test_with_names_rejects_a_name_of_another_length(tiny_data, monkeypatch):
+    """A partner name whose length divides the row's name-token count (2 into 6 x 3) must still be refused."""
+    bio = tiny_data.biographer
+    row, short, same = (int(i) for i in tiny_data.world.seen[:3])
+    original = bio.name_tokens
+    monkeypatch.setattr(bio, "name_tokens", lambda i: original(row)[:2] if i == short else original(i))
+    assert len(bio.name_tokens(row)) == len(bio.name_tokens(same)) == 3
+    batch = bio.batch(np.array([row]), "evaluation", np.random.default_rng(0))
+    with pytest.raises(ValueError, match=rf"partners\[0\]={short}: its name has 2 tokens, row 0's name 3"):
+        bio.with_names(batch, [short])
+    out = bio.with_names(batch, [same])
+    assert out.tokens[batch.name_mask].tolist() == bio.name_tokens(same) * len(tiny_data.config.data.attributes)

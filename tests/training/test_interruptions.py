@@ -180,3 +180,29 @@ def test_a_second_process_is_refused_while_a_run_trains(tmp_path):
     assert "Traceback" not in second.stderr
     listed = _finish("runs", "--root", str(tmp_path), "--json")
     assert '"status":"interrupted"' in listed.stdout.replace(" ", "")  # killed: nobody holds the lock
+
+
+_KILL_IN_CHECKPOINT = """
+import os, signal, sys
+import workbench.training.callbacks as callbacks
+real = callbacks.save_tensors
+def dying(path, tensors, metadata=None):
+    sha = real(path, tensors, metadata)
+    if str(path).endswith("step_000120.safetensors"):
+        os.kill(os.getpid(), signal.SIGKILL)  # weights written; optimizer and manifest not yet
+    return sha
+callbacks.save_tensors = dying
+from workbench.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_kill9_while_a_checkpoint_is_written_then_resume_is_exact(uninterrupted, tmp_path):
+    out = tmp_path / "run"
+    died = subprocess.run([sys.executable, "-c", _KILL_IN_CHECKPOINT, "train", *LONG, "--out", str(out)], env=ENV,
+                          capture_output=True, text=True, timeout=300)
+    assert died.returncode == -signal.SIGKILL
+    assert 120 not in load_run(out).checkpoint_steps  # the manifest never pointed at the half-made checkpoint
+    done = _finish("train", "--resume", str(out))
+    assert done.returncode == 0, done.stderr
+    _same_run(out, uninterrupted[0])

@@ -115,9 +115,17 @@ def page_requests(page: Path, log: Path) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def pages(tiny_run, tmp_path_factory) -> dict[str, Path]:
-    """The tiny run's report and one circuitsvis view (last layer, all heads) as offline HTML files."""
+def pages(tiny_run_dir, tmp_path_factory) -> dict[str, Path]:
+    """The tiny run's report and one circuitsvis view (last layer, all heads) as offline HTML files.
+
+    The report runs on a copy: its attention section caches under <run>/analysis/, and the shared run
+    must stay as training left it (tests copy it and expect no cache)."""
+    import shutil
+
+    from workbench.run import load_run
+
     out = tmp_path_factory.mktemp("rendering")
+    tiny_run = load_run(shutil.copytree(tiny_run_dir, out / "tiny"))
     batch = tiny_run.data.eval_batch("seen", 4)
     view = attention_view(tiny_run.load_model(), tiny_run.data, batch, row=0, layer="last")
     return {"report": write_report(tiny_run, out / "report.html"),

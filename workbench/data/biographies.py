@@ -67,11 +67,11 @@ class Biographer:
         tokens = batch.tokens.clone()
         for r, other in enumerate(partners):
             is_name = batch.name_mask[r]
-            name = self.name_tokens(int(other))
-            if int(is_name.sum()) % len(name):
-                raise ValueError(f"partners[{r}]={other}: its name has {len(name)} tokens, not a divisor of the "
-                                 f"row's {int(is_name.sum())} name tokens: allowed a name of the same length")
-            tokens[r, is_name] = torch.as_tensor(name * (int(is_name.sum()) // len(name)), dtype=tokens.dtype)
+            name, own = self.name_tokens(int(other)), len(self.name_tokens(int(batch.individuals[r])))
+            if len(name) != own:  # a divisor of the name-token count would still misalign the sentences
+                raise ValueError(f"partners[{r}]={other}: its name has {len(name)} tokens, row {r}'s name {own}: "
+                                 "allowed a name of the same length")
+            tokens[r, is_name] = torch.as_tensor(name * (int(is_name.sum()) // own), dtype=tokens.dtype)
         return type(batch)(tokens, batch.kind, batch.attribute, batch.value_start, batch.individuals)
 
     def corrupt_names(self, batch: Batch, candidates, seed: int = 0) -> tuple[Batch, Batch]:
