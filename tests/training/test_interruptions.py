@@ -105,19 +105,30 @@ def test_kill9_at_random_moments_then_resume_is_exact(uninterrupted, tmp_path):
     _same_run(out, reference)
 
 
-_KILL_IN_CREATION = """
+def _dying_cli(module: str, function: str, kill_if: str, after: bool) -> str:
+    """A `python -c` program: the CLI with `module.function` patched to SIGKILL the process when its
+    first argument (a path) satisfies `kill_if` (an expression in `path`), before or after the real call."""
+    return f"""
 import os, signal, sys
-import workbench.atomic as atomic
-import workbench.training.rundir as rundir
-real = atomic.atomic_write_json
-def dying(path, obj):
-    if str(path).endswith("manifest.json"):
-        os.kill(os.getpid(), signal.SIGKILL)  # after config.json and tokenizer.json, before the manifest
-    real(path, obj)
-rundir.atomic_write_json = dying
+import {module} as target
+real = target.{function}
+def dying(*args, **kwargs):
+    path = str(args[0])
+    if not {after} and {kill_if}:
+        os.kill(os.getpid(), signal.SIGKILL)
+    out = real(*args, **kwargs)
+    if {after} and {kill_if}:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return out
+target.{function} = dying
 from workbench.cli import main
 sys.exit(main(sys.argv[1:]))
 """
+
+
+# after config.json and tokenizer.json are written, before the manifest
+_KILL_IN_CREATION = _dying_cli("workbench.training.rundir", "atomic_write_json", "path.endswith('manifest.json')",
+                               after=False)
 
 
 def test_kill9_during_directory_creation_leaves_a_replaceable_directory(uninterrupted, tmp_path):
@@ -182,19 +193,9 @@ def test_a_second_process_is_refused_while_a_run_trains(tmp_path):
     assert '"status":"interrupted"' in listed.stdout.replace(" ", "")  # killed: nobody holds the lock
 
 
-_KILL_IN_CHECKPOINT = """
-import os, signal, sys
-import workbench.training.callbacks as callbacks
-real = callbacks.save_tensors
-def dying(path, tensors, metadata=None):
-    sha = real(path, tensors, metadata)
-    if str(path).endswith("step_000120.safetensors"):
-        os.kill(os.getpid(), signal.SIGKILL)  # weights written; optimizer and manifest not yet
-    return sha
-callbacks.save_tensors = dying
-from workbench.cli import main
-sys.exit(main(sys.argv[1:]))
-"""
+# weights written, optimizer and manifest not yet
+_KILL_IN_CHECKPOINT = _dying_cli("workbench.training.callbacks", "save_tensors",
+                                 "path.endswith('step_000120.safetensors')", after=True)
 
 
 def test_kill9_while_a_checkpoint_is_written_then_resume_is_exact(uninterrupted, tmp_path):
