@@ -1,31 +1,72 @@
-"""The operational plateau definition on synthetic curves."""
+"""The operational plateau definition on synthetic curves whose answer is known."""
 
 import math
 
 import numpy as np
+import pytest
 
-from workbench.phases import boundaries, detect_phases
+from workbench.phases import PlateauRule, boundaries, detect_phases, plateau
+
+B = 5.0  # the no-knowledge baseline of the synthetic curves
+STEPS = np.arange(0, 2050, 50, dtype=float)
+
+
+def _three_phases(level: float = B, start: float = 300, end: float = 1000, final: float = 0.2 * B) -> np.ndarray:
+    """Fall to `level` by `start`, flat until `end`, then fall to `final`."""
+    fall = np.interp(STEPS, [0, start], [3 * B, level])
+    rise = np.interp(STEPS, [end, end + 200], [level, final])
+    return np.where(STEPS <= start, fall, np.where(STEPS <= end, level, rise))
 
 
 def test_three_phase_curve():
-    steps = np.arange(0, 100, 10)
-    loss = np.array([30, 12, 10.5, 10.2, 10.0, 9.95, 7.0, 3.0, 1.0, 0.5])
-    assert boundaries(steps, loss, baseline=10.0) == (20, 60)
+    start, end, censored, level = plateau(STEPS, _three_phases(), B)
+    assert (start, end, censored) == (300, 1050, False) and level == pytest.approx(B)
 
 
-def test_never_reaching_or_leaving_the_baseline():
-    steps = np.arange(5)
-    assert all(math.isnan(x) for x in boundaries(steps, np.full(5, 20.0), 10.0))
-    start, end = boundaries(steps, np.array([20, 10.5, 10, 10, 10]), 10.0)
-    assert start == 1 and math.isnan(end)
+def test_a_straight_descent_has_no_plateau():
+    """Falling straight through the +-20% band around the baseline is not a plateau."""
+    loss = np.interp(STEPS, [0, 2000], [3 * B, 0.1 * B])
+    assert all(math.isnan(x) for x in boundaries(STEPS, loss, B))
 
 
-def test_bootstrap_interval_contains_the_point_estimate():
+def test_one_noisy_dip_does_not_end_the_plateau():
+    loss = _three_phases()
+    loss[STEPS == 600] = 0.8 * B  # one evaluation far below the band
+    assert boundaries(STEPS, loss, B) == (300, 1050)
+
+
+@pytest.mark.parametrize("level", [1.12 * B, 0.89 * B])
+def test_a_plateau_off_the_baseline_is_found_and_escapes_from_its_own_level(level):
+    start, end, censored, found = plateau(STEPS, _three_phases(level=level), B)
+    assert (start, end, censored) == (300, 1050, False) and found == pytest.approx(level)
+
+
+def test_a_plateau_that_never_ends_is_censored_not_dropped():
+    loss = _three_phases(end=5000)
+    start, end, censored, _ = plateau(STEPS, loss, B)
+    assert start == 300 and math.isnan(end) and censored
+    per_seq = loss[:, None] + np.random.default_rng(0).normal(0, 0.05 * B, size=(len(STEPS), 64))
+    ph = detect_phases(STEPS, per_seq, B, n_boot=50)
+    assert ph.exists and ph.censored and ph.plateau_end_ci[1] == math.inf
+    assert "censored" in ph.describe()
+
+
+def test_never_reaching_the_baseline_is_no_plateau():
+    ph = detect_phases(STEPS, np.full((len(STEPS), 8), 3 * B), B, n_boot=20)
+    assert not ph.exists and ph.p_plateau == 0 and ph.describe() == "no plateau"
+
+
+def test_bootstrap_interval_contains_the_estimate_and_the_evaluation_spacing():
     rng = np.random.default_rng(0)
-    steps = np.arange(0, 200, 10)
-    mean = np.concatenate([np.linspace(30, 10, 5), np.full(7, 10.0), np.linspace(10, 1, 8)])
-    per_seq = mean[:, None] + rng.normal(0, 1.0, size=(len(steps), 256))
-    ph = detect_phases(steps, per_seq, baseline=10.0, n_boot=100)
-    assert ph.plateau_start_ci[0] <= ph.plateau_start <= ph.plateau_start_ci[1]
-    assert ph.plateau_end_ci[0] <= ph.plateau_end <= ph.plateau_end_ci[1]
-    assert ph.plateau_length > 0
+    per_seq = _three_phases()[:, None] + rng.normal(0, 0.3 * B, size=(len(STEPS), 256))
+    ph = detect_phases(STEPS, per_seq, B, n_boot=100)
+    assert ph.plateau_start_ci[0] < ph.plateau_start <= ph.plateau_start_ci[1]  # lower end: the evaluation before
+    assert ph.plateau_end_ci[0] < ph.plateau_end <= ph.plateau_end_ci[1]
+    assert ph.plateau_length > 0 and ph.p_plateau > 0.9
+
+
+@pytest.mark.parametrize("kwargs, field", [({"level_tol": 0.0}, "rule.level_tol"), ({"window": 1}, "rule.window"),
+                                           ({"sustain": 0}, "rule.sustain"), ({"escape": 1.0}, "rule.escape")])
+def test_bad_rules_name_the_field(kwargs, field):
+    with pytest.raises(ValueError, match=field):
+        PlateauRule(**kwargs)

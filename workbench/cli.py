@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -106,11 +105,7 @@ def summary_line(path) -> str:
     if m.empty or "attribute_accuracy" not in m:
         return f"run {run.path}: {run.status}, no evaluation yet"
     last = m.iloc[-1]
-    ph = run.phases()
-    if math.isnan(ph.plateau_start) or math.isnan(ph.plateau_end):
-        plateau = "plateau: not escaped in this run" if not math.isnan(ph.plateau_start) else "plateau: none reached"
-    else:
-        plateau = f"plateau {ph.plateau_start:.0f}-{ph.plateau_end:.0f} steps"
+    plateau = run.phases().describe()
     return (f"run {run.path}: {run.status} at step {int(last['step'])}; {plateau}; final attribute accuracy "
             f"{last['attribute_accuracy']:.3f}, loss {last['attribute_loss']:.3f} "
             f"(no-knowledge baseline {last['no_knowledge_baseline']:.3f})")

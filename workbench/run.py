@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from workbench.config import RunConfig
-from workbench.phases import Phases, detect_phases
+from workbench.phases import Phases, PlateauRule, detect_phases
 from workbench.training.rundir import RunDir
 
 if TYPE_CHECKING:
@@ -89,12 +89,12 @@ class Run:
     def manifest_entry(self, step: int) -> dict:
         return self.dir.manifest()["checkpoints"][str(step)]
 
-    def phases(self, tol: float = 0.1, n_boot: int = 200) -> Phases:
-        """Plateau start and end with bootstrap 95% intervals (definition in workbench.phases)."""
+    def phases(self, rule: PlateauRule | None = None, n_boot: int = 200) -> Phases:
+        """The plateau (start, end, censored) with 95% intervals; definition and `rule` in workbench.phases."""
         scores = self.dir.read_scores()
         if "loss" not in scores:
             raise ValueError(f"run {self.path} has no evaluation scores yet")
-        return detect_phases(scores["step"], scores["loss"], self.config.data.no_knowledge_baseline, tol, n_boot)
+        return detect_phases(scores["step"], scores["loss"], self.config.data.no_knowledge_baseline, rule, n_boot)
 
 
 def load_run(path: str | Path) -> Run:

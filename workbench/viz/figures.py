@@ -38,7 +38,7 @@ def mark_phases(ax, phases: Phases | None) -> None:
                          (phases.plateau_end, phases.plateau_end_ci, "plateau end")):
         if not math.isnan(x):
             ax.axvline(x, color="grey", ls="--", lw=1, label=label)
-            if not any(math.isnan(c) for c in ci) and ci[1] > ci[0]:
+            if all(math.isfinite(c) for c in ci) and ci[1] > ci[0]:
                 ax.axvspan(ci[0], ci[1], color="grey", alpha=0.12)
 
 

@@ -47,8 +47,7 @@ def summary_section(run) -> str:
         "training": f"{cfg.train.steps} steps, batch {cfg.train.batch_size}, peak lr {cfg.train.lr}",
         "wall time (s)": round(run.dir.manifest().get("wall_s", 0.0), 1),
         "no-knowledge baseline (nats)": float(last["no_knowledge_baseline"]),
-        "plateau start (95% CI)": f"{_fmt(ph.plateau_start)} ({_fmt(ph.plateau_start_ci[0])}-{_fmt(ph.plateau_start_ci[1])})",
-        "plateau end (95% CI)": f"{_fmt(ph.plateau_end)} ({_fmt(ph.plateau_end_ci[0])}-{_fmt(ph.plateau_end_ci[1])})",
+        "plateau (workbench.phases)": ph.describe(),
         "final attribute loss / accuracy (seen)": f"{_fmt(float(last['attribute_loss']))} / {_fmt(float(last['attribute_accuracy']))}",
     }
     if "heldout_attribute_loss" in last:
