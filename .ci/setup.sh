@@ -21,7 +21,11 @@ if ! has torch; then
   "$PY" -m pip install -q "torch==2.13.0"
 fi
 # runtime, [notebooks] and [test]: modules of each group, any of which a partial install could lack
-if ! has workbench transformer_lens circuitsvis filelock jupyterlab ipywidgets nbclient nbformat ipykernel pytest \
-        beartype; then
+# the installed (editable) workbench must be this checkout: a clone elsewhere on the same machine would
+# otherwise run its notebook kernels and subprocesses on the other checkout's code
+here="$(pwd)/workbench/__init__.py"
+installed="$(cd / && "$PY" -c "import importlib.util as u; s = u.find_spec('workbench'); print(s.origin if s else '')" 2>/dev/null || true)"
+if [ "$installed" != "$here" ] || ! has workbench transformer_lens circuitsvis filelock jupyterlab ipywidgets nbclient \
+        nbformat ipykernel pytest beartype; then
   "$PY" -m pip install -q -e ".[notebooks,test]"
 fi
