@@ -76,7 +76,8 @@ class SamplerConfig:
 
     kind: uniform | power_law (P(i) ~ (i+1)^-alpha) | celebrities (the first n_celebrities are
     sampled weight_celebrities times more often) | warmup (the first indiv_warmup individuals for
-    epochs_warmup epochs of indiv_warmup / batch_size steps, then uniform) | sequential
+    warmup_steps steps, or when that is 0 for epochs_warmup epochs of indiv_warmup / batch_size steps,
+    then uniform; the study leaves the unit open, the config records which) | sequential
     (n_groups equal groups visited in order, the whole cycle n_repeats times over the run).
     """
 
@@ -86,6 +87,7 @@ class SamplerConfig:
     weight_celebrities: float = 10.0
     indiv_warmup: int = 1000
     epochs_warmup: float = 10.0
+    warmup_steps: int = 0  # > 0: the warm-up length in steps (and epochs_warmup is not used); 0: in epochs
     n_groups: int = 4
     n_repeats: int = 1
 
@@ -96,6 +98,7 @@ class SamplerConfig:
         check_number("sampler.weight_celebrities", self.weight_celebrities, 0.0, lo_open=True)
         check_int("sampler.indiv_warmup", self.indiv_warmup, 1)
         check_number("sampler.epochs_warmup", self.epochs_warmup, 0.0)
+        check_int("sampler.warmup_steps", self.warmup_steps, 0)
         check_int("sampler.n_groups", self.n_groups, 1)
         check_int("sampler.n_repeats", self.n_repeats, 1)
 

@@ -114,6 +114,15 @@ def test_warmup_steps_formula():
     assert warmup_steps(SamplerConfig(kind="warmup", epochs_warmup=0), 16) == 0
 
 
+def test_warmup_length_in_steps_overrides_epochs():
+    cfg = SamplerConfig(kind="warmup", indiv_warmup=8, epochs_warmup=10, warmup_steps=7)
+    assert warmup_steps(cfg, 4) == 7  # not ceil(10 * 8 / 4) = 20
+    s = make_sampler(cfg, range(N), 64, 1000, seed=5)
+    assert s.individuals(6).max() < 8 and s.individuals(7).max() >= 8
+    with pytest.raises(ValueError, match="sampler.warmup_steps"):
+        SamplerConfig(kind="warmup", warmup_steps=-1)
+
+
 def test_warmup_switches_at_exactly_warmup_steps(stats):
     k = 8
     cfg = SamplerConfig(kind="warmup", indiv_warmup=k, epochs_warmup=10)

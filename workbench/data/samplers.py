@@ -89,7 +89,10 @@ class SequentialSampler(Sampler):
 
 
 def warmup_steps(cfg: SamplerConfig, batch_size: int) -> int:
-    """Length of the warm-up: epochs_warmup epochs over the warm-up individuals (indiv_warmup / batch)."""
+    """Length of the warm-up in steps: `warmup_steps` when given, else epochs_warmup epochs over the
+    warm-up individuals (indiv_warmup / batch_size steps each)."""
+    if cfg.warmup_steps:
+        return cfg.warmup_steps
     return math.ceil(cfg.epochs_warmup * cfg.indiv_warmup / batch_size)
 
 
