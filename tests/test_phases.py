@@ -70,3 +70,12 @@ def test_bootstrap_interval_contains_the_estimate_and_the_evaluation_spacing():
 def test_bad_rules_name_the_field(kwargs, field):
     with pytest.raises(ValueError, match=field):
         PlateauRule(**kwargs)
+
+
+def test_a_slowly_drifting_plateau_is_still_a_plateau():
+    """Real plateaus drift (cpu-quick: slopes -0.08 to -0.27 in log-log); a descent at slope 1 is none."""
+    drift = _three_phases() * np.where((STEPS > 300) & (STEPS <= 1000), (np.maximum(STEPS, 1) / 300) ** -0.15, 1.0)
+    start, end, censored, _ = plateau(STEPS, drift, B)
+    assert start == 300 and 900 <= end <= 1100 and not censored
+    power = 3 * B * (np.maximum(STEPS, 25) / 25) ** -1.0  # passes through the band at slope -1
+    assert math.isnan(plateau(STEPS, power, B)[0])
