@@ -70,7 +70,7 @@ def train(config: RunConfig, out: str | Path, progress: bool = True, callbacks: 
     """Train a new run into `out`, with the features its config names."""
     if not isinstance(config, RunConfig):
         raise ValueError(f"config={type(config).__name__}: allowed a RunConfig (e.g. workbench.preset('tiny'))")
-    RunDir(out).check_new()
+    RunDir(out).check_new()  # before a feature loads its reference's tokenizer (checked again at creation)
     return session.start(config, out, prepare, feature_tokenizer(config), progress, callbacks)
 
 

@@ -64,8 +64,7 @@ class Run:
         from workbench.data.corpus import BiographyData
 
         data = BiographyData(self.config, tokenizer=self.tokenizer)
-        if data.world.fingerprint() != self.manifest["population_fingerprint"]:
-            raise ValueError(f"run {self.path}: the population rebuilt from config.json differs from the manifest's")
+        self.dir.check_population(data.world)
         return data
 
     def nearest_step(self, step: int) -> int:

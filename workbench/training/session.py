@@ -62,11 +62,11 @@ def resume(path: str | Path, prepare: Prepare = _no_features, progress: bool = T
     """Continue a stopped, failed or killed run from its resume point; exact on CPU."""
     run = RunDir.require(path, "--resume")
     with run.lock():
-        config, manifest = run.config(), run.manifest()
+        config, point = run.config(), run.resume_point()
+        if run.manifest()["status"] == "finished" and point is not None and point["step"] >= config.train.steps:
+            return run  # nothing to do: no data or model is built
         data, model, device = setup(config, tokenizer=run.tokenizer())
-        if data.world.fingerprint() != manifest["population_fingerprint"]:
-            raise ValueError(f"run {run.path}: the population rebuilt from config.json differs from the manifest's")
-        point = run.resume_point()
+        run.check_population(data.world)
         if point is not None:
             load_weights(model, run.path / point["weights"], point["sha256"])
         extra = prepare(config, data, model, device, point is None)
@@ -75,8 +75,6 @@ def resume(path: str | Path, prepare: Prepare = _no_features, progress: bool = T
         if point is not None and point.get("optimizer"):
             load_optimizer(state.optimizer, run.path / point["optimizer"], point["optimizer_sha256"])
             _restore_loop_state(state, run.path / point["optimizer"])
-        if manifest["status"] == "finished" and state.step >= config.train.steps:
-            return run
         _run(run, state, device, progress, [*extra, *callbacks])
     return run
 
