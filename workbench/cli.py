@@ -201,6 +201,31 @@ def cmd_patch_grid(args) -> None:
     print(df.to_string(index=False))
 
 
+def cmd_sweep(args) -> int:
+    from workbench import experiment
+    from workbench.sweeps import shipped_specs, status_table
+
+    if args.list:
+        print("\n".join(shipped_specs()))
+        return 0
+    if not args.spec:
+        raise ValueError("SPEC is missing: allowed a TOML file or a shipped spec (see `workbench sweep --list`)")
+    if args.plan:
+        _refuse(args, ("address", "retry_failed"), "with --plan (it trains nothing)")
+        planned = experiment.plan_sweep(args.spec)
+        print(f"sweep {planned.spec.name}: {len(planned.trials)} trials under {planned.root}")
+        print(status_table(planned.root, planned.trials).to_string(index=False))
+        return 0
+    df = experiment.sweep(args.spec, address=args.address, retry_failed=args.retry_failed, progress=not args.quiet)
+    print(df.drop(columns=["run"]).to_string(index=False))
+    failed = df[df["status"] != "finished"]
+    if len(failed):
+        print(f"workbench: {len(failed)} of {len(df)} trials did not finish ({', '.join(sorted(set(failed['status'])))}); "
+              "rerun to resume interrupted ones, with --retry-failed to retry failed ones", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_runs(args) -> None:
     from workbench.run import list_runs
 
@@ -296,6 +321,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_patch_grid)
 
+    p = sub.add_parser("sweep", help="train every point of a sweep spec on Ray (skip finished, resume interrupted)")
+    p.add_argument("spec", nargs="?", help="a TOML spec file, or a shipped spec name (see --list)")
+    p.add_argument("--address", help="an existing Ray cluster (default: $RAY_ADDRESS, else a local Ray on this machine)")
+    p.add_argument("--retry-failed", action="store_true", help="also rerun the trials that failed before")
+    p.add_argument("--plan", action="store_true", help="validate every point and print the trials; train nothing")
+    p.add_argument("--list", action="store_true", help="list the shipped specs")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_sweep)
+
     p = sub.add_parser("runs", help="list runs and their status")
     p.add_argument("--root", default="checkpoints", help="folder holding run directories")
     p.add_argument("--json", action="store_true", help="JSON records instead of a table")
@@ -321,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     from workbench.training.stopping import Stopped
 
     try:
-        args.func(args)
+        rc = args.func(args) or 0
     except Stopped as e:
         print(f"workbench: stopped: {e}", file=sys.stderr)
         return 128 + e.signum
@@ -335,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
         where = f"{e.filename}: " if e.filename else ""
         print(f"workbench: error: {where}{e.strerror or e}", file=sys.stderr)
         return 2
-    return 0
+    return rc
 
 
 if __name__ == "__main__":

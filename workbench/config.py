@@ -364,6 +364,20 @@ def _presets() -> dict[str, RunConfig]:
             model=ModelConfig(n_layers=4, d_model=128, n_heads=4, d_head=32, d_mlp=512),
             train=TrainConfig(steps=3500, batch_size=32, lr=3e-3, eval_every=50, eval_size=128),
         ),
+        # one sweep trial in 1-7 min on one CPU core (analysis/NOTES.md, "cpu-sweep"): 3 attributes (41 tokens per
+        # biography), 2 layers; a constant learning rate, so a trial's length (set per N in a sweep) does not
+        # change its dynamics before its end. The plateau shows from N ~ 2000 on (at 1000 memorisation
+        # starts before the loss has flattened at the baseline).
+        "cpu-sweep": RunConfig(
+            preset="cpu-sweep",
+            data=DataConfig(n_individuals=2000, n_heldout=200, n_finetune=2000, vocab_size=4096,
+                            attributes=("birth_city", "university", "major"),
+                            pool_sizes=PoolSizes(first_names=200, last_names=200, cities=200, universities=100,
+                                                 majors=50, companies=100, years=50)),
+            model=ModelConfig(n_layers=2, d_model=128, n_heads=4, d_head=32, d_mlp=512),
+            train=TrainConfig(steps=1500, batch_size=32, lr=3e-3, schedule="constant", eval_every=25, eval_size=64,
+                              n_checkpoints=4),
+        ),
         # for tests: seconds on a CPU
         "tiny": RunConfig(
             preset="tiny",
@@ -374,7 +388,7 @@ def _presets() -> dict[str, RunConfig]:
     }
 
 
-PRESETS: tuple[str, ...] = ("paper", "cpu-quick", "tiny")
+PRESETS: tuple[str, ...] = ("paper", "cpu-quick", "cpu-sweep", "tiny")
 
 
 _PARSERS = {"int": int, "float": float, "str": str,

@@ -4,12 +4,15 @@
 here as a `Feature`: which config section switches it on, the saved tokenizer it reuses (if any),
 and one `prepare(config, data, model, device, fresh)` that validates it against its inputs and
 returns its callbacks, before any training compute and before the run directory is created.
-A new feature (sweeps, data attribution, retrieval, ...) adds one row to `FEATURES`.
+A new feature (data attribution, retrieval, ...) adds one row to `FEATURES`. Sweeps plug in here too:
+`plan_sweep` builds and validates every point of a spec (its base a preset, a fine-tuning base run or
+a patching reference run), and `sweep` runs them on Ray with `train_or_resume` as the trial.
 
     run_dir = train(preset("tiny"), "checkpoints/tiny-seed0")
     resume("checkpoints/tiny-seed0")
     finetune("checkpoints/cpu-quick-seed0", 3500, n_new=600)
     patch_grid("checkpoints/cpu-quick-seed0", reference_steps=[0, 875, 3500])
+    sweep("cpu/scaling")  # a shipped spec, or a TOML file
 """
 
 from __future__ import annotations
@@ -19,12 +22,13 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import pandas as pd
-from tqdm.auto import tqdm
 
 from workbench import finetuning
-from workbench.config import RunConfig, preset
+from workbench.config import RunConfig, override, preset
 from workbench.patching import grid, training as patching
 from workbench.run import Run, checkpoints_root, load_run
+from workbench.sweeps import engine
+from workbench.sweeps.spec import Resources, SweepSpec, load_spec
 from workbench.training import session
 from workbench.training.loop import Callback
 from workbench.training.rundir import RunDir
@@ -102,15 +106,103 @@ def finetune(base_run: str | Path, base_step: int, n_new: int, replay_weight: fl
 
 def patch_grid(reference_run: str | Path, reference_steps: Iterable[int], start_steps: Iterable[int] = (0,),
                out_root: str | Path | None = None, config_overrides: dict[str, Any] | None = None,
-               progress: bool = True) -> pd.DataFrame:
-    """Train (or finish) every patched run of a grid (`workbench.patching.grid`); its summary table.
+               progress: bool = True, address: str | None = None,
+               resources: Resources = Resources()) -> pd.DataFrame:
+    """Train (or finish) every patched run of a grid (`workbench.patching.grid`) as a sweep; its summary table.
 
-    Every run is validated before any training; finished runs are skipped, unfinished ones resumed.
+    Every run is validated before any training; finished runs are skipped, unfinished ones resumed; a
+    failed run raises (after the others finished) with its error.
     """
     reference, root, jobs = grid.plan_grid(reference_run, reference_steps, start_steps, out_root, config_overrides)
-    for job in tqdm(jobs, desc="patch grid", disable=not progress):
-        train_or_resume(job.config, job.out, progress)
+    trials = [engine.Trial(grid.run_name(j.reference_step, j.start_step), j.config, j.out,
+                           {"patch.reference_step": j.reference_step, "patch.start_step": j.start_step})
+              for j in jobs]
+    status = engine.run_trials(root, trials, train_or_resume, resources, address, retry_failed=True, progress=progress)
+    _raise_failed(status)
     return grid.grid_summary(reference, root, jobs)
+
+
+# -- sweeps ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A planned sweep: its spec, folder and validated trials (one run directory each)."""
+
+    spec: SweepSpec
+    root: Path
+    trials: list[engine.Trial]
+
+
+def _resolve(path: str) -> Path:
+    p = Path(path)
+    return p if p.is_absolute() else checkpoints_root() / p
+
+
+def _assignments(values: dict[str, Any]) -> list[str]:
+    def text(v: Any) -> str:
+        if isinstance(v, (list, tuple)):
+            return ",".join(text(x) for x in v)
+        return str(v).lower() if isinstance(v, bool) else str(v)
+    return [f"{k}={text(v)}" for k, v in values.items()]
+
+
+def _point_config(spec: SweepSpec, values: dict[str, Any]) -> RunConfig:
+    """The config of one point: the spec's base with the point's values applied and validated."""
+    if spec.preset:
+        return override(preset(spec.preset), _assignments(values))
+    if spec.finetune is not None:
+        ft = dict(spec.finetune) | {k.split(".", 1)[1]: v for k, v in values.items() if k.startswith("finetune.")}
+        keys = ("base_step", "n_new", "replay_weight", "steps", "lr", "eval_every")
+        unknown = sorted(set(ft) - {"base_run", *keys})
+        if unknown:
+            raise ValueError(f"finetune.{unknown[0]}: unknown in a fine-tuning sweep; allowed {keys}")
+        base = ft.pop("base_run")
+        cfg = finetuning.finetune_config(str(_resolve(base)), ft.pop("base_step", 0), ft.pop("n_new", 1000),
+                                         ft.pop("replay_weight", 0.0), **ft)
+        return override(cfg, _assignments({k: v for k, v in values.items() if not k.startswith("finetune.")}))
+    reference = load_run(RunDir.require(_resolve(spec.patch["reference_run"]), "patch.reference_run").path)
+    steps = {k: values.get(f"patch.{k}", 0) for k in ("reference_step", "start_step")}
+    cfg = grid.grid_config(reference, **steps)
+    cfg = override(cfg, _assignments({k: v for k, v in values.items() if k not in
+                                      ("patch.reference_step", "patch.start_step")}))
+    patching.validate_patch(cfg)
+    return cfg
+
+
+def plan_sweep(spec: str | Path | dict | SweepSpec) -> Sweep:
+    """Every point of a sweep spec (a TOML file, a shipped spec name, a dict or a SweepSpec) with its
+    config built and validated, and its run directory checked (absent, or holding the same config),
+    before any trial starts: the first bad point is a ValueError naming it and the field."""
+    spec = load_spec(spec)
+    root = _resolve(spec.out) if spec.out else checkpoints_root() / "sweeps" / spec.name
+    trials = []
+    for name, values in spec.points():
+        try:
+            config = _point_config(spec, values)
+            RunDir(root / name).check_resumable(config)
+        except ValueError as e:
+            raise ValueError(f"sweep {spec.name}, point {name}: {e}") from e
+        trials.append(engine.Trial(name, config, (root / name).absolute(), values))
+    return Sweep(spec, root.absolute(), trials)
+
+
+def sweep(spec: str | Path | dict | SweepSpec, address: str | None = None, retry_failed: bool = False,
+          progress: bool = True) -> pd.DataFrame:
+    """Plan (validate every point), then train the points that need it on Ray (local, or the cluster at
+    `address` / $RAY_ADDRESS): finished trials skipped, interrupted ones resumed, failed ones reported
+    (and retried when `retry_failed`). The status table, one row per trial (`status`, `error`, `run`)."""
+    planned = plan_sweep(spec)
+    engine.write_plan(planned.root, planned.spec.to_dict(), planned.trials)
+    return engine.run_trials(planned.root, planned.trials, train_or_resume, planned.spec.resources, address,
+                             retry_failed, progress)
+
+
+def _raise_failed(status: pd.DataFrame) -> None:
+    failed = status[status["status"] != "finished"]
+    if len(failed):
+        row = failed.iloc[0]
+        raise RuntimeError(f"{len(failed)} run(s) did not finish; {row['trial']}: {row['status']} {row['error']}")
 
 
 def reference_run(preset_name: str | None = None, seed: int = 0, progress: bool = True) -> Run:

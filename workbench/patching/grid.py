@@ -84,7 +84,7 @@ def plan_grid(reference_run: str | Path, reference_steps: Iterable[int], start_s
             cfg = grid_config(reference, r, s, config_overrides)
             validate_patch(cfg)
             out = root / run_name(r, s)
-            _check_existing(out, cfg)
+            RunDir(out).check_resumable(cfg)
             jobs.append(GridJob(r, s, cfg, out))
     return reference, root, jobs
 
@@ -151,13 +151,3 @@ def _steps(name: str, steps: Iterable[int]) -> list[int]:
         if not isinstance(s, int) or isinstance(s, bool) or s < 0:
             raise ValueError(f"{name} contains {s!r}: allowed integers >= 0")
     return sorted(set(steps))
-
-
-def _check_existing(out: Path, config: RunConfig) -> None:
-    run = RunDir(out)
-    if not run.exists():
-        return
-    if run.config() != config:
-        raise ValueError(f"{out} already holds a run with another config; remove it or choose another out_root")
-    if run.manifest()["status"] != "finished" and not run.checkpoint_steps():
-        raise ValueError(f"{out} holds an unfinished run without any checkpoint to resume from; remove it")

@@ -107,6 +107,14 @@ class RunDir:
         except OSError as e:
             raise ValueError(f"{where} cannot be written: {existing} is not writable ({e.strerror})") from None
 
+    def check_resumable(self, config: RunConfig) -> None:
+        """Refuse, before any compute, a path that neither a new run of `config` can be written to nor
+        holds a run of `config` to skip or resume (one without a checkpoint resumes from step 0)."""
+        if not self.exists():
+            self.check_new()
+        elif self.config() != config:
+            raise ValueError(f"{self.given} already holds a run with another config; remove it or choose another out")
+
     @contextlib.contextmanager
     def lock(self) -> Iterator["RunDir"]:
         """Hold the run directory's lock file (creating the directory): one writing process at a time."""

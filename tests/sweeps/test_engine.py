@@ -1,0 +1,134 @@
+"""Sweeps of tiny trials on a local Ray: every point trained, finished ones skipped, interrupted ones
+resumed exactly, failures reported and retried on request, bad specs refused before any trial, and the
+CLI and the Python API giving the same run directories."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from rayproc import ray_pids, wait_gone
+from workbench import experiment
+from workbench.sweeps import read_plan
+from workbench.training.loop import Callback
+from workbench.training.stopping import Stopped
+
+STEPS = 20
+
+
+def spec(tmp_path: Path, name: str = "s", **extra) -> dict:
+    return {"name": name, "preset": "tiny", "out": str(tmp_path / name), "set": {"train.steps": STEPS},
+            "grid": {"seed": [0, 1]}, **extra}
+
+
+def manifest(run: str | Path) -> dict:
+    return json.loads((Path(run) / "manifest.json").read_text())
+
+
+def test_every_point_trained_then_skipped(tmp_path, local_ray):
+    table = experiment.sweep(spec(tmp_path), progress=False)
+    assert list(table["trial"]) == ["seed0", "seed1"] and set(table["status"]) == {"finished"}
+    assert list(table["step"]) == [STEPS, STEPS]
+    for row in table.itertuples():
+        assert manifest(row.run)["status"] == "finished"
+        assert json.loads((Path(row.run) / "config.json").read_text())["seed"] == row.seed
+    plan = read_plan(tmp_path / "s")
+    assert [t["name"] for t in plan["trials"]] == ["seed0", "seed1"] and plan["spec"]["preset"] == "tiny"
+    stamps = {r: (Path(r) / "manifest.json").stat().st_mtime_ns for r in table["run"]}
+    again = experiment.sweep(spec(tmp_path), progress=False)
+    assert set(again["status"]) == {"finished"}
+    assert {r: (Path(r) / "manifest.json").stat().st_mtime_ns for r in again["run"]} == stamps  # nothing rerun
+
+
+class SigtermAt(Callback):
+    """Send this process SIGTERM after `step` updates: the run stops gracefully with a resume point."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_step_end(self, state) -> None:
+        if state.step == self.step:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_interrupted_trial_resumed_exactly(tmp_path, local_ray):
+    planned = experiment.plan_sweep(spec(tmp_path))
+    stopped = planned.trials[0]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in the sweep's trials: exact resume needs the same thread count
+    try:
+        with pytest.raises(Stopped):
+            experiment.train(stopped.config, stopped.out, progress=False, callbacks=[SigtermAt(8)])
+    finally:
+        torch.set_num_threads(threads)
+    assert manifest(stopped.out)["status"] == "stopped"
+    status = experiment.sweep(spec(tmp_path), progress=False)
+    assert set(status["status"]) == {"finished"}
+    reference = experiment.sweep(spec(tmp_path, name="ref"), progress=False)  # the same points, uninterrupted
+    resumed = pd.read_csv(Path(stopped.out) / "metrics.csv")
+    whole = pd.read_csv(Path(reference["run"][0]) / "metrics.csv")
+    assert len(resumed) == len(whole) > 2
+    pd.testing.assert_frame_equal(resumed, whole)
+
+
+def test_failure_reported_and_retried_on_request(tmp_path, local_ray):
+    # model.n_ctx = 8 is a valid config, but shorter than the longest biography: the trial fails at set-up
+    bad = spec(tmp_path, cases=[{"name": "ok"}, {"name": "short", "model.n_ctx": 8}], grid={"seed": [0]})
+    table = experiment.sweep(bad, progress=False).set_index("trial")
+    assert table.loc["ok-seed0", "status"] == "finished"
+    assert table.loc["short-seed0", "status"] == "failed"
+    assert "model.n_ctx=8 is shorter than the longest biography" in table.loc["short-seed0", "error"]
+    record = tmp_path / "s" / "failures" / "short-seed0.json"
+    assert json.loads(record.read_text())["attempts"] == 1
+    experiment.sweep(bad, progress=False)  # failed trials are not retried unless asked
+    assert json.loads(record.read_text())["attempts"] == 1
+    again = experiment.sweep(bad, retry_failed=True, progress=False).set_index("trial")
+    assert json.loads(record.read_text())["attempts"] == 2 and again.loc["short-seed0", "status"] == "failed"
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"grid": {"data.n_individuals": [64, 0]}}, r"point n_individuals0: data\.n_individuals=0 is out of range"),
+    ({"grid": {"train.lr": [1e-3, "fast"]}}, r"point lrfast: --set train\.lr='fast': not a valid float"),
+    ({"grid": {"model.widht": [1]}}, r"model\.widht: unknown field"),
+    ({"set": {"train.steps": 20, "patch.mix": 0.5}}, r"patch is not set in this config"),
+])
+def test_bad_spec_refused_before_any_trial(tmp_path, change, message):
+    bad = spec(tmp_path) | change
+    with pytest.raises(ValueError, match=message):
+        experiment.sweep(bad, progress=False)
+    assert not (tmp_path / "s").exists()  # not one trial started, not even the valid points
+
+
+def test_existing_run_with_another_config_refused(tmp_path, local_ray):
+    experiment.sweep(spec(tmp_path), progress=False)
+    changed = spec(tmp_path) | {"set": {"train.steps": STEPS + 1}}
+    with pytest.raises(ValueError, match="point seed0: .* already holds a run with another config"):
+        experiment.sweep(changed, progress=False)
+
+
+def test_cli_and_api_give_the_same_run_directories(tmp_path, local_ray):
+    toml = tmp_path / "s.toml"
+    toml.write_text(f'name = "cli"\npreset = "tiny"\nout = "{tmp_path / "cli"}"\n[set]\n"train.steps" = {STEPS}\n'
+                    '[grid]\nseed = [0, 1]\n')
+    before = ray_pids()
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "workbench", "sweep", str(toml), "--quiet"], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "seed0" in done.stdout and "finished" in done.stdout
+    assert not wait_gone(ray_pids() - before), "the CLI's Ray outlived it"
+    api = experiment.sweep(spec(tmp_path, name="api"), progress=False)
+    for name in ("seed0", "seed1"):
+        cli_run, api_run = tmp_path / "cli" / name, Path(api.set_index("trial").loc[name, "run"])
+        assert (cli_run / "config.json").read_text() == (api_run / "config.json").read_text()
+        assert (cli_run / "metrics.csv").read_text() == (api_run / "metrics.csv").read_text()
+        weights = [{s: c["sha256"] for s, c in manifest(r)["checkpoints"].items()} for r in (cli_run, api_run)]
+        assert weights[0] == weights[1] and len(weights[0]) == 5  # the same weights at every checkpoint

@@ -1,0 +1,208 @@
+"""A sweep: a base config plus a grid over dotted config fields; every point is an ordinary run.
+
+A spec names its base (a preset, a fine-tuning base run, or a patching reference run), overrides
+applied to every point (`set`), a grid (the product of value lists per dotted path), optional explicit
+`cases` (each a set of overrides; the grid is crossed with them), a folder for the run directories
+(`out`, default `<checkpoints>/sweeps/<name>`) and the resources each trial requests.
+
+    name = "cpu-scaling"
+    preset = "cpu-sweep"
+    [grid]
+    "data.n_individuals" = [500, 1000, 2000, 4000]
+    seed = [0, 1]
+    [resources]
+    cpus = 1
+
+Relative paths in a spec (`out`, `finetune.base_run`, `patch.reference_run`) are relative to the
+checkpoints root (`workbench.run.checkpoints_root()`). Building and validating the points' configs
+is the composition root's job (`workbench.experiment.plan_sweep`), which knows the features.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Mapping
+
+from workbench.config import PRESETS, check, check_int, check_number
+
+SPEC_DIR = Path(__file__).with_name("specs")
+SPEC_KEYS = ("name", "preset", "finetune", "patch", "set", "grid", "cases", "out", "trial_name", "resources")
+BASE_KEYS = {"finetune": ("base_run", "base_step", "steps", "lr", "eval_every"), "patch": ("reference_run",)}
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one trial requests from Ray: CPUs, a GPU fraction (0.25: four trials share a GPU), and the
+    torch threads it uses (0: as many as its CPUs, at least 1)."""
+
+    cpus: float = 1.0
+    gpus: float = 0.0
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        check_number("resources.cpus", self.cpus, 0.0, 1024)
+        check_number("resources.gpus", self.gpus, 0.0, 64)
+        check_int("resources.threads", self.threads, 0, 1024)
+
+    @property
+    def torch_threads(self) -> int:
+        return self.threads or max(1, math.ceil(self.cpus))
+
+
+def _frozen(d: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    return MappingProxyType(dict(d or {}))
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """A validated sweep spec (see the module docstring); `points()` lists its grid points."""
+
+    name: str
+    preset: str = ""  # the base: a preset, or ...
+    finetune: Mapping[str, Any] | None = None  # ... fine-tuning runs of base_run at base_step, or ...
+    patch: Mapping[str, Any] | None = None  # ... patched twins of reference_run
+    set: Mapping[str, Any] = field(default_factory=dict)  # dotted path -> value, every point
+    grid: Mapping[str, tuple] = field(default_factory=dict)  # dotted path -> values (the product)
+    cases: tuple[Mapping[str, Any], ...] = ()  # explicit override sets, crossed with the grid
+    out: str = ""  # default: <checkpoints root>/sweeps/<name>
+    trial_name: str = ""  # e.g. "patch-ref{patch.reference_step}-start{patch.start_step}"; default from values
+    resources: Resources = field(default_factory=Resources)
+
+    def __post_init__(self) -> None:
+        check(isinstance(self.name, str) and re.fullmatch(r"[\w.+-]+", self.name or "") is not None, "name",
+              "a non-empty name of letters, digits and _ . + -", self.name)
+        bases = [k for k in ("preset", "finetune", "patch") if getattr(self, k)]
+        check(len(bases) == 1, "preset", "exactly one base: preset = NAME, [finetune] or [patch]", bases)
+        if self.preset:
+            check(self.preset in PRESETS, "preset", f"one of {PRESETS}", self.preset)
+        for kind in ("finetune", "patch"):
+            table = getattr(self, kind)
+            if table is not None:
+                check(isinstance(table, Mapping), kind, "a table", table)
+                unknown = sorted(set(table) - set(BASE_KEYS[kind]))
+                check(not unknown, f"{kind}.{unknown[0] if unknown else ''}", f"keys of {BASE_KEYS[kind]}", unknown)
+                key = BASE_KEYS[kind][0]
+                check(isinstance(table.get(key), str) and bool(table.get(key)), f"{kind}.{key}", "a run directory",
+                      table.get(key))
+                object.__setattr__(self, kind, _frozen(table))
+        check(isinstance(self.set, Mapping), "set", "a table of PATH = VALUE", self.set)
+        check(isinstance(self.grid, Mapping), "grid", "a table of PATH = [VALUES]", self.grid)
+        grid = {}
+        for path, values in self.grid.items():
+            check(isinstance(values, (list, tuple)) and len(values) > 0, f"grid.{path}", "a non-empty list", values)
+            check(len(set(map(repr, values))) == len(values), f"grid.{path}", "distinct values", values)
+            grid[path] = tuple(values)
+        object.__setattr__(self, "set", _frozen(self.set))
+        object.__setattr__(self, "grid", _frozen(grid))
+        check(isinstance(self.cases, (list, tuple)) and all(isinstance(c, Mapping) for c in self.cases), "cases",
+              "a list of tables of PATH = VALUE", self.cases)
+        object.__setattr__(self, "cases", tuple(_frozen(c) for c in self.cases))
+        for c in self.cases:
+            both = sorted(set(c) & set(grid))
+            check(not both, "cases", f"paths not also in the grid (both: {both})", dict(c))
+        check(isinstance(self.out, str), "out", "a folder path", self.out)
+        check(isinstance(self.trial_name, str), "trial_name", "a name pattern", self.trial_name)
+        if isinstance(self.resources, Mapping):
+            object.__setattr__(self, "resources", _from_table(Resources, self.resources, "resources"))
+        names = [n for n, _ in self.points()]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        check(not dupes, "trial_name", "a pattern that gives every point its own name", dupes[:3])
+
+    def points(self) -> list[tuple[str, dict[str, Any]]]:
+        """(trial name, {dotted path: value}) for every point: set, then the case, then the grid values."""
+        keys = list(self.grid)
+        out = []
+        for case in self.cases or ({},):
+            for combo in itertools.product(*(self.grid[k] for k in keys)):
+                varying = {k: v for k, v in case.items() if k != "name"} | dict(zip(keys, combo))
+                values = dict(self.set) | varying
+                out.append((self._name(case.get("name"), varying, values), values))
+        return out
+
+    def _name(self, case_name: str | None, varying: dict[str, Any], values: dict[str, Any]) -> str:
+        if self.trial_name:
+            def sub(m: re.Match) -> str:
+                if m.group(1) not in values:
+                    raise ValueError(f"trial_name={self.trial_name!r}: {m.group(1)} is not a path of the sweep; "
+                                     f"allowed {sorted(values)}")
+                return _fmt(values[m.group(1)])
+            return re.sub(r"\{([\w.]+)\}", sub, self.trial_name)
+        if case_name:  # a named case stands for its values
+            varying = {k: v for k, v in varying.items() if k in self.grid}
+        parts = [str(case_name)] if case_name else []
+        parts += [f"{_leaf(k, varying)}{_fmt(v)}" for k, v in varying.items()]
+        return "-".join(parts) or "base"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {"name": self.name, "preset": self.preset, "set": dict(self.set),
+             "grid": {k: list(v) for k, v in self.grid.items()}, "cases": [dict(c) for c in self.cases],
+             "out": self.out, "trial_name": self.trial_name,
+             "resources": {"cpus": self.resources.cpus, "gpus": self.resources.gpus,
+                           "threads": self.resources.threads}}
+        for kind in ("finetune", "patch"):
+            if getattr(self, kind) is not None:
+                d[kind] = dict(getattr(self, kind))
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "SweepSpec":
+        unknown = sorted(set(d) - set(SPEC_KEYS))
+        check(not unknown, unknown[0] if unknown else "", f"top-level keys of {SPEC_KEYS}", unknown)
+        return cls(**dict(d))
+
+
+def _leaf(path: str, varying: dict[str, Any]) -> str:
+    """The last part of a dotted path, or the whole path where two varying paths share it."""
+    leaf = path.rsplit(".", 1)[-1]
+    return leaf if sum(k.rsplit(".", 1)[-1] == leaf for k in varying) == 1 else path
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return "_".join(_fmt(v) for v in value)
+    text = f"{value:g}" if isinstance(value, float) else str(value).lower() if isinstance(value, bool) else str(value)
+    return re.sub(r"[^\w.+-]", "_", text)
+
+
+def _from_table(cls: type, table: Mapping[str, Any], section: str):
+    allowed = cls.__dataclass_fields__
+    unknown = sorted(set(table) - set(allowed))
+    check(not unknown, f"{section}.{unknown[0] if unknown else ''}", f"keys of {tuple(allowed)}", unknown)
+    return cls(**dict(table))
+
+
+def spec_path(name_or_path: str | Path) -> Path:
+    """A spec file: an existing path, or the name of a shipped spec (e.g. `cpu/scaling`)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    shipped = SPEC_DIR / f"{name_or_path}.toml"
+    if shipped.is_file():
+        return shipped
+    raise ValueError(f"spec={str(name_or_path)!r} is neither a file nor a shipped spec: allowed a TOML file or "
+                     f"one of {', '.join(shipped_specs())}")
+
+
+def shipped_specs() -> list[str]:
+    """The names of the spec files shipped with the workbench (`cpu/scaling`, `gpu/scaling`, ...)."""
+    return sorted(str(p.relative_to(SPEC_DIR).with_suffix("")) for p in SPEC_DIR.glob("*/*.toml"))
+
+
+def load_spec(name_or_path: str | Path | Mapping[str, Any] | SweepSpec) -> SweepSpec:
+    """A SweepSpec from a TOML file, a shipped spec name, a dict, or a SweepSpec (returned as is)."""
+    if isinstance(name_or_path, SweepSpec):
+        return name_or_path
+    if isinstance(name_or_path, Mapping):
+        return SweepSpec.from_dict(name_or_path)
+    path = spec_path(name_or_path)
+    try:
+        table = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"spec={str(path)!r} is not valid TOML: {e}") from e
+    return SweepSpec.from_dict(table)

@@ -1,0 +1,87 @@
+"""Figures of sweeps (the tables: `workbench.sweeps.results`): the plateau scaling law, the data-distribution
+trade-off, curricula, and the fine-tuning drops."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from workbench.sweeps.results import STUDY_POWER_LAW, PowerLaw
+
+
+def plot_scaling(table: pd.DataFrame, fit: PowerLaw | None, x: str = "data.n_individuals") -> Figure:
+    """Plateau end vs N in log-log: each run with its 95% interval, the fit a * N^b, and the study's
+    reported 0.43 * N^0.81 (its steps are of batch 128 biographies: compare slopes, not heights)."""
+    fig = Figure(figsize=(6, 4.5), layout="constrained")
+    ax = fig.subplots()
+    done = table[table["status"] == "finished"]
+    ok = done[done["has_plateau"].fillna(False).astype(bool) & ~done["censored"].fillna(True).astype(bool)]
+    err = np.vstack([ok["plateau_end"] - ok["plateau_end_lo"], ok["plateau_end_hi"] - ok["plateau_end"]])
+    ax.errorbar(ok[x], ok["plateau_end"], yerr=np.clip(err, 0, None), fmt="o", capsize=3, label="runs (95% CI)")
+    cens = done[done["censored"].fillna(False).astype(bool)]
+    if len(cens):
+        ax.scatter(cens[x], cens["steps"], marker="^", color="C3", label="never escaped (run length)")
+    xs = np.geomspace(done[x].min(), done[x].max(), 50) if len(done) else np.array([1.0, 2.0])
+    if fit is not None:
+        ax.plot(xs, fit(xs), "-", color="C0", label=f"fit: {fit.a:.3g} N^{fit.b:.2f} "
+                                                     f"(b {fit.b_ci[0]:.2f}..{fit.b_ci[1]:.2f})")
+    a, b = STUDY_POWER_LAW
+    ax.plot(xs, a * xs ** b, "--", color="gray", label=f"study: {a} N^{b}")
+    ax.set(xscale="log", yscale="log", xlabel="N (seen individuals)", ylabel="plateau end (step)",
+           title="plateau length vs N")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_tradeoff(summary: pd.DataFrame, x: str, hue: str | None = None) -> Figure:
+    """Left: plateau end vs `x` (e.g. data.sampler.alpha), one line per `hue` (e.g. N); right: final
+    attribute accuracy. `summary` is `over_seeds(table)`."""
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    ax_p, ax_a = fig.subplots(1, 2)
+    groups = summary.groupby(hue) if hue else [(None, summary)]
+    for key, g in groups:
+        g = g.sort_values(x)
+        label = f"{hue.rsplit('.', 1)[-1]}={key}" if hue else None
+        if "plateau_end" in g:
+            yerr = np.vstack([g["plateau_end"] - g["plateau_end_lo"], g["plateau_end_hi"] - g["plateau_end"]])
+            ax_p.errorbar(g[x], g["plateau_end"], yerr=np.nan_to_num(np.clip(yerr, 0, None)), marker="o", capsize=3,
+                          label=label)
+        ax_a.plot(g[x], g["final_attribute_accuracy"], marker="o", label=label)
+    name = x.rsplit(".", 1)[-1]
+    ax_p.set(xlabel=name, ylabel="plateau end (step)", title=f"plateau end vs {name}")
+    ax_a.set(xlabel=name, ylabel="final attribute accuracy", title="final knowledge", ylim=(0, 1.02))
+    for ax in (ax_p, ax_a):
+        if hue and ax.has_data():
+            ax.legend(fontsize=8)
+    return fig
+
+
+def plot_curves(table: pd.DataFrame, label: str = "trial", column: str = "attribute_loss") -> Figure:
+    """The learning curves of a sweep's finished runs (e.g. uniform vs warm-up vs celebrities)."""
+    from workbench.run import Run
+
+    fig = Figure(figsize=(6, 4), layout="constrained")
+    ax = fig.subplots()
+    for row in table[table["status"] == "finished"].itertuples(index=False):
+        m = Run(row.run).metrics
+        ax.plot(m["step"], m[column], label=str(getattr(row, label)))
+        baseline = float(m["no_knowledge_baseline"].iloc[0])
+    if ax.has_data():
+        ax.axhline(baseline, color="k", ls=":", lw=1, label="no-knowledge baseline")
+        ax.legend(fontsize=8)
+    ax.set(xlabel="step", ylabel=column.replace("_", " "), yscale="log")
+    return fig
+
+
+def plot_finetune_drops(drops: pd.DataFrame, x: str = "finetune.n_new", hue: str = "finetune.replay_weight") -> Figure:
+    """Initial and final drop of seen-individual accuracy vs the number of new individuals, per replay weight."""
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    axes = fig.subplots(1, 2, sharey=True)
+    for ax, col, title in zip(axes, ("initial_drop", "final_drop"), ("initial drop (first quarter)", "final drop")):
+        for key, g in drops.groupby(hue):
+            g = g.sort_values(x)
+            ax.plot(g[x], g[col], marker="o", label=f"replay {key:g}")
+        ax.set(xlabel="new individuals", ylabel="seen accuracy lost", title=title, xscale="log")
+        ax.legend(fontsize=8)
+    return fig
