@@ -38,7 +38,9 @@ def places(tmp_path, tiny_run_dir, monkeypatch):
     (tmp_path / "emptydir").mkdir()
     (tmp_path / "notarun").mkdir()
     (tmp_path / "notarun" / "notes.txt").write_text("hello")
-    return {"RUN": str(tiny_run_dir), "FILE": str(tmp_path / "afile"), "EMPTY": str(tmp_path / "emptydir"),
+    (tmp_path / "bad.toml").write_text(f'name = "bad"\npreset = "tiny"\nout = "{tmp_path}/sweep"\n'
+                                       '[grid]\n"data.n_individuals" = [64, 0]\n')
+    return {"BADSPEC": str(tmp_path / "bad.toml"), "RUN": str(tiny_run_dir), "FILE": str(tmp_path / "afile"), "EMPTY": str(tmp_path / "emptydir"),
             "NOTRUN": str(tmp_path / "notarun"), "MISSING": str(tmp_path / "missing"),
             "RO": _read_only_dir(), "TMP": str(tmp_path)}
 
@@ -98,6 +100,13 @@ CLI_CASES = [  # (argv with placeholders, a fragment the one-line error must con
     ("patch-grid RUN --reference-steps 7", "reference_step=7"),
     ("patch-grid RUN --reference-steps 0 --start-steps 999", "start_step=999"),
     ("patch-grid RUN --reference-steps 0 --steps 0", "train.steps"),
+    ("sweep", "SPEC is missing"),
+    ("sweep MISSING", "neither a file nor a shipped spec"),
+    ("sweep FILE", "not valid TOML"),
+    ("sweep BADSPEC", "point n_individuals0: data.n_individuals=0 is out of range"),
+    ("sweep BADSPEC --plan", "data.n_individuals=0"),
+    ("sweep tiny/finetune", "finetune.base_run"),
+    ("sweep tiny/scaling --plan --retry-failed", "--retry-failed cannot be used with --plan"),
     ("runs --root MISSING", "--root"),
     ("runs --root FILE", "--root"),
     ("report MISSING", "not a run directory"),

@@ -6,9 +6,10 @@ when a model is needed):
                  PatchConfig, FinetuneConfig, preset(name), PRESETS, override(config, ["train.lr=1e-3"])
     data         BiographyData (world, tokenizer, biographies, samplers)
     experiments  train(config, out), resume(path), train_or_resume, finetune(base_run, step, n_new),
-                 patch_grid(reference_run, reference_steps), reference_run(), Stopped
+                 patch_grid(reference_run, reference_steps), reference_run(), Stopped,
+                 sweep(spec) / plan_sweep(spec) (a grid of runs on Ray; specs: workbench.sweeps)
     analysis     load_run(path) -> Run, list_runs(root), Phases / detect_phases
-Sub-packages: workbench.patching, workbench.probes, workbench.viz, workbench.attention,
+Sub-packages: workbench.sweeps (specs, sweep tables, the scaling fit), workbench.patching, workbench.probes, workbench.viz, workbench.attention,
 workbench.finetuning, workbench.stability, workbench.over_checkpoints (the cached loop over checkpoints).
 """
 
@@ -26,7 +27,8 @@ _EXPORTS = {
     "workbench.config": ("PRESETS", "DataConfig", "FinetuneConfig", "ModelConfig", "PatchConfig", "PoolSizes",
                          "RunConfig", "SamplerConfig", "TrainConfig", "preset", "override"),
     "workbench.data.corpus": ("BiographyData",),
-    "workbench.experiment": ("train", "resume", "train_or_resume", "finetune", "patch_grid", "reference_run"),
+    "workbench.experiment": ("train", "resume", "train_or_resume", "finetune", "patch_grid", "reference_run",
+                             "sweep", "plan_sweep"),
     "workbench.training.stopping": ("Stopped",),
     "workbench.phases": ("Phases", "detect_phases"),
     "workbench.run": ("Run", "list_runs", "load_run"),

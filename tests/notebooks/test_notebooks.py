@@ -18,11 +18,12 @@ from nbclient import NotebookClient
 
 import workbench as wb
 from workbench.patching import default_reference_steps
+from workbench.sweeps import read_plan
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
 EXPECTED = ["01_three_phases", "02_name_attention", "03_attention_patching", "04_finetuning_and_memory",
-            "05_toy_memory"]
+            "05_toy_memory", "06_scaling_and_curricula"]
 CELL_TIMEOUT_S = 300
 
 
@@ -139,7 +140,17 @@ def check_05(nb, root: Path) -> None:
     assert "replay 0.1" in "\n".join(outputs(nb, "text/html"))
 
 
-CHECKS = {"01": check_01, "02": check_02, "03": check_03, "04": check_04, "05": check_05}
+def check_06(nb, root: Path) -> None:
+    assert len(outputs(nb, "image/png")) == 4  # scaling, alpha trade-off, curricula curves, fine-tuning drops
+    html = "\n".join(outputs(nb, "text/html"))
+    assert "initial_drop" in html and "final_attribute_accuracy" in html
+    for name, trials in (("scaling", 4), ("alpha", 2), ("curricula", 3), ("finetune", 4)):
+        plan = read_plan(root / "sweeps" / f"tiny-{name}")
+        assert len(plan["trials"]) == trials
+        assert all(wb.load_run(t["run"]).status == "finished" for t in plan["trials"])
+
+
+CHECKS = {"01": check_01, "02": check_02, "03": check_03, "04": check_04, "05": check_05, "06": check_06}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

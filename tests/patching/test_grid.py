@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-import workbench.experiment as experiment
 from workbench.experiment import patch_grid
 from workbench.experiment import train as real_train
-from workbench.patching.grid import (GRID_COLUMNS, default_out_root, default_reference_steps, grid_curves, read_grid_csv, summary_row)
+from workbench.patching.grid import (GRID_COLUMNS, default_out_root, default_reference_steps, grid_curves, plan_grid,
+                                    read_grid_csv, summary_row)
 from workbench.run import load_run
 from workbench.training.loop import Callback
 from workbench.viz import plot_grid
@@ -25,22 +25,21 @@ class _Kill(Callback):
             raise KeyboardInterrupt("simulated kill")
 
 
-def test_grid_trains_skips_and_resumes(tiny_run, tiny_run_dir, tmp_path, monkeypatch):
+def test_grid_trains_skips_and_resumes(tiny_run, tiny_run_dir, tmp_path):
     root = tmp_path / "grid"
+    _, _, (killed,) = plan_grid(tiny_run_dir, [40], out_root=root, config_overrides=SHORT)
+    with pytest.raises(KeyboardInterrupt):  # a grid run killed after its step-3 checkpoint
+        real_train(killed.config, killed.out, progress=False, callbacks=[_Kill()])
+    assert load_run(killed.out).status == "failed"
+    step3 = load_run(killed.out).manifest["checkpoints"]["3"]["sha256"]
 
-    def train_killing_the_second(cfg, out, progress=True, callbacks=()):
-        kill = [_Kill()] if out.name == "patch-ref40-start0" else []
-        return real_train(cfg, out, progress=progress, callbacks=kill)
-
-    monkeypatch.setattr(experiment, "train", train_killing_the_second)
-    with pytest.raises(KeyboardInterrupt):
-        patch_grid(tiny_run_dir, [40, 0], out_root=root, config_overrides=SHORT, progress=False)
-    first = load_run(root / "patch-ref0-start0")
-    assert first.status == "finished" and load_run(root / "patch-ref40-start0").status == "failed"
-    first_wall = first.manifest["wall_s"]
-
-    monkeypatch.setattr(experiment, "train", lambda *a, **k: pytest.fail("a run was trained from scratch again"))
     df = patch_grid(tiny_run_dir, [0, 40], out_root=root, config_overrides=SHORT, progress=False)
+    first = load_run(root / "patch-ref0-start0")
+    assert first.status == "finished"
+    stamps = {p: p.stat().st_mtime_ns for p in root.glob("patch-*/manifest.json")}
+    again = patch_grid(tiny_run_dir, [0, 40], out_root=root, config_overrides=SHORT, progress=False)
+    pd.testing.assert_frame_equal(again, df)
+    assert {p: p.stat().st_mtime_ns for p in root.glob("patch-*/manifest.json")} == stamps  # all skipped
     assert list(df.columns) == list(GRID_COLUMNS)
     assert df["reference_step"].tolist()[1:] == [0, 40] and pd.isna(df["reference_step"].iloc[0])
     assert pd.isna(df["start_step"].iloc[0]) and df["start_step"].tolist()[1:] == [0, 0]
@@ -48,7 +47,7 @@ def test_grid_trains_skips_and_resumes(tiny_run, tiny_run_dir, tmp_path, monkeyp
     assert df["final_attribute_loss"].iloc[0] == tiny_run.metrics["attribute_loss"].iloc[-1]
     resumed = load_run(root / "patch-ref40-start0")
     assert resumed.status == "finished" and resumed.metrics["step"].tolist() == [0, 3, 6]
-    assert load_run(root / "patch-ref0-start0").manifest["wall_s"] == first_wall  # skipped, not retrained
+    assert resumed.manifest["checkpoints"]["3"]["sha256"] == step3  # resumed from step 3, not retrained
     assert resumed.config.patch.reference_step == 40 and resumed.config.train.steps == 6
     assert df["final_attribute_accuracy"].iloc[2] == resumed.metrics["attribute_accuracy"].iloc[-1]
 

@@ -7,6 +7,9 @@
 """
 
 from workbench.sweeps.engine import STATUSES, Trial, read_plan, status_table
+from workbench.sweeps.results import (STUDY_POWER_LAW, PowerLaw, finetune_drops, over_seeds, power_law_fit,
+                                      sweep_table)
 from workbench.sweeps.spec import Resources, SweepSpec, load_spec, shipped_specs
 
-__all__ = ["STATUSES", "Resources", "SweepSpec", "Trial", "load_spec", "read_plan", "shipped_specs", "status_table"]
+__all__ = ["STATUSES", "STUDY_POWER_LAW", "PowerLaw", "Resources", "SweepSpec", "Trial", "finetune_drops",
+           "load_spec", "over_seeds", "power_law_fit", "read_plan", "shipped_specs", "status_table", "sweep_table"]

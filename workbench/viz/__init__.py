@@ -11,9 +11,11 @@ from workbench.viz.figures import plot_per_attribute, plot_phases
 from workbench.viz.patching import plot_grid, plot_heads, plot_layer_position
 from workbench.viz.probes import plot_localisation, plot_probes, plot_toy_memory
 from workbench.viz.stability import plot_stability
+from workbench.viz.sweeps import plot_curves, plot_finetune_drops, plot_scaling, plot_tradeoff
 
 __all__ = [
     "attention_view", "phase_steps", "phase_views", "plot_pattern", "save_offline_html", "token_labels", "views_html",
     "plot_attention_over_training", "plot_per_attribute", "plot_phases", "plot_grid", "plot_heads",
     "plot_layer_position", "plot_localisation", "plot_probes", "plot_toy_memory", "plot_stability",
+    "plot_curves", "plot_finetune_drops", "plot_scaling", "plot_tradeoff",
 ]
