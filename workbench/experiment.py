@@ -170,12 +170,18 @@ def _point_config(spec: SweepSpec, values: dict[str, Any]) -> RunConfig:
     return cfg
 
 
+def sweep_root(spec: str | Path | dict | SweepSpec) -> Path:
+    """The folder of a sweep's run directories: `out`, else `<checkpoints root>/sweeps/<name>`."""
+    spec = load_spec(spec)
+    return (_resolve(spec.out) if spec.out else checkpoints_root() / "sweeps" / spec.name).absolute()
+
+
 def plan_sweep(spec: str | Path | dict | SweepSpec) -> Sweep:
     """Every point of a sweep spec (a TOML file, a shipped spec name, a dict or a SweepSpec) with its
     config built and validated, and its run directory checked (absent, or holding the same config),
     before any trial starts: the first bad point is a ValueError naming it and the field."""
     spec = load_spec(spec)
-    root = _resolve(spec.out) if spec.out else checkpoints_root() / "sweeps" / spec.name
+    root = sweep_root(spec)
     trials = []
     for name, values in spec.points():
         try:
@@ -184,7 +190,7 @@ def plan_sweep(spec: str | Path | dict | SweepSpec) -> Sweep:
         except ValueError as e:
             raise ValueError(f"sweep {spec.name}, point {name}: {e}") from e
         trials.append(engine.Trial(name, config, (root / name).absolute(), values))
-    return Sweep(spec, root.absolute(), trials)
+    return Sweep(spec, root, trials)
 
 
 def sweep(spec: str | Path | dict | SweepSpec, address: str | None = None, retry_failed: bool = False,

@@ -19,7 +19,7 @@ def table(ns, ends, seeds=(0, 1), rel_ci=0.05, **cols) -> pd.DataFrame:
             rows.append({"trial": f"N{n}-seed{s}", "data.n_individuals": n, "seed": s, "status": "finished",
                          "plateau_end": end, "plateau_end_lo": end * (1 - rel_ci), "plateau_end_hi": end * (1 + rel_ci),
                          "has_plateau": True, "censored": False, "final_attribute_loss": 1.0,
-                         "final_attribute_accuracy": 0.5, **cols})
+                         "final_attribute_accuracy": 0.5, "steps": 10_000, **cols})
     return pd.DataFrame(rows)
 
 
@@ -57,6 +57,15 @@ def test_runs_without_plateau_or_escape_are_excluded_and_named():
     only_one = t[t["data.n_individuals"] == 1000]
     with pytest.raises(ValueError, match="1 value"):
         power_law_fit(only_one)
+
+
+def test_interval_open_above_is_capped_at_the_run_length():
+    t = table([1000, 2000, 4000], [100.0, 180.0, 320.0])
+    t.loc[t["data.n_individuals"] == 4000, ["plateau_end_hi", "steps"]] = (np.inf, 400)
+    fit = power_law_fit(t)
+    assert np.isfinite(fit.b_ci).all() and fit.b_ci[0] < fit.b < fit.b_ci[1]
+    s = over_seeds(t).set_index("data.n_individuals")
+    assert s.loc[4000, "plateau_end_hi"] <= 400
 
 
 def test_over_seeds_means_and_interval():

@@ -6,7 +6,8 @@ the loss never escaped). On it:
 
 - `power_law_fit`: plateau end ~ a * N^b by least squares in log-log; the interval for b bootstraps
   over seeds (per N, seeds resampled with replacement) and, inside each run, over its plateau-end
-  interval (the evaluation spacing and the per-sequence bootstrap), so both uncertainties are in it;
+  interval (the evaluation spacing and the per-sequence bootstrap), so both uncertainties are in it
+  (an interval open above, when some replicates never escape within the run, is capped at its length);
 - `over_seeds`: per setting (all values but the seed), the mean plateau end with that same interval;
 - `finetune_drops`: initial and final drop of seen-individual accuracy per fine-tuning run.
 """
@@ -35,11 +36,12 @@ def sweep_table(root: str | Path, rule: PlateauRule | None = None, n_boot: int =
     plan = read_plan(root)
     rows = []
     for entry in plan["trials"]:
-        run = Run(entry["run"])
-        row = {"trial": entry["name"], **entry["values"], "run": entry["run"]}
-        row["status"] = run.status if (run.path / "manifest.json").is_file() else "pending"
-        if row["status"] == "finished":
-            row |= _results(run, rule, n_boot)
+        row = {"trial": entry["name"], **entry["values"], "run": entry["run"], "status": "pending"}
+        if (Path(entry["run"]) / "manifest.json").is_file():
+            run = Run(entry["run"])
+            row["status"] = run.status
+            if row["status"] == "finished":
+                row |= _results(run, rule, n_boot)
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -108,6 +110,13 @@ def _usable(table: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     return ok, excluded
 
 
+def plateau_interval(runs: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Each run's plateau-end interval; one open above (some bootstrap replicates never escape within the
+    run) is capped at the run's length for sampling, so the interval is, if anything, too narrow there."""
+    lo, hi = runs["plateau_end_lo"].to_numpy(float), runs["plateau_end_hi"].to_numpy(float)
+    return lo, np.where(np.isfinite(hi), hi, np.maximum(runs["steps"].to_numpy(float), lo))
+
+
 def _fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     b, log_a = np.polyfit(np.log(x), np.log(y), 1)
     return float(math.exp(log_a)), float(b)
@@ -129,7 +138,7 @@ def power_law_fit(table: pd.DataFrame, x: str = "data.n_individuals", n_boot: in
         for g in groups:  # resample seeds per x, then a plateau end inside each run's interval
             pick = g.iloc[rng.integers(0, len(g), len(g))]
             xs.append(pick[x].to_numpy(float))
-            ys.append(rng.uniform(pick["plateau_end_lo"].to_numpy(float), pick["plateau_end_hi"].to_numpy(float)))
+            ys.append(rng.uniform(*plateau_interval(pick)))
         bs.append(_fit(np.concatenate(xs), np.maximum(np.concatenate(ys), 1.0))[1])
     lo, hi = np.quantile(bs, [0.025, 0.975])
     return PowerLaw(a, b, (float(lo), float(hi)), len(ok), tuple(excluded))
@@ -148,7 +157,7 @@ def over_seeds(table: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> pd.Dat
         row = dict(zip(keys, values)) | {"runs": len(g), "with_plateau": int(g["has_plateau"].fillna(False).sum()),
                                          "censored": int(g["censored"].fillna(False).sum())}
         if len(ok):
-            lo, hi = ok["plateau_end_lo"].to_numpy(float), ok["plateau_end_hi"].to_numpy(float)
+            lo, hi = plateau_interval(ok)
             boot = [rng.uniform(lo, hi)[rng.integers(0, len(ok), len(ok))].mean() for _ in range(n_boot)]
             row |= {"plateau_end": float(ok["plateau_end"].mean()),
                     "plateau_end_lo": float(np.quantile(boot, 0.025)), "plateau_end_hi": float(np.quantile(boot, 0.975))}

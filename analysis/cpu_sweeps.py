@@ -1,0 +1,81 @@
+"""Tables and figures of the cpu sweeps (plateau vs N, power-law alpha, curricula, fine-tuning drops).
+
+    workbench sweep cpu/scaling && workbench sweep cpu/curricula && workbench sweep cpu/alpha \
+        && workbench sweep cpu/finetune        # ~45 min on 2 cores; finished trials are skipped
+    python analysis/cpu_sweeps.py [--family cpu] [--figures analysis/figures]
+
+Reads the sweeps from their run directories (under the checkpoints root), prints markdown tables for
+analysis/NOTES.md and writes `sweeps_<family>_*.png`. A sweep not run yet is reported and skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+
+from workbench.experiment import sweep_root
+from workbench.sweeps import finetune_drops, over_seeds, power_law_fit, sweep_table
+from workbench.viz import plot_curves, plot_finetune_drops, plot_scaling, plot_tradeoff
+
+PHASES = ["trial", "plateau_start", "plateau_end", "plateau_end_lo", "plateau_end_hi", "censored",
+          "final_attribute_loss", "final_attribute_accuracy"]
+
+
+def table(family: str, name: str) -> pd.DataFrame | None:
+    root = sweep_root(f"{family}/{name}")
+    if not (root / "sweep.json").is_file():
+        print(f"\n{family}/{name}: not run yet (workbench sweep {family}/{name})")
+        return None
+    t = sweep_table(root)
+    unfinished = t[t["status"] != "finished"]
+    if len(unfinished):
+        print(f"\n{family}/{name}: {len(unfinished)} trial(s) not finished: {', '.join(unfinished['trial'])}")
+    return t
+
+
+def markdown(df: pd.DataFrame) -> str:
+    """A pipe table (numbers to 3 significant digits)."""
+    cell = lambda v: f"{v:.3g}" if isinstance(v, float) else str(v)  # noqa: E731
+    rows = [list(map(str, df.columns)), ["---"] * len(df.columns)] + [[cell(v) for v in r] for r in df.itertuples(index=False)]
+    return "\n".join("| " + " | ".join(r) + " |" for r in rows)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--family", default="cpu", help="the spec family: cpu | gpu | tiny")
+    ap.add_argument("--figures", default=str(Path(__file__).with_name("figures")), help="folder for the PNGs")
+    args = ap.parse_args()
+    figures = Path(args.figures)
+    figures.mkdir(parents=True, exist_ok=True)
+
+    def save(fig, what: str) -> None:
+        fig.savefig(figures / f"sweeps_{args.family}_{what}.png", dpi=110)
+
+    if (t := table(args.family, "scaling")) is not None:
+        print("\n### plateau vs N\n\n" + markdown(t[["data.n_individuals", "seed", *PHASES[1:]]]))
+        try:
+            fit = power_law_fit(t)
+            print(f"\n{fit.describe()}; left out: {'; '.join(fit.excluded) or 'none'}")
+        except ValueError as e:
+            fit = None
+            print(f"\nno fit: {e}")
+        print("\n" + markdown(over_seeds(t)))
+        save(plot_scaling(t, fit), "scaling")
+    if (t := table(args.family, "alpha")) is not None:
+        s = over_seeds(t)
+        print("\n### power-law alpha\n\n" + markdown(t[["data.n_individuals", "data.sampler.alpha", *PHASES[1:]]]))
+        save(plot_tradeoff(s, x="data.sampler.alpha", hue="data.n_individuals" if "data.n_individuals" in s else None),
+             "alpha")
+    if (t := table(args.family, "curricula")) is not None:
+        print("\n### curricula\n\n" + markdown(t[PHASES]))
+        save(plot_curves(t), "curricula")
+    if (t := table(args.family, "finetune")) is not None:
+        d = finetune_drops(t)
+        print("\n### fine-tuning drops\n\n" + markdown(d))
+        save(plot_finetune_drops(d), "finetune")
+
+
+if __name__ == "__main__":
+    main()
