@@ -54,7 +54,7 @@ def main() -> None:
         fig.savefig(figures / f"sweeps_{args.family}_{what}.png", dpi=110)
 
     if (t := table(args.family, "scaling")) is not None:
-        print("\n### plateau vs N\n\n" + markdown(t[["data.n_individuals", "seed", *PHASES[1:]]]))
+        print("\n### plateau vs N\n\n" + markdown(t.reindex(columns=["data.n_individuals", "seed", *PHASES[1:]])))
         try:
             fit = power_law_fit(t)
             print(f"\n{fit.describe()}; left out: {'; '.join(fit.excluded) or 'none'}")
@@ -65,11 +65,11 @@ def main() -> None:
         save(plot_scaling(t, fit), "scaling")
     if (t := table(args.family, "alpha")) is not None:
         s = over_seeds(t)
-        print("\n### power-law alpha\n\n" + markdown(t[["data.n_individuals", "data.sampler.alpha", *PHASES[1:]]]))
+        print("\n### power-law alpha\n\n" + markdown(t.reindex(columns=["data.n_individuals", "data.sampler.alpha", *PHASES[1:]])))
         save(plot_tradeoff(s, x="data.sampler.alpha", hue="data.n_individuals" if "data.n_individuals" in s else None),
              "alpha")
     if (t := table(args.family, "curricula")) is not None:
-        print("\n### curricula\n\n" + markdown(t[PHASES]))
+        print("\n### curricula\n\n" + markdown(t.reindex(columns=PHASES)))
         save(plot_curves(t), "curricula")
     if (t := table(args.family, "finetune")) is not None:
         d = finetune_drops(t)

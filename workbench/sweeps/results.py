@@ -55,8 +55,9 @@ def _results(run: Run, rule: PlateauRule | None, n_boot: int) -> dict:
     if run.config.finetune is not None:  # fine-tuning: no plateau; the drops of seen accuracy
         return out | drops(m)
     ph = run.phases(rule=rule, n_boot=n_boot)
+    lo, hi = ph.plateau_end_ci if ph.exists else (math.nan, math.nan)  # no interval around "no plateau"
     return out | {"plateau_start": ph.plateau_start, "plateau_end": ph.plateau_end,
-                  "plateau_end_lo": ph.plateau_end_ci[0], "plateau_end_hi": ph.plateau_end_ci[1],
+                  "plateau_end_lo": lo, "plateau_end_hi": hi,
                   "censored": bool(ph.censored), "has_plateau": bool(ph.exists)}
 
 

@@ -20,6 +20,10 @@ def plot_scaling(table: pd.DataFrame, fit: PowerLaw | None, x: str = "data.n_ind
     lo, hi = plateau_interval(ok)  # an interval open above is drawn up to the run's length
     err = np.vstack([ok["plateau_end"] - lo, hi - ok["plateau_end"]])
     ax.errorbar(ok[x], ok["plateau_end"], yerr=np.clip(err, 0, None), fmt="o", capsize=3, label="runs (95% CI)")
+    flat = done[~done["has_plateau"].fillna(False).astype(bool)]
+    if len(flat):  # runs with no plateau have no plateau end to plot: named in the legend
+        counts = flat.groupby(x).size()
+        ax.plot([], [], "x", color="C7", label="no plateau: " + ", ".join(f"N={k:g} ({v} runs)" for k, v in counts.items()))
     cens = done[done["censored"].fillna(False).astype(bool)]
     if len(cens):
         ax.scatter(cens[x], cens["steps"], marker="^", color="C3", label="never escaped (run length)")
