@@ -9,7 +9,7 @@ import pytest
 
 from workbench import __version__
 from workbench.cli import build_parser, main
-from workbench.config import preset
+from workbench.config import PRESETS, preset
 from workbench.run import load_run
 from workbench.training.checkpoint import schedule
 
@@ -19,7 +19,7 @@ def test_version_and_help_show_defaults(capsys):
     assert capsys.readouterr().out.strip() == f"workbench {__version__}"
     assert main(["train", "--help"]) == 0
     help_text = capsys.readouterr().out
-    assert "{paper,cpu-quick,tiny}" in help_text and "default: cpu-quick" in help_text
+    assert "{" + ",".join(PRESETS) + "}" in help_text and "default: cpu-quick" in help_text
     for action in build_parser()._subparsers._group_actions[0].choices["train"]._actions:
         assert action.help, f"{action.option_strings} has no help"
 

@@ -13,7 +13,7 @@ def local_ray():
     import ray
 
     before = ray_pids()
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
              object_store_memory=100 * 2**20)
     started = ray_pids() - before
     assert started, "ray.init started no process"

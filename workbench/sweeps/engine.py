@@ -135,8 +135,9 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
     kw: dict[str, Any] = {"include_dashboard": False, "logging_level": "ERROR", "log_to_driver": False}
     if address:
         ray.init(address=address, **kw)
-    else:  # local: no dashboard, a small object store (trials exchange only their status)
-        ray.init(num_cpus=num_cpus or os.cpu_count(), object_store_memory=100 * 2**20, **kw)
+    else:  # a new local instance ("local": never one another process started), no dashboard, a small
+        # object store (trials exchange only their status)
+        ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), object_store_memory=100 * 2**20, **kw)
     try:
         yield
     finally:
