@@ -199,9 +199,8 @@ def sweep(spec: str | Path | dict | SweepSpec, address: str | None = None, retry
     `address` / $RAY_ADDRESS): finished trials skipped, interrupted ones resumed, failed ones reported
     (and retried when `retry_failed`). The status table, one row per trial (`status`, `error`, `run`)."""
     planned = plan_sweep(spec)
-    engine.write_plan(planned.root, planned.spec.to_dict(), planned.trials)
     return engine.run_trials(planned.root, planned.trials, train_or_resume, planned.spec.resources, address,
-                             retry_failed, progress)
+                             retry_failed, progress, spec=planned.spec.to_dict())
 
 
 def _raise_failed(status: pd.DataFrame) -> None:

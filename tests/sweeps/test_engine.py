@@ -107,6 +107,13 @@ def test_bad_spec_refused_before_any_trial(tmp_path, change, message):
     assert not (tmp_path / "s").exists()  # not one trial started, not even the valid points
 
 
+@pytest.mark.parametrize("resources, field", [({"gpus": 16}, "resources.gpus=16"), ({"cpus": 64}, "resources.cpus=64")])
+def test_resources_the_cluster_lacks_are_refused_before_anything_is_written(tmp_path, local_ray, resources, field):
+    with pytest.raises(ValueError, match=f"{field} per trial, but the Ray cluster has"):
+        experiment.sweep(spec(tmp_path, resources=resources), progress=False)
+    assert not (tmp_path / "s").exists()
+
+
 def test_existing_run_with_another_config_refused(tmp_path, local_ray):
     experiment.sweep(spec(tmp_path), progress=False)
     changed = spec(tmp_path) | {"set": {"train.steps": STEPS + 1}}

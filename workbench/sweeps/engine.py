@@ -145,16 +145,36 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
 
 
 def run_trials(root: str | Path, trials: list[Trial], run_trial: RunTrial, resources: Resources = Resources(),
-               address: str | None = None, retry_failed: bool = False, progress: bool = True) -> pd.DataFrame:
+               address: str | None = None, retry_failed: bool = False, progress: bool = True,
+               spec: dict | None = None) -> pd.DataFrame:
     """Train every trial that needs it as a Ray task, with a progress bar over their training steps;
-    finished (and, unless `retry_failed`, failed or running) trials are skipped. The status table."""
+    finished (and, unless `retry_failed`, failed or running) trials are skipped. Resources a trial asks for
+    but the Ray cluster does not have are refused before anything is written; then the plan (`spec` and
+    trials) is written to `<root>/sweep.json`. The status table."""
     root = Path(root)
     todo = [t for t in trials if trial_status(root, t) in ("pending", "interrupted")
             or (retry_failed and trial_status(root, t) == "failed")]
-    if todo:
-        with ray_session(address):
-            _submit_and_wait(root, todo, run_trial, resources, progress)
+    if not todo:
+        write_plan(root, spec, trials)
+        return status_table(root, trials)
+    with ray_session(address):
+        check_feasible(resources)
+        write_plan(root, spec, trials)
+        _submit_and_wait(root, todo, run_trial, resources, progress)
     return status_table(root, trials)
+
+
+def check_feasible(resources: Resources) -> None:
+    """ValueError unless the connected Ray cluster has the CPUs and GPUs one trial requests (a task no node
+    can hold would wait forever)."""
+    import ray
+
+    total = ray.cluster_resources()
+    for field_name, key, need in (("resources.cpus", "CPU", resources.cpus), ("resources.gpus", "GPU", resources.gpus)):
+        have = total.get(key, 0.0)
+        if need > have:
+            raise ValueError(f"{field_name}={need:g} per trial, but the Ray cluster has {have:g} {key}(s): allowed "
+                             f"at most {have:g}" + (", or --address of a cluster with GPUs" if key == "GPU" else ""))
 
 
 def _submit_and_wait(root: Path, todo: list[Trial], run_trial: RunTrial, resources: Resources,
