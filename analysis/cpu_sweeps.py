@@ -58,6 +58,12 @@ def main() -> None:
         try:
             fit = power_law_fit(t)
             print(f"\n{fit.describe()}; left out: {'; '.join(fit.excluded) or 'none'}")
+            for n in sorted(t["data.n_individuals"].unique()):  # sensitivity: the fit without one N
+                rest = t[t["data.n_individuals"] != n]
+                try:
+                    print(f"  without N={n}: {power_law_fit(rest).describe()}")
+                except ValueError:
+                    pass
         except ValueError as e:
             fit = None
             print(f"\nno fit: {e}")
@@ -66,8 +72,10 @@ def main() -> None:
     if (t := table(args.family, "alpha")) is not None:
         s = over_seeds(t)
         print("\n### power-law alpha\n\n" + markdown(t.reindex(columns=["data.n_individuals", "data.sampler.alpha", *PHASES[1:]])))
-        save(plot_tradeoff(s, x="data.sampler.alpha", hue="data.n_individuals" if "data.n_individuals" in s else None),
-             "alpha")
+        if len(s):
+            print("\n" + markdown(s))
+            save(plot_tradeoff(s, x="data.sampler.alpha", hue="data.n_individuals" if "data.n_individuals" in s else None),
+                 "alpha")
     if (t := table(args.family, "curricula")) is not None:
         print("\n### curricula\n\n" + markdown(t.reindex(columns=PHASES)))
         save(plot_curves(t), "curricula")
