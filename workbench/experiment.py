@@ -28,7 +28,7 @@ from workbench.config import RunConfig, override, preset
 from workbench.patching import grid, training as patching
 from workbench.run import Run, checkpoints_root, load_run
 from workbench.sweeps import engine
-from workbench.sweeps.spec import Resources, SweepSpec, load_spec
+from workbench.sweeps.spec import BASE_KEYS, Resources, SweepSpec, load_spec
 from workbench.training import session
 from workbench.training.loop import Callback
 from workbench.training.rundir import RunDir
@@ -89,8 +89,7 @@ def train_or_resume(config: RunConfig, out: str | Path, progress: bool = True,
     run = RunDir(out)
     if not run.exists():
         return train(config, out, progress, callbacks)
-    if run.config() != config:
-        raise ValueError(f"out={str(out)!r} already holds a run with another config: remove it or choose another out")
+    run.check_resumable(config)
     return run if run.manifest()["status"] == "finished" else resume(out, progress, callbacks)
 
 
@@ -153,8 +152,8 @@ def _point_config(spec: SweepSpec, values: dict[str, Any]) -> RunConfig:
         return override(preset(spec.preset), _assignments(values))
     if spec.finetune is not None:
         ft = dict(spec.finetune) | {k.split(".", 1)[1]: v for k, v in values.items() if k.startswith("finetune.")}
-        keys = ("base_step", "n_new", "replay_weight", "steps", "lr", "eval_every")
-        unknown = sorted(set(ft) - {"base_run", *keys})
+        keys = (*BASE_KEYS["finetune"], "n_new", "replay_weight")  # the table's keys, and the grid's
+        unknown = sorted(set(ft) - set(keys))
         if unknown:
             raise ValueError(f"finetune.{unknown[0]}: unknown in a fine-tuning sweep; allowed {keys}")
         base = ft.pop("base_run")

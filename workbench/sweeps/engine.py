@@ -33,7 +33,6 @@ from workbench.training.rundir import RunDir
 from workbench.training.stopping import Stopped
 
 STATUSES = ("finished", "failed", "interrupted", "running", "pending")
-STATUS_COLUMNS = ("trial", "status", "step", "steps", "error", "run")
 RunTrial = Callable[..., Any]  # (config, out, progress=False) -> anything: train or resume one run
 
 
@@ -52,10 +51,8 @@ def failure_path(root: Path, trial: Trial) -> Path:
 
 
 def read_failure(root: Path, trial: Trial) -> dict | None:
-    import json
-
     path = failure_path(root, trial)
-    return json.loads(path.read_text()) if path.is_file() else None
+    return _json(path) if path.is_file() else None
 
 
 def trial_status(root: Path, trial: Trial) -> str:
@@ -152,8 +149,8 @@ def run_trials(root: str | Path, trials: list[Trial], run_trial: RunTrial, resou
     but the Ray cluster does not have are refused before anything is written; then the plan (`spec` and
     trials) is written to `<root>/sweep.json`. The status table."""
     root = Path(root)
-    todo = [t for t in trials if trial_status(root, t) in ("pending", "interrupted")
-            or (retry_failed and trial_status(root, t) == "failed")]
+    rerun = ("pending", "interrupted", "failed") if retry_failed else ("pending", "interrupted")
+    todo = [t for t in trials if trial_status(root, t) in rerun]
     if not todo:
         write_plan(root, spec, trials)
         return status_table(root, trials)

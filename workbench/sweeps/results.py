@@ -26,7 +26,6 @@ from workbench.run import Run
 from workbench.sweeps.engine import read_plan
 
 STUDY_POWER_LAW = (0.43, 0.81)  # plateau length ~ 0.43 * N^0.81 steps (digest §4, finding 2)
-PHASE_COLUMNS = ("plateau_start", "plateau_end", "plateau_end_lo", "plateau_end_hi", "censored", "has_plateau")
 INITIAL_FRACTION = 0.25  # the initial drop of a fine-tuning run: its worst seen accuracy in the first quarter
 
 
@@ -99,6 +98,12 @@ class PowerLaw:
                 f"{self.n} runs)")
 
 
+def escaped(table: pd.DataFrame) -> pd.Series:
+    """Rows of finished runs whose plateau ended within the run (the ones a plateau end is known for)."""
+    return ((table["status"] == "finished") & table["has_plateau"].fillna(False).astype(bool)
+            & ~table["censored"].fillna(True).astype(bool))
+
+
 def _usable(table: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     excluded = []
     for row in table.itertuples(index=False):
@@ -106,9 +111,7 @@ def _usable(table: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
                else "censored (never escaped)" if row.censored else None)
         if why:
             excluded.append(f"{row.trial}: {why}")
-    ok = table[(table["status"] == "finished") & table["has_plateau"].fillna(False).astype(bool)
-               & ~table["censored"].fillna(True).astype(bool)]
-    return ok, excluded
+    return table[escaped(table)], excluded
 
 
 def plateau_interval(runs: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -154,7 +157,7 @@ def over_seeds(table: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> pd.Dat
     rows = []
     for values, g in table[table["status"] == "finished"].groupby(keys, dropna=False):
         values = values if isinstance(values, tuple) else (values,)
-        ok = g[g["has_plateau"].fillna(False).astype(bool) & ~g["censored"].fillna(True).astype(bool)]
+        ok = g[escaped(g)]
         row = dict(zip(keys, values)) | {"runs": len(g), "with_plateau": int(g["has_plateau"].fillna(False).sum()),
                                          "censored": int(g["censored"].fillna(False).sum())}
         if len(ok):

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from workbench.sweeps.results import STUDY_POWER_LAW, PowerLaw, plateau_interval
+from workbench.sweeps.results import STUDY_POWER_LAW, PowerLaw, escaped, plateau_interval
 
 
 def plot_scaling(table: pd.DataFrame, fit: PowerLaw | None, x: str = "data.n_individuals") -> Figure:
@@ -16,7 +16,7 @@ def plot_scaling(table: pd.DataFrame, fit: PowerLaw | None, x: str = "data.n_ind
     fig = Figure(figsize=(6, 4.5), layout="constrained")
     ax = fig.subplots()
     done = table[table["status"] == "finished"]
-    ok = done[done["has_plateau"].fillna(False).astype(bool) & ~done["censored"].fillna(True).astype(bool)]
+    ok = done[escaped(done)]
     lo, hi = plateau_interval(ok)  # an interval open above is drawn up to the run's length
     err = np.vstack([ok["plateau_end"] - lo, hi - ok["plateau_end"]])
     ax.errorbar(ok[x], ok["plateau_end"], yerr=np.clip(err, 0, None), fmt="o", capsize=3, label="runs (95% CI)")
