@@ -29,3 +29,7 @@ if [ "$installed" != "$here" ] || ! has workbench transformer_lens circuitsvis f
         nbformat ipykernel pytest beartype psutil; then
   "$PY" -m pip install -q -e ".[notebooks,test]"
 fi
+# kronfluence without its declared torchvision (see pyproject.toml): its real dependencies come with the workbench
+if ! has kronfluence; then
+  "$PY" -m pip install -q --no-deps "kronfluence==1.0.1"
+fi

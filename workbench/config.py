@@ -288,6 +288,39 @@ class FinetuneConfig:
         check_number("finetune.replay_weight", self.replay_weight, 0.0)
 
 
+EDIT_SELECTIONS = ("top", "bottom", "random", "matched")
+
+
+@dataclass(frozen=True)
+class EditConfig:
+    """Retrain the attributed run's twin with some of its training sequences removed or duplicated
+    (data attribution's causal test, digest §6; `workbench.attribution.retrain`).
+
+    From the attribution's scores over its window of steps: selection `top` takes the `percent`% most
+    promoting sequences, `bottom` the most demoting, `random` as many at random (seeded by
+    selection_seed), `matched` random ones with the top set's count per individual. unit `individual`
+    ranks individuals by summed influence instead and edits all their sequences of the window.
+    """
+
+    attribution: str = ""  # an attribution directory (under its run's attribution/)
+    selection: str = "top"
+    action: str = "remove"  # remove | duplicate
+    percent: float = 10.0  # k, percent of the window's sequences (or individuals)
+    unit: str = "sequence"  # sequence | individual
+    selection_seed: int = 0
+
+    def __post_init__(self) -> None:
+        check(isinstance(self.attribution, str) and bool(self.attribution), "edit.attribution",
+              "an attribution directory", self.attribution)
+        check(self.selection in EDIT_SELECTIONS, "edit.selection", " | ".join(EDIT_SELECTIONS), self.selection)
+        check(self.action in ("remove", "duplicate"), "edit.action", "remove | duplicate", self.action)
+        check_number("edit.percent", self.percent, 0.0, 100.0, lo_open=True, hi_open=True)
+        check(self.unit in ("sequence", "individual"), "edit.unit", "sequence | individual", self.unit)
+        check(self.unit == "sequence" or self.selection != "matched", "edit.selection",
+              "top | bottom | random with edit.unit='individual' (matched pairs individuals)", self.selection)
+        check_int("edit.selection_seed", self.selection_seed, 0, 2**63 - 1)
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Everything that defines a run; one seed derives population, tokenizer, init and batches."""
@@ -299,17 +332,20 @@ class RunConfig:
     preset: str = "custom"
     patch: PatchConfig | None = None
     finetune: FinetuneConfig | None = None
+    edit: EditConfig | None = None
 
     def __post_init__(self) -> None:
         check_int("seed", self.seed, 0, 2**63 - 1)
         check(isinstance(self.preset, str) and bool(self.preset), "preset", "a non-empty name", self.preset)
         for name, cls in (("data", DataConfig), ("model", ModelConfig), ("train", TrainConfig),
-                          ("patch", PatchConfig), ("finetune", FinetuneConfig)):
+                          ("patch", PatchConfig), ("finetune", FinetuneConfig), ("edit", EditConfig)):
             value = getattr(self, name)
-            check(isinstance(value, cls) or (value is None and name in ("patch", "finetune")), name,
+            check(isinstance(value, cls) or (value is None and name in ("patch", "finetune", "edit")), name,
                   f"a {cls.__name__}", type(value).__name__)
         check(self.patch is None or self.finetune is None, "patch",
               "None in a fine-tuning run (patching and fine-tuning are separate experiments)", self.patch)
+        check(self.edit is None or (self.patch is None and self.finetune is None), "edit",
+              "None in a patching or fine-tuning run (an edit retrains a pre-training twin)", self.edit)
         if self.finetune is not None:
             check_int("finetune.n_new", self.finetune.n_new, 1, self.data.n_finetune)
 
@@ -344,6 +380,7 @@ _NESTED = {
     ("RunConfig", "train"): TrainConfig,
     ("RunConfig", "patch"): PatchConfig,
     ("RunConfig", "finetune"): FinetuneConfig,
+    ("RunConfig", "edit"): EditConfig,
     ("DataConfig", "pool_sizes"): PoolSizes,
     ("DataConfig", "sampler"): SamplerConfig,
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from collections.abc import Sequence
 
 import torch
 from jaxtyping import Bool, Int
@@ -66,3 +67,17 @@ class Batch:
 
     def __len__(self) -> int:
         return self.tokens.shape[0]
+
+
+def cat_batches(batches: Sequence[Batch], pad_id: int) -> Batch:
+    """The rows of several batches as one, right-padded to the longest (pad_id tokens, PAD kind)."""
+    t = max(b.tokens.shape[1] for b in batches)
+    fill = {"tokens": pad_id, "kind": PAD, "attribute": -1, "value_start": False}
+
+    def padded(b: Batch, name: str) -> Tensor:
+        x = getattr(b, name)
+        if name == "individuals" or x.shape[1] == t:
+            return x
+        return torch.cat([x, torch.full((len(b), t - x.shape[1]), fill[name], dtype=x.dtype)], 1)
+
+    return Batch(**{f.name: torch.cat([padded(b, f.name) for b in batches]) for f in fields(Batch)})

@@ -120,7 +120,8 @@ class Biographer:
                                                               "individuals")))
 
     def arrays(self, individuals: np.ndarray, split: str, rng: np.random.Generator, pad_to: int = 0) -> dict:
-        """`batch` as numpy arrays (tokens, kind, attribute, value_start, individuals, lengths), torch-free."""
+        """`batch` as numpy arrays (tokens, kind, attribute, value_start, individuals, lengths), torch-free, and
+        templates [batch, attribute]: each sentence's template (index into TEMPLATES[attribute])."""
         if split not in SPLITS:
             raise ValueError(f"split={split!r} is out of range: allowed training | evaluation")
         cfg = self.world.config
@@ -166,7 +167,7 @@ class Biographer:
         vstart = np.zeros((b, t), dtype=bool)
         tokens[where], kind[where], attr[where], vstart[where] = flat, kind_flat, attr_flat, vstart_flat
         return {"tokens": tokens, "kind": kind, "attribute": attr, "value_start": vstart, "individuals": individuals,
-                "lengths": lengths}
+                "lengths": lengths, "templates": templates}
 
     def text(self, batch: Batch, row: int, mark: bool = False) -> str:
         """Decoded biography; with mark, names as [[...]] and values as <<...>>."""

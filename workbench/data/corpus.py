@@ -12,6 +12,7 @@ import numpy as np
 
 from workbench.config import RunConfig
 from workbench.data.biographies import Biographer
+from workbench.data.edits import SequenceEdit
 from workbench.data.population import GROUPS, World, make_world
 from workbench.data.samplers import Sampler, finetune_sampler, make_sampler
 from workbench.data.tokenizer import BiographyTokenizer, train_tokenizer
@@ -33,6 +34,7 @@ class BiographyData:
             self.world.pools, d.attributes, d.n_templates, d.vocab_size)
         self.biographer = Biographer(self.world, self.tokenizer)
         self.sampler = self._make_sampler()
+        self.edit: SequenceEdit | None = None  # removed / duplicated training sequences (data attribution)
 
     def _make_sampler(self) -> Sampler:
         c, t = self.config, self.config.train
@@ -51,8 +53,23 @@ class BiographyData:
         return self.biographer.max_length()
 
     def train_batch(self, step: int) -> Batch:
-        """The training batch of a step (training templates), identical on every call."""
-        return self.biographer.batch(self.sampler.individuals(step), "training", self._batch_rng(step))
+        """The training batch of a step (training templates), identical on every call; with `edit`
+        set, its removed rows are left out and its duplicated rows repeated (the others unchanged)."""
+        batch = self.biographer.batch(self.sampler.individuals(step), "training", self._batch_rng(step))
+        rows = None if self.edit is None else self.edit.rows(step)
+        return batch if rows is None else batch[rows]
+
+    def train_templates(self, step: int) -> np.ndarray:
+        """[batch, attribute]: the template (index into TEMPLATES[attribute]) of each sentence of the step's
+        unedited training batch (the same draws as `train_batch`)."""
+        return self.biographer.arrays(self.sampler.individuals(step), "training", self._batch_rng(step))["templates"]
+
+    def set_edit(self, edit: SequenceEdit | None) -> None:
+        """Train on edited batches from now on (None: the original ones); the edit's batch size must match."""
+        if edit is not None and edit.batch_size != self.config.train.batch_size:
+            raise ValueError(f"edit.batch_size={edit.batch_size} is out of range: allowed "
+                             f"{self.config.train.batch_size} (train.batch_size)")
+        self.edit = edit
 
     def _batch_rng(self, step: int) -> np.random.Generator:
         return np.random.default_rng([self.config.seed, _STREAM_BATCH, step])

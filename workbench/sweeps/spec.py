@@ -1,6 +1,7 @@
 """A sweep: a base config plus a grid over dotted config fields; every point is an ordinary run.
 
-A spec names its base (a preset, a fine-tuning base run, or a patching reference run), overrides
+A spec names its base (a preset, a fine-tuning base run, a patching reference run, or an attribution
+whose run is retrained with edited data), overrides
 applied to every point (`set`), a grid (the product of value lists per dotted path), optional explicit
 `cases` (each a set of overrides; the grid is crossed with them), a folder for the run directories
 (`out`, default `<checkpoints>/sweeps/<name>`) and the resources each trial requests.
@@ -13,7 +14,7 @@ applied to every point (`set`), a grid (the product of value lists per dotted pa
     [resources]
     cpus = 1
 
-Relative paths in a spec (`out`, `finetune.base_run`, `patch.reference_run`) are relative to the
+Relative paths in a spec (`out`, `finetune.base_run`, `patch.reference_run`, `edit.attribution`) are relative to the
 checkpoints root (`workbench.run.checkpoints_root()`). Building and validating the points' configs
 is the composition root's job (`workbench.experiment.plan_sweep`), which knows the features.
 """
@@ -32,8 +33,10 @@ from typing import Any, Mapping
 from workbench.config import PRESETS, check, check_int, check_number
 
 SPEC_DIR = Path(__file__).with_name("specs")
-SPEC_KEYS = ("name", "preset", "finetune", "patch", "set", "grid", "cases", "out", "trial_name", "resources")
-BASE_KEYS = {"finetune": ("base_run", "base_step", "steps", "lr", "eval_every"), "patch": ("reference_run",)}
+SPEC_KEYS = ("name", "preset", "finetune", "patch", "edit", "set", "grid", "cases", "out", "trial_name", "resources")
+BASE_KEYS = {"finetune": ("base_run", "base_step", "steps", "lr", "eval_every"), "patch": ("reference_run",),
+             "edit": ("attribution",)}
+BASE_TABLES = tuple(BASE_KEYS)
 
 
 @dataclass(frozen=True)
@@ -66,7 +69,8 @@ class SweepSpec:
     name: str
     preset: str = ""  # the base: a preset, or ...
     finetune: Mapping[str, Any] | None = None  # ... fine-tuning runs of base_run at base_step, or ...
-    patch: Mapping[str, Any] | None = None  # ... patched twins of reference_run
+    patch: Mapping[str, Any] | None = None  # ... patched twins of reference_run, or ...
+    edit: Mapping[str, Any] | None = None  # ... retrains of an attribution's run with edited data
     set: Mapping[str, Any] = field(default_factory=dict)  # dotted path -> value, every point
     grid: Mapping[str, tuple] = field(default_factory=dict)  # dotted path -> values (the product)
     cases: tuple[Mapping[str, Any], ...] = ()  # explicit override sets, crossed with the grid
@@ -77,18 +81,18 @@ class SweepSpec:
     def __post_init__(self) -> None:
         check(isinstance(self.name, str) and re.fullmatch(r"[\w.+-]+", self.name or "") is not None, "name",
               "a non-empty name of letters, digits and _ . + -", self.name)
-        bases = [k for k in ("preset", "finetune", "patch") if getattr(self, k)]
-        check(len(bases) == 1, "preset", "exactly one base: preset = NAME, [finetune] or [patch]", bases)
+        bases = [k for k in ("preset", *BASE_TABLES) if getattr(self, k)]
+        check(len(bases) == 1, "preset", "exactly one base: preset = NAME, [finetune], [patch] or [edit]", bases)
         if self.preset:
             check(self.preset in PRESETS, "preset", f"one of {PRESETS}", self.preset)
-        for kind in ("finetune", "patch"):
+        for kind in BASE_TABLES:
             table = getattr(self, kind)
             if table is not None:
                 check(isinstance(table, Mapping), kind, "a table", table)
                 unknown = sorted(set(table) - set(BASE_KEYS[kind]))
                 check(not unknown, f"{kind}.{unknown[0] if unknown else ''}", f"keys of {BASE_KEYS[kind]}", unknown)
                 key = BASE_KEYS[kind][0]
-                check(isinstance(table.get(key), str) and bool(table.get(key)), f"{kind}.{key}", "a run directory",
+                check(isinstance(table.get(key), str) and bool(table.get(key)), f"{kind}.{key}", "a directory",
                       table.get(key))
                 object.__setattr__(self, kind, _frozen(table))
         check(isinstance(self.set, Mapping), "set", "a table of PATH = VALUE", self.set)
@@ -145,7 +149,7 @@ class SweepSpec:
              "out": self.out, "trial_name": self.trial_name,
              "resources": {"cpus": self.resources.cpus, "gpus": self.resources.gpus,
                            "threads": self.resources.threads}}
-        for kind in ("finetune", "patch"):
+        for kind in BASE_TABLES:
             if getattr(self, kind) is not None:
                 d[kind] = dict(getattr(self, kind))
         return d
