@@ -226,6 +226,20 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+def cmd_attribute(args) -> None:
+    from workbench import experiment
+
+    start, end = args.window if args.window else (None, None)
+    a = experiment.attribute(args.run, args.layer, args.head, start, end, args.step or 0, args.probe,
+                             progress=not args.quiet, fit_size=args.fit_size)
+    c = a.config
+    print(f"attribution: {a.path}\nhead L{c.layer}H{c.head}, probe {c.probe} at step {c.step}, window "
+          f"[{c.start}, {c.end}): {a.meta['n_sequences']} sequences in {a.meta['seconds']['total']:.0f} s "
+          f"(influence > 0 promotes the head)")
+    for by in ("individual", "attribute"):
+        print(f"\nby {by} (top 5):\n{a.aggregate(by).head(5).to_string(index=False)}")
+
+
 def cmd_runs(args) -> None:
     from workbench.run import list_runs
 
@@ -329,6 +343,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list", action="store_true", help="list the shipped specs")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("attribute", help="data attribution: which training sequences build a run's recall head")
+    p.add_argument("run", help="a trained run")
+    p.add_argument("--layer", type=int, help="the head's layer (default: the recall head the finder picks)")
+    p.add_argument("--head", type=int, help="the head (with --layer)")
+    p.add_argument("--window", type=int, nargs=2, metavar=("START", "END"), help="steps (default: the plateau)")
+    p.add_argument("--step", type=int, help="checkpoint of the influence (default: the first at or after END)")
+    p.add_argument("--probe", choices=("attention", "logit"), default="attention", help="the head's probe")
+    p.add_argument("--fit-size", type=int, default=4096, help="window sequences that fit the EK-FAC factors")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_attribute)
 
     p = sub.add_parser("runs", help="list runs and their status")
     p.add_argument("--root", default="checkpoints", help="folder holding run directories")

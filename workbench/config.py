@@ -77,7 +77,8 @@ class SamplerConfig:
     kind: uniform | power_law (P(i) ~ (i+1)^-alpha) | celebrities (the first n_celebrities are
     sampled weight_celebrities times more often) | warmup (the first indiv_warmup individuals for
     warmup_steps steps, or when that is 0 for epochs_warmup epochs of indiv_warmup / batch_size steps,
-    then uniform; the study leaves the unit open, the config records which) | sequential
+    then uniform; the study leaves the unit open, the config records which; `warmup_ids` names the warm-up
+    individuals instead, e.g. the most influential ones of an attribution) | sequential
     (n_groups equal groups visited in order, the whole cycle n_repeats times over the run).
     """
 
@@ -88,6 +89,7 @@ class SamplerConfig:
     indiv_warmup: int = 1000
     epochs_warmup: float = 10.0
     warmup_steps: int = 0  # > 0: the warm-up length in steps (and epochs_warmup is not used); 0: in epochs
+    warmup_ids: tuple[int, ...] = ()  # the warm-up individuals by index (e.g. chosen by attribution); () = the first indiv_warmup
     n_groups: int = 4
     n_repeats: int = 1
 
@@ -101,6 +103,8 @@ class SamplerConfig:
         check_int("sampler.warmup_steps", self.warmup_steps, 0)
         check_int("sampler.n_groups", self.n_groups, 1)
         check_int("sampler.n_repeats", self.n_repeats, 1)
+        object.__setattr__(self, "warmup_ids", tuple(self.warmup_ids))
+        check_indices("sampler.warmup_ids", self.warmup_ids)
 
 
 @dataclass(frozen=True)
@@ -141,7 +145,10 @@ class DataConfig:
         if s.kind == "celebrities":
             check_int("sampler.n_celebrities", s.n_celebrities, 1, self.n_individuals)
         if s.kind == "warmup":
-            check_int("sampler.indiv_warmup", s.indiv_warmup, 1, self.n_individuals)
+            if s.warmup_ids:  # they replace the first indiv_warmup individuals
+                check_indices("sampler.warmup_ids", s.warmup_ids, 0, self.n_individuals - 1)
+            else:
+                check_int("sampler.indiv_warmup", s.indiv_warmup, 1, self.n_individuals)
         if s.kind == "sequential":
             check_int("sampler.n_groups", s.n_groups, 1, self.n_individuals)
 

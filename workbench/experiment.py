@@ -13,6 +13,7 @@ a patching reference run), and `sweep` runs them on Ray with `train_or_resume` a
     finetune("checkpoints/cpu-quick-seed0", 3500, n_new=600)
     patch_grid("checkpoints/cpu-quick-seed0", reference_steps=[0, 875, 3500])
     sweep("cpu/scaling")  # a shipped spec, or a TOML file
+    attribute("checkpoints/sweeps/cpu-attribution/seed0")  # data attribution of the recall head
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any, Callable, Iterable
 import pandas as pd
 
 from workbench import finetuning
+from workbench.attribution import retrain
 from workbench.config import RunConfig, override, preset
 from workbench.patching import grid, training as patching
 from workbench.run import Run, checkpoints_root, load_run
@@ -50,6 +52,7 @@ class Feature:
 FEATURES: tuple[Feature, ...] = (
     Feature("fine-tuning", "finetune", finetuning.prepare_finetune, finetuning.base_tokenizer),
     Feature("attention patching", "patch", patching.prepare_patching, patching.reference_tokenizer),
+    Feature("data edit (attribution retrain)", "edit", retrain.prepare_edit, retrain.edit_tokenizer),
 )
 
 
@@ -160,6 +163,12 @@ def _point_config(spec: SweepSpec, values: dict[str, Any]) -> RunConfig:
         cfg = finetuning.finetune_config(str(_resolve(base)), ft.pop("base_step", 0), ft.pop("n_new", 1000),
                                          ft.pop("replay_weight", 0.0), **ft)
         return override(cfg, _assignments({k: v for k, v in values.items() if not k.startswith("finetune.")}))
+    if spec.edit is not None:
+        attribution = _resolve(values.get("edit.attribution", spec.edit["attribution"]))  # a case may name its own
+        cfg = override(retrain.retrain_config(attribution),
+                       _assignments({k: v for k, v in values.items() if k != "edit.attribution"}))
+        retrain.validate_edit(cfg)
+        return cfg
     reference = load_run(RunDir.require(_resolve(spec.patch["reference_run"]), "patch.reference_run").path)
     steps = {k: values.get(f"patch.{k}", 0) for k in ("reference_step", "start_step")}
     cfg = grid.grid_config(reference, **steps)
@@ -207,6 +216,32 @@ def _raise_failed(status: pd.DataFrame) -> None:
     if len(failed):
         row = failed.iloc[0]
         raise RuntimeError(f"{len(failed)} run(s) did not finish; {row['trial']}: {row['status']} {row['error']}")
+
+
+def attribute(run: str | Path | Run, layer: int | None = None, head: int | None = None, start: int | None = None,
+              end: int | None = None, step: int = 0, probe: str = "attention", progress: bool = True, **kw):
+    """Data attribution of a run's recall head (`workbench.attribution`): the influence of every training
+    sequence of steps [start, end) (default: the run's plateau) on the head's probe at checkpoint `step`
+    (default: the first at or after `end`). The head defaults to `find_recall_head`'s choice (within
+    `layer` when given). `kw`: further `AttributionConfig` fields. Returns the saved `Attribution`."""
+    from workbench.attribution.heads import find_recall_head
+    from workbench.attribution.window import AttributionConfig, attribute as attribute_window
+
+    run = run if isinstance(run, Run) else load_run(RunDir.require(run, "run").path)
+    if start is None or end is None:
+        phases = run.phases()
+        if not phases.exists or phases.censored:
+            raise ValueError(f"run {run.path} has {phases.describe()}: allowed a run whose plateau ends, or give "
+                             f"start and end (the window of steps)")
+        start = int(phases.plateau_start) if start is None else start
+        end = int(phases.plateau_end) if end is None else end
+    if head is None:
+        found = find_recall_head(run, layers=None if layer is None else (layer,), progress=progress)
+        layer, head = found.layer, found.head
+    elif layer is None:
+        raise ValueError("head is given without layer: allowed both, or neither (the recall head is found)")
+    config = AttributionConfig(layer, head, start, end, step, probe, **kw)
+    return attribute_window(run, config, progress)
 
 
 def reference_run(preset_name: str | None = None, seed: int = 0, progress: bool = True) -> Run:

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from workbench.config import SamplerConfig
+from workbench.config import DataConfig, SamplerConfig
 from workbench.data.samplers import (
     Sampler,
     SequentialSampler,
@@ -154,6 +154,22 @@ def test_warmup_through_biography_data(tiny_config):
         assert int(data.train_batch(step).individuals.max()) < 4
     assert any(int(data.train_batch(step).individuals.max()) >= 4 for step in range(ws, ws + 3))
     assert int(data.train_batch(ws).individuals.max()) >= 4  # (4/64)^16: certain beyond doubt
+
+
+def test_warmup_on_given_individuals(stats):
+    """warmup_ids (e.g. chosen by attribution) replace the first indiv_warmup individuals, uniformly."""
+    chosen = (3, 11, 12, 40)
+    cfg = SamplerConfig(kind="warmup", warmup_ids=chosen, epochs_warmup=20)
+    assert warmup_steps(cfg, 8) == math.ceil(20 * len(chosen) / 8)  # epochs over the given individuals
+    s = make_sampler(cfg, range(N), 8, 1000, seed=2)
+    warm = _draw(s, range(warmup_steps(cfg, 8)))
+    assert set(warm.tolist()) == set(chosen)
+    stats.assert_matches(np.bincount(warm, minlength=N), np.isin(np.arange(N), chosen) / len(chosen))
+    assert set(_draw(s, range(10, 30)).tolist()) - set(chosen)
+    with pytest.raises(ValueError, match=r"sampler.warmup_ids\[\]=50 is out of range: allowed an integer in \[0, 49\]"):
+        DataConfig(n_individuals=N, n_heldout=0, sampler=SamplerConfig(kind="warmup", warmup_ids=(1, 50)))
+    with pytest.raises(ValueError, match="sampler.warmup_ids=.*distinct"):
+        SamplerConfig(kind="warmup", warmup_ids=(1, 1))
 
 
 def test_sequential_visits_groups_in_order():

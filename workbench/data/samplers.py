@@ -61,14 +61,14 @@ class WeightedSampler(Sampler):
 
 
 class WarmupSampler(Sampler):
-    """The first `n_warmup` individuals for `warmup_steps` steps, then all uniformly."""
+    """The warm-up individuals (ids, in order) for `warmup_steps` steps, then all uniformly."""
 
-    def __init__(self, ids: np.ndarray, n_warmup: int, warmup_steps: int, batch_size: int, seed: int):
+    def __init__(self, ids: np.ndarray, warmup: np.ndarray, warmup_steps: int, batch_size: int, seed: int):
         super().__init__(ids, batch_size, seed)
-        self.n_warmup, self.warmup_steps = n_warmup, warmup_steps
+        self.warmup, self.warmup_steps = np.sort(np.asarray(warmup, dtype=np.int64)), warmup_steps
 
     def _pool(self, step: int) -> tuple[np.ndarray, np.ndarray | None]:
-        return (self.ids[: self.n_warmup], None) if step < self.warmup_steps else (self.ids, None)
+        return (self.warmup, None) if step < self.warmup_steps else (self.ids, None)
 
 
 class SequentialSampler(Sampler):
@@ -90,10 +90,10 @@ class SequentialSampler(Sampler):
 
 def warmup_steps(cfg: SamplerConfig, batch_size: int) -> int:
     """Length of the warm-up in steps: `warmup_steps` when given, else epochs_warmup epochs over the
-    warm-up individuals (indiv_warmup / batch_size steps each)."""
+    warm-up individuals (len(warmup_ids), else indiv_warmup, / batch_size steps each)."""
     if cfg.warmup_steps:
         return cfg.warmup_steps
-    return math.ceil(cfg.epochs_warmup * cfg.indiv_warmup / batch_size)
+    return math.ceil(cfg.epochs_warmup * (len(cfg.warmup_ids) or cfg.indiv_warmup) / batch_size)
 
 
 def make_sampler(cfg: SamplerConfig, ids: range | np.ndarray, batch_size: int, total_steps: int, seed: int) -> Sampler:
@@ -109,7 +109,8 @@ def make_sampler(cfg: SamplerConfig, ids: range | np.ndarray, batch_size: int, t
         w[: cfg.n_celebrities] = cfg.weight_celebrities
         return WeightedSampler(ids, w, batch_size, seed)
     if cfg.kind == "warmup":
-        return WarmupSampler(ids, cfg.indiv_warmup, warmup_steps(cfg, batch_size), batch_size, seed)
+        warmup = ids[list(cfg.warmup_ids)] if cfg.warmup_ids else ids[: cfg.indiv_warmup]
+        return WarmupSampler(ids, warmup, warmup_steps(cfg, batch_size), batch_size, seed)
     if cfg.kind == "sequential":
         return SequentialSampler(ids, cfg.n_groups, cfg.n_repeats, total_steps, batch_size, seed)
     raise ValueError(f"sampler.kind={cfg.kind!r} is out of range")

@@ -1,0 +1,97 @@
+"""Attribution over a window of steps: the saved table, its aggregates, caching, and bad configs."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from workbench.attribution.window import AttributionConfig, aggregate, attribute, load_attribution
+
+WINDOW, HEAD = (10, 20), (1, 0)  # as in conftest's `attribution`
+
+
+def test_one_row_per_window_sequence_in_step_row_order(dense_run, attribution):
+    seqs = attribution.sequences
+    b = dense_run.config.train.batch_size
+    assert len(seqs) == (WINDOW[1] - WINDOW[0]) * b == attribution.meta["n_sequences"]
+    assert seqs[["step", "row"]].to_numpy().tolist() == [[s, r] for s in range(*WINDOW) for r in range(b)]
+    data = dense_run.data
+    want = np.concatenate([data.train_batch(s).individuals.numpy() for s in range(*WINDOW)])
+    assert np.array_equal(seqs["individual"].to_numpy(), want)
+    assert attribution.config.step == 20 and np.isfinite(seqs["influence"]).all() and seqs["influence"].std() > 0
+
+
+def test_per_attribute_influences_add_up_to_the_sequence_influence(attribution):
+    seqs = attribution.sequences
+    parts = seqs[[c for c in seqs.columns if c.startswith("influence/")]].sum(1)
+    scale = seqs["influence"].abs().max()
+    assert np.allclose(parts, seqs["influence"], atol=1e-4 * scale)
+
+
+def test_aggregates_match_an_independent_groupby(attribution):
+    seqs = attribution.sequences
+    by_ind = attribution.aggregate("individual").set_index("individual")
+    want = seqs.groupby("individual")["influence"].agg(["sum", "size"])
+    assert np.allclose(by_ind.loc[want.index, "total"], want["sum"]) and (by_ind.loc[want.index, "n"] == want["size"]).all()
+    assert list(by_ind["total"]) == sorted(by_ind["total"], reverse=True)
+    by_template = attribution.aggregate("template")
+    a = json.loads((attribution.path / "attribution.json").read_text())["attributes"][0]
+    mine = seqs.groupby(f"template/{a}")[f"influence/{a}"].sum()
+    got = by_template[by_template["attribute"] == a].set_index("template")["total"]
+    assert np.allclose(got.loc[mine.index], mine)
+    assert aggregate(seqs, "step")["n"].eq(len(seqs) // (WINDOW[1] - WINDOW[0])).all()
+    assert np.isclose(attribution.aggregate("attribute")["total"].sum(), seqs["influence"].sum(),
+                      atol=1e-4 * seqs["influence"].abs().max())
+
+
+def test_an_existing_attribution_is_loaded_not_recomputed(dense_run, attribution):
+    again = attribute(dense_run, AttributionConfig(*HEAD, *WINDOW, fit_size=0), progress=False)
+    assert again.path == attribution.path and again.meta == attribution.meta
+    with pytest.raises(ValueError, match="holds another attribution config"):
+        other = AttributionConfig(*HEAD, *WINDOW, fit_size=0, damping=1e-3)
+        (dense_run.path / "attribution" / other.name).mkdir()
+        (dense_run.path / "attribution" / other.name / "attribution.json").write_text(
+            (attribution.path / "attribution.json").read_text())
+        attribute(dense_run, other, progress=False)
+
+
+def test_a_tampered_table_is_refused(attribution, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(attribution.path, copy)
+    seqs = pd.read_csv(copy / "sequences.csv")
+    seqs.loc[0, "influence"] += 1.0
+    seqs.to_csv(copy / "sequences.csv", index=False)
+    with pytest.raises(ValueError, match="does not match its sha256"):
+        load_attribution(copy)
+    with pytest.raises(ValueError, match="not an attribution folder"):
+        load_attribution(tmp_path)
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"layer": 2}, r"layer=2 is out of range: allowed an integer in \[0, 1\]"),
+    ({"head": 2}, r"head=2 is out of range: allowed an integer in \[0, 1\]"),
+    ({"end": 41}, r"attribution.end=41 is out of range: allowed an integer in \[11, 40\]"),
+    ({"step": 7}, r"attribution.step=7 is out of range: allowed a checkpoint step of the run"),
+])
+def test_bad_configs_for_the_run_raise_before_any_compute(dense_run, kw, message):
+    cfg = dict(layer=HEAD[0], head=HEAD[1], start=10, end=20) | kw
+    before = sorted(p.name for p in (dense_run.path / "attribution").glob("*"))
+    with pytest.raises(ValueError, match=message):
+        attribute(dense_run, AttributionConfig(**cfg), progress=False)
+    assert sorted(p.name for p in (dense_run.path / "attribution").glob("*")) == before
+    assert not list(dense_run.path.glob(".attribution-*"))
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"start": 10, "end": 10}, r"attribution.end=10 is out of range: allowed an integer in \[11, inf\]"),
+    ({"probe": "value"}, "attribution.probe='value' is out of range: allowed attention | logit"),
+    ({"fisher": "exact"}, "attribution.fisher='exact' is out of range"),
+    ({"damping": -1.0}, "attribution.damping=-1.0 is out of range"),
+    ({"layer": -1}, "attribution.layer=-1 is out of range"),
+])
+def test_bad_configs_raise_on_construction(kw, message):
+    with pytest.raises(ValueError, match=message):
+        AttributionConfig(**(dict(layer=1, head=0, start=0, end=10) | kw))

@@ -1,0 +1,142 @@
+"""The recall head's formation over training, and the effect of a retrain on it.
+
+`probe_over_training` measures a head's probe (`workbench.attribution.probes`) at a run's checkpoints,
+on the attribution's fixed probe set (seen individuals on evaluation templates), cached like every
+analysis over checkpoints. A head *forms* when its probe first reaches `level`, by default halfway
+from its value at initialisation to its last value in the reference run (linear interpolation between
+checkpoints; NaN when it never does): one level for a reference run and all its retrains, so their
+formation steps compare.
+
+`retrain_table` gathers, per retrain of a sweep: the plateau end with its 95% interval
+(`workbench.phases`), the attribute accuracy at the last step all runs reached and the formation step; `effects` compares each
+selection with random removal of the same size, paired by seed, with a t-interval over seeds.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+import pandas as pd
+
+from workbench.attribution.window import PROBE_NAMES, PROBE_SEED_OFFSET, Attribution
+from workbench.over_checkpoints import over_checkpoints
+from workbench.run import Run, load_run
+
+
+def probe_over_training(run: Run, layer: int, head: int, probe: str = "attention", size: int = 256,
+                        steps: list[int] | None = None, progress: bool = True) -> pd.DataFrame:
+    """step, probe: the head's probe (mean over the probe set) at checkpoints of `run`."""
+    import torch
+
+    from workbench.attribution.heads import check_head
+    from workbench.attribution.probes import PROBES
+    from workbench.attribution.shim import HeadView
+
+    check_head(run.config.model, layer, head)
+    if probe not in PROBE_NAMES:
+        raise ValueError(f"probe={probe!r} is unknown: allowed {' | '.join(PROBE_NAMES)}")
+    batch = functools.cache(lambda: run.data.eval_batch("seen", size, seed_offset=PROBE_SEED_OFFSET))
+    fn = PROBES[probe]()
+
+    def compute(step, models):
+        with torch.no_grad():
+            value = fn(HeadView(models(step), layer, head), batch()).mean().item()
+        return pd.DataFrame({"probe": [value]})
+
+    return over_checkpoints(run, f"probe-L{layer}H{head}-{probe}", compute, steps, {"size": size}, progress)
+
+
+def formation_level(curve: pd.DataFrame) -> float:
+    """Halfway from the probe at the first checkpoint to the last one."""
+    return float(curve["probe"].iloc[0] + 0.5 * (curve["probe"].iloc[-1] - curve["probe"].iloc[0]))
+
+
+def formation_step(curve: pd.DataFrame, level: float) -> float:
+    """The first step at which the probe reaches `level` (interpolated), NaN if it never does."""
+    step, value = curve["step"].to_numpy(float), curve["probe"].to_numpy(float)
+    rising = value[-1] >= value[0]
+    above = value >= level if rising else value <= level
+    if not above.any():
+        return math.nan
+    i = int(np.argmax(above))
+    if i == 0:
+        return float(step[0])
+    frac = (level - value[i - 1]) / (value[i] - value[i - 1])
+    return float(step[i - 1] + frac * (step[i] - step[i - 1]))
+
+
+def _runs_with_heads(attributions, runs) -> list[tuple[Run, Attribution]]:
+    """(run, its attribution) for each attributed run (the references) and each retrain of one of them."""
+    from pathlib import Path
+
+    by_path = {Path(a.path).resolve(): a for a in attributions}
+    out = [(load_run(a.run_path), a) for a in attributions]
+    for path in runs:
+        run = load_run(path)
+        edit = run.config.edit
+        attribution = by_path.get(Path(edit.attribution).resolve()) if edit is not None else None
+        if attribution is None:
+            raise ValueError(f"run {run.path} is not a retrain of one of the attributions given: allowed runs "
+                             f"whose edit.attribution is one of {sorted(map(str, by_path))}")
+        out.append((run, attribution))
+    return out
+
+
+def retrain_curves(attributions, runs, size: int = 256, progress: bool = False) -> pd.DataFrame:
+    """run, step, probe: the attributed head's probe over training, for the references and their retrains."""
+    frames = [probe_over_training(run, a.config.layer, a.config.head, a.config.probe, size, progress=progress)
+              .assign(run=str(run.path)) for run, a in _runs_with_heads(attributions, runs)]
+    return pd.concat(frames, ignore_index=True)[["run", "step", "probe"]]
+
+
+def retrain_table(attributions, runs, size: int = 256, progress: bool = False) -> pd.DataFrame:
+    """One row per run, the attributed runs first (selection 'none'), then their retrains: seed, action,
+    selection, percent, selection_seed, plateau_end (lo, hi, censored), accuracy (at accuracy_step, the last
+    step every run reached) and formation_step
+    (the attributed head's probe reaching halfway, the level set by the attributed run of that seed)."""
+    curves = retrain_curves(attributions, runs, size, progress)
+    pairs = _runs_with_heads(attributions, runs)
+    common = min(int(run.metrics["step"].max()) for run, _ in pairs)  # retrains may be shorter
+    levels = {}
+    rows = []
+    for run, a in pairs:
+        curve = curves[curves["run"] == str(run.path)]
+        edit, phases = run.config.edit, run.phases()
+        if edit is None:
+            levels[str(a.path)] = formation_level(curve)
+        rows.append({
+            "run": str(run.path), "seed": run.config.seed, "head": f"L{a.config.layer}H{a.config.head}",
+            "action": edit.action if edit else "none", "selection": edit.selection if edit else "none",
+            "percent": edit.percent if edit else 0.0, "selection_seed": edit.selection_seed if edit else 0,
+            "plateau_end": phases.plateau_end, "plateau_end_lo": phases.plateau_end_ci[0],
+            "plateau_end_hi": phases.plateau_end_ci[1], "censored": phases.censored,
+            "accuracy": float(run.metrics.set_index("step")["attribute_accuracy"].loc[:common].iloc[-1]),
+            "accuracy_step": common,
+            "formation_step": formation_step(curve, levels[str(a.path)])})
+    return pd.DataFrame(rows)
+
+
+def effects(table: pd.DataFrame, metric: str = "plateau_end", control: str = "random") -> pd.DataFrame:
+    """Per (action, selection, percent): the mean over seeds of `metric` minus the control selection's
+    (same action, percent and seed), with a 95% t-interval over seeds and the number of seeds."""
+    ctrl = table[table["selection"] == control].groupby(["action", "percent", "seed"])[metric].mean()
+    rows = []
+    for (action, selection, percent), g in table[table["selection"] != "none"].groupby(
+            ["action", "selection", "percent"]):
+        d = np.array([v - ctrl.get((action, percent, s), math.nan) for s, v in
+                      g.groupby("seed")[metric].mean().items()])
+        d = d[np.isfinite(d)]
+        n = len(d)
+        half = _t975(n - 1) * d.std(ddof=1) / math.sqrt(n) if n > 1 else math.inf
+        mean = float(d.mean()) if n else math.nan
+        rows.append({"action": action, "selection": selection, "percent": percent, "metric": metric,
+                     f"delta_vs_{control}": mean, "lo": mean - half, "hi": mean + half, "n_seeds": n})
+    return pd.DataFrame(rows)
+
+
+def _t975(df: int) -> float:
+    """The 97.5% quantile of Student's t (scipy is not a dependency; exact to 3 digits for df >= 1)."""
+    table = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
+    return table.get(df, 1.96 + 2.4 / max(df, 1)) if df >= 1 else math.inf

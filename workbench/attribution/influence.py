@@ -1,0 +1,175 @@
+"""EK-FAC influence of training sequences on a head's probe (kronfluence), and an exact reference.
+
+The influence of a training sequence s on the probe P (mean over the probe set) is the change of P when
+s is up-weighted, through the head's parameters θ only (the `HeadView` modules the probe tracks):
+
+    influence(s) = - ∇P(θ)ᵀ (F + λI)⁻¹ ∇L_s(θ)
+
+with L_s the sequence's summed next-token loss and F the Fisher of the training loss over the window.
+Sign: a gradient step on s changes θ by -η ∇L_s, which changes P by -η ∇Pᵀ ∇L_s, so influence > 0 means
+training on s raises the probe. (Kronfluence's score is ∇Pᵀ (F+λ)⁻¹ ∇L_s, hence the minus sign.)
+
+`ekfac_influence` approximates F by EK-FAC per module (kronfluence's default damping λ: 0.1 × the mean
+eigenvalue of each module's block) and can split each score over the sequence's positions: the
+per-token score at p is the part that flows through the tracked modules' input at p. `exact_influence`
+builds F from explicit per-sequence gradients (one block over all tracked parameters, λ = 0.1 × the mean
+eigenvalue) and solves it directly: the reference EK-FAC is checked against on small cases (`compare`).
+The Fisher is "sampled" (labels drawn from the model: the true Fisher, as the digest's method) or
+"empirical" (the data's labels).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float
+from torch import Tensor
+
+from workbench.config import check
+from workbench.data.batch import Batch
+from workbench.data.kinds import PAD
+
+FISHERS = ("sampled", "empirical")
+DAMPING_SCALE = 0.1  # λ = 0.1 × mean eigenvalue, kronfluence's heuristic (and the exact reference's)
+
+
+def sequence_loss(logits: Float[Tensor, "batch pos vocab"], batch: Batch, sample: bool = False,
+                  generator: torch.Generator | None = None) -> Float[Tensor, "batch"]:
+    """Per sequence, the summed next-token loss over non-padding targets; with `sample`, the targets are
+    drawn from the model's own distribution (for the true Fisher)."""
+    logits = logits[:, :-1].float()
+    targets = batch.tokens[:, 1:].to(logits.device)
+    if sample:
+        with torch.no_grad():
+            probs = torch.softmax(logits, -1).flatten(0, 1)
+            targets = torch.multinomial(probs, 1, generator=generator).view(targets.shape)
+    loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none").view(targets.shape)
+    return (loss * (batch.kind[:, 1:] != PAD).to(loss.device)).sum(1)
+
+
+class _Rows(torch.utils.data.Dataset):
+    """A Batch as a dataset of rows (dicts of its fields), which kronfluence's loaders collate back."""
+
+    def __init__(self, batch: Batch):
+        self.batch = batch
+
+    def __len__(self) -> int:
+        return len(self.batch)
+
+    def __getitem__(self, i: int) -> dict:
+        b = self.batch
+        return {"tokens": b.tokens[i], "kind": b.kind[i], "attribute": b.attribute[i],
+                "value_start": b.value_start[i], "individuals": b.individuals[i]}
+
+
+def _make_task(probe):
+    from kronfluence.task import Task
+
+    class HeadTask(Task):
+        def compute_train_loss(self, batch, model, sample=False):
+            return sequence_loss(model(batch["tokens"]), Batch(**batch), sample).sum()
+
+        def compute_measurement(self, batch, model):
+            return probe(model, Batch(**batch)).sum()
+
+        def get_influence_tracked_modules(self):
+            return list(probe.modules)
+
+        def get_attention_mask(self, batch):
+            return (batch["kind"] != PAD).long()
+
+    return HeadTask()
+
+
+def _check(probe, train: Batch, probe_batch: Batch, damping, fisher: str) -> None:
+    check(fisher in FISHERS, "fisher", " | ".join(FISHERS), fisher)
+    check(damping is None or damping > 0, "damping", "None (the heuristic) or a number > 0", damping)
+    check(len(train) > 0, "train", "at least one sequence", len(train))
+    check(len(probe_batch) > 0, "probe_batch", "at least one sequence", len(probe_batch))
+    check(bool(probe.modules), "probe.modules", "at least one of qk | v | o", probe.modules)
+
+
+def ekfac_influence(view, probe, train: Batch, probe_batch: Batch, damping: float | None = None,
+                    fisher: str = "sampled", fit: Batch | None = None, fit_size: int | None = None, per_token: bool = False,
+                    batch_size: int = 32, workdir: str | Path | None = None, progress: bool = False, seed: int = 0):
+    """EK-FAC influence [n_train] of each training sequence on the probe's mean over `probe_batch`;
+    with `per_token`, also its split over positions [n_train, pos]. The factors are fitted on `fit`
+    (default: `train`), or on a seeded subset of `fit_size` of its sequences."""
+    from kronfluence.analyzer import Analyzer, prepare_model
+    from kronfluence.arguments import FactorArguments, ScoreArguments
+    from kronfluence.utils.dataset import DataLoaderKwargs
+
+    _check(probe, train, probe_batch, damping, fisher)
+    task = _make_task(probe)
+    model = prepare_model(copy.deepcopy(view), task)
+    fit = train if fit is None else fit
+    if fit_size is not None and fit_size < len(fit):
+        rows = torch.randperm(len(fit), generator=torch.Generator().manual_seed(seed))[:fit_size]
+        fit = train[rows.sort().values]
+    with tempfile.TemporaryDirectory() as scratch, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning, module="kronfluence")  # its GradScaler call
+        out = Path(workdir) if workdir is not None else Path(scratch)
+        analyzer = Analyzer("head", model, task, cpu=not torch.cuda.is_available(), log_level=logging.WARNING,
+                            disable_tqdm=not progress, output_dir=str(out))
+        analyzer.set_dataloader_kwargs(DataLoaderKwargs(num_workers=0))
+        torch.manual_seed(seed)  # the sampled Fisher's labels
+        analyzer.fit_all_factors("factors", _Rows(fit), per_device_batch_size=batch_size,
+                                 factor_args=FactorArguments(strategy="ekfac", use_empirical_fisher=fisher == "empirical"),
+                                 overwrite_output_dir=True)
+        score_args = ScoreArguments(damping_factor=damping, compute_per_token_scores=per_token,
+                                    aggregate_query_gradients=True)
+        analyzer.compute_pairwise_scores("scores", "factors", _Rows(probe_batch), _Rows(train),
+                                         per_device_query_batch_size=batch_size, per_device_train_batch_size=batch_size,
+                                         score_args=score_args, overwrite_output_dir=True)
+        scores = analyzer.load_pairwise_scores("scores")
+    raw = scores["all_modules"][0].double() * (-1.0 / len(probe_batch))  # [n_train] or [n_train, pos]
+    if per_token:
+        return raw.sum(1).numpy(), raw.numpy()
+    return raw.numpy()
+
+
+def _flat_grad(value: Tensor, params: list[Tensor]) -> Tensor:
+    return torch.cat([g.flatten() for g in torch.autograd.grad(value, params)]).double()
+
+
+def exact_influence(view, probe, train: Batch, probe_batch: Batch, damping: float | None = None,
+                    fisher: str = "sampled", fit: Batch | None = None, seed: int = 0) -> np.ndarray:
+    """The influence [n_train] with the Fisher of the tracked parameters built from the per-sequence
+    gradients of `fit` (default: `train`) and solved exactly (module docstring); for small heads."""
+    _check(probe, train, probe_batch, damping, fisher)
+    view = copy.deepcopy(view)
+    params = [p for name in probe.modules for p in getattr(view, name).parameters()]
+    device = params[0].device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    fit = train if fit is None else fit
+
+    def grads(batch: Batch, sample: bool) -> Tensor:  # [n, dim]: per-sequence gradients
+        return torch.stack([_flat_grad(sequence_loss(view(batch.tokens[i: i + 1].to(device)), batch[i: i + 1],
+                                                     sample, generator).sum(), params) for i in range(len(batch))])
+
+    g_fit = grads(fit, fisher == "sampled")
+    fisher_matrix = g_fit.T @ g_fit / len(fit)
+    lam = damping if damping is not None else DAMPING_SCALE * torch.diagonal(fisher_matrix).mean().item()
+    g_probe = _flat_grad(probe(view, probe_batch).mean(), params)
+    solved = torch.linalg.solve(fisher_matrix + lam * torch.eye(len(g_probe), dtype=torch.float64), g_probe)
+    return (-(grads(train, False) @ solved)).numpy()
+
+
+def compare(a, b, top: float = 0.1) -> dict[str, float]:
+    """How well two influence vectors agree: Spearman rank correlation, and the overlap of their top
+    `top` fraction (share of a's most influential sequences that are among b's)."""
+    import pandas as pd
+
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    check(a.shape == b.shape and a.ndim == 1, "a, b", "two vectors of the same length", (a.shape, b.shape))
+    check(0 < top <= 1, "top", "a fraction in (0, 1]", top)
+    k = max(1, int(round(top * len(a))))
+    overlap = len(set(np.argsort(-a)[:k]) & set(np.argsort(-b)[:k])) / k
+    return {"spearman": float(pd.Series(a).corr(pd.Series(b), method="spearman")), "top_overlap": float(overlap)}

@@ -1,0 +1,230 @@
+"""Which training sequences of a window of steps build one head: influence scores, saved in the run.
+
+`attribute(run, AttributionConfig(layer, head, start, end))` scores every training sequence the run saw
+in steps [start, end) (the batch of step s trains the update s -> s+1; each sequence is addressed as
+(step, row)) by its EK-FAC influence, in the head's parameter subspace, on a probe of the head at
+checkpoint `step` (`workbench.attribution.influence`). Sign: influence > 0 means training on the
+sequence raises the probe, i.e. promotes the head. Per-token influences are summed per sentence, so a
+sequence's influence splits over its attributes (and their templates).
+
+Saved under `<run>/attribution/<name>/` (written to a temporary folder, then renamed):
+attribution.json (the config, the head, the probe, cost, files' sha256), sequences.csv (step, row,
+individual, influence, and per attribute `influence/<a>` and `template/<a>`), and the aggregates by
+individual, attribute, template and step (`aggregate`). An existing attribution with the same config
+is loaded, not recomputed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from workbench.atomic import atomic_write_csv, atomic_write_json
+from workbench.config import check, check_int, check_number
+
+PROBE_NAMES = ("attention", "logit")
+PROBE_SEED_OFFSET = 1  # the probe set: eval_batch("seen", probe_size, seed_offset=1), also in `formation`
+AGGREGATES = ("individual", "attribute", "template", "step")
+
+
+@dataclass(frozen=True)
+class AttributionConfig:
+    """Influence of the training sequences of steps [start, end) on a probe of head (layer, head) at
+    checkpoint `step` (0: the first checkpoint at or after `end`)."""
+
+    layer: int
+    head: int
+    start: int
+    end: int
+    step: int = 0
+    probe: str = "attention"  # attention (attribute -> name mass; tracks Q|K) | logit (direct logit; Q|K, V, O)
+    probe_size: int = 256  # fixed probe set: seen individuals on evaluation templates
+    fit_size: int = 4096  # window sequences (seeded subset) that fit the EK-FAC factors; 0 = all
+    damping: float = 0.0  # 0: 0.1 x the mean eigenvalue (the usual heuristic)
+    fisher: str = "sampled"  # sampled (labels from the model: the true Fisher) | empirical (the data's labels)
+    batch_size: int = 32
+
+    def __post_init__(self) -> None:
+        check_int("attribution.layer", self.layer, 0)
+        check_int("attribution.head", self.head, 0)
+        check_int("attribution.start", self.start, 0)
+        check_int("attribution.end", self.end, self.start + 1)
+        check_int("attribution.step", self.step, 0)
+        check(self.probe in PROBE_NAMES, "attribution.probe", " | ".join(PROBE_NAMES), self.probe)
+        check_int("attribution.probe_size", self.probe_size, 1)
+        check_int("attribution.fit_size", self.fit_size, 0)
+        check_number("attribution.damping", self.damping, 0.0)
+        check(self.fisher in ("sampled", "empirical"), "attribution.fisher", "sampled | empirical", self.fisher)
+        check_int("attribution.batch_size", self.batch_size, 1)
+
+    @property
+    def name(self) -> str:
+        return f"L{self.layer}H{self.head}-{self.probe}-w{self.start}-{self.end}-s{self.step}"
+
+
+def resolve(run, config: AttributionConfig) -> AttributionConfig:
+    """The config checked against the run (head, window, checkpoint), with `step` filled in; raises a
+    ValueError naming the field before any compute."""
+    from workbench.attribution.heads import check_head
+
+    if run.config.edit is not None:
+        raise ValueError(f"run {run.path} is an edited retrain: allowed a run trained on its original batches "
+                         f"(attribute the run it was edited from)")
+    check_head(run.config.model, config.layer, config.head)
+    trained = run.checkpoint_steps[-1] if run.checkpoint_steps else 0
+    check_int("attribution.end", config.end, config.start + 1, min(run.config.train.steps, trained))
+    steps = run.checkpoint_steps
+    step = config.step or next((s for s in steps if s >= config.end), 0)
+    check(step in steps, "attribution.step", f"a checkpoint step of the run: {steps}", config.step or "none after end")
+    return dataclasses.replace(config, step=step)
+
+
+def window_batch(data, start: int, end: int):
+    """The training sequences of steps [start, end), in (step, row) order, as one padded Batch."""
+    from workbench.data.batch import cat_batches
+
+    return cat_batches([data.train_batch(s) for s in range(start, end)], data.tokenizer.pad_id)
+
+
+def attribute(run, config: AttributionConfig, progress: bool = True) -> "Attribution":
+    """Score the window's sequences (module docstring); load the saved scores when they exist."""
+    from workbench.run import load_run
+
+    run = load_run(run) if isinstance(run, (str, os.PathLike)) else run
+    config = resolve(run, config)
+    out = run.path / "attribution" / config.name
+    if (out / "attribution.json").exists():
+        saved = load_attribution(out)
+        if saved.config == config:
+            return saved
+        raise ValueError(f"{out} holds another attribution config: allowed the same, or remove it")
+    with tempfile.TemporaryDirectory(dir=run.path, prefix=".attribution-") as tmp:
+        _compute(run, config, Path(tmp), progress)
+        out.parent.mkdir(exist_ok=True)
+        os.replace(Path(tmp) / "result", out)
+    return load_attribution(out)
+
+
+def _compute(run, config: AttributionConfig, tmp: Path, progress: bool) -> None:
+    from workbench.attribution.influence import ekfac_influence
+    from workbench.attribution.probes import PROBES
+    from workbench.attribution.shim import HeadView
+
+    t0 = time.perf_counter()
+    data = run.data
+    train = window_batch(data, config.start, config.end)
+    probe_batch = data.eval_batch("seen", config.probe_size, seed_offset=PROBE_SEED_OFFSET)
+    view = HeadView(run.load_model(config.step), config.layer, config.head)
+    probe = PROBES[config.probe]()
+    t1 = time.perf_counter()
+    influence, per_token = ekfac_influence(
+        view, probe, train, probe_batch, damping=config.damping or None, fisher=config.fisher,
+        fit_size=config.fit_size or None, per_token=True, batch_size=config.batch_size,
+        workdir=tmp / "kronfluence", progress=progress)
+    t2 = time.perf_counter()
+    sequences = sequence_table(data, config, train, influence, per_token)
+    write_attribution(tmp / "result", config, run, sequences,
+                      {"setup": round(t1 - t0, 2), "influence": round(t2 - t1, 2),
+                       "total": round(time.perf_counter() - t0, 2)})
+
+
+def write_attribution(out: Path, config: AttributionConfig, run, sequences: pd.DataFrame, seconds: dict) -> None:
+    """Write an attribution folder: the per-sequence table, its aggregates, and attribution.json last."""
+    out.mkdir(parents=True)
+    files = {"sequences.csv": sequences, **{f"by_{by}.csv": aggregate(sequences, by) for by in AGGREGATES}}
+    for name, frame in files.items():
+        atomic_write_csv(out / name, frame)
+    atomic_write_json(out / "attribution.json", {
+        "config": dataclasses.asdict(config), "run": str(run.path), "seed": run.config.seed,
+        "n_sequences": len(sequences), "attributes": list(run.config.data.attributes),
+        "sign": "influence > 0: training on the sequence raises the probe (promotes the head)",
+        "seconds": seconds, "sha256": {n: hashlib.sha256((out / n).read_bytes()).hexdigest() for n in files}})
+
+
+def sequence_table(data, config: AttributionConfig, train, influence, per_token) -> pd.DataFrame:
+    """One row per (step, row): individual, influence, and per attribute its sentence's template and
+    influence: the per-token influences of the input positions in that sentence. Kronfluence's per-token
+    score at position p is the gradient through the tracked modules' input at p (Q, K, V of that token),
+    which losses at p and later positions reach; the BOS position's share belongs to no sentence."""
+    import torch
+
+    attributes = data.config.data.attributes
+    b = data.config.train.batch_size
+    steps = np.repeat(np.arange(config.start, config.end), b)
+    table = {"step": steps, "row": np.tile(np.arange(b), config.end - config.start),
+             "individual": train.individuals.numpy(), "influence": np.asarray(influence, dtype=np.float64)}
+    tokens = torch.as_tensor(np.asarray(per_token, dtype=np.float64))[:, : train.tokens.shape[1]]
+    position_attr = train.attribute.long()  # the sentence of each input position (-1 on BOS/padding)
+    templates = np.concatenate([data.train_templates(s) for s in range(config.start, config.end)])
+    for j, a in enumerate(attributes):
+        table[f"influence/{a}"] = (tokens * (position_attr == j)).sum(1).numpy()
+        table[f"template/{a}"] = templates[:, j]
+    return pd.DataFrame(table)
+
+
+def aggregate(sequences: pd.DataFrame, by: str) -> pd.DataFrame:
+    """Influence summed (total), averaged (mean) and counted (n) by individual, attribute, template
+    (attribute, template) or step; rows in descending total."""
+    check(by in AGGREGATES, "by", " | ".join(AGGREGATES), by)
+    if by in ("individual", "step"):
+        g = sequences.groupby(by)["influence"]
+        out = pd.DataFrame({"total": g.sum(), "mean": g.mean(), "n": g.size()}).reset_index()
+    else:
+        attributes = [c.split("/", 1)[1] for c in sequences.columns if c.startswith("influence/")]
+        long = pd.concat([pd.DataFrame({"attribute": a, "template": sequences[f"template/{a}"],
+                                        "influence": sequences[f"influence/{a}"]}) for a in attributes])
+        keys = ["attribute"] if by == "attribute" else ["attribute", "template"]
+        g = long.groupby(keys)["influence"]
+        out = pd.DataFrame({"total": g.sum(), "mean": g.mean(), "n": g.size()}).reset_index()
+    return out.sort_values("total", ascending=False, kind="stable").reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """A saved attribution: its folder, config, metadata and per-sequence scores."""
+
+    path: Path
+    config: AttributionConfig
+    meta: dict = dataclasses.field(compare=False, repr=False)
+
+    @property
+    def sequences(self) -> pd.DataFrame:
+        return pd.read_csv(self.path / "sequences.csv")
+
+    def aggregate(self, by: str) -> pd.DataFrame:
+        check(by in AGGREGATES, "by", " | ".join(AGGREGATES), by)
+        return pd.read_csv(self.path / f"by_{by}.csv")
+
+    @property
+    def run_path(self) -> Path:
+        return Path(self.meta["run"])
+
+
+def load_attribution(path: str | os.PathLike) -> Attribution:
+    """An attribution folder (`<run>/attribution/<name>`), its files checked against their sha256."""
+    path = Path(path)
+    meta_file = path / "attribution.json"
+    if not meta_file.exists():
+        raise ValueError(f"{path} is not an attribution folder (no attribution.json): allowed "
+                         f"<run>/attribution/<name> written by workbench.attribution.attribute")
+    meta = json.loads(meta_file.read_text())
+    for name, sha in meta["sha256"].items():
+        if hashlib.sha256((path / name).read_bytes()).hexdigest() != sha:
+            raise ValueError(f"{path / name} does not match its sha256 in attribution.json (edited or truncated)")
+    return Attribution(path, AttributionConfig(**meta["config"]), meta)
+
+
+def remove_attribution(path: str | os.PathLike) -> None:
+    """Delete a saved attribution folder (e.g. to recompute it with another config)."""
+    load_attribution(path)  # only ever deletes an attribution folder
+    shutil.rmtree(path)
