@@ -24,7 +24,7 @@ def test_one_row_per_window_sequence_in_step_row_order(dense_run, attribution):
 
 def test_per_attribute_influences_add_up_to_the_sequence_influence(attribution):
     seqs = attribution.sequences
-    parts = seqs[[c for c in seqs.columns if c.startswith("influence/")]].sum(1)
+    parts = seqs[[c for c in seqs.columns if c.startswith("influence/")]].sum(axis=1) + seqs["bos_influence"]
     scale = seqs["influence"].abs().max()
     assert np.allclose(parts, seqs["influence"], atol=1e-4 * scale)
 
@@ -41,7 +41,8 @@ def test_aggregates_match_an_independent_groupby(attribution):
     got = by_template[by_template["attribute"] == a].set_index("template")["total"]
     assert np.allclose(got.loc[mine.index], mine)
     assert aggregate(seqs, "step")["n"].eq(len(seqs) // (WINDOW[1] - WINDOW[0])).all()
-    assert np.isclose(attribution.aggregate("attribute")["total"].sum(), seqs["influence"].sum(),
+    assert np.isclose(attribution.aggregate("attribute")["total"].sum() + seqs["bos_influence"].sum(),
+                      seqs["influence"].sum(),
                       atol=1e-4 * seqs["influence"].abs().max())
 
 

@@ -23,7 +23,7 @@ from workbench.sweeps import read_plan
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
 EXPECTED = ["01_three_phases", "02_name_attention", "03_attention_patching", "04_finetuning_and_memory",
-            "05_toy_memory", "06_scaling_and_curricula"]
+            "05_toy_memory", "06_scaling_and_curricula", "07_data_attribution"]
 CELL_TIMEOUT_S = 300
 
 
@@ -150,7 +150,20 @@ def check_06(nb, root: Path) -> None:
         assert all(wb.load_run(t["run"]).status == "finished" for t in plan["trials"])
 
 
-CHECKS = {"01": check_01, "02": check_02, "03": check_03, "04": check_04, "05": check_05, "06": check_06}
+def check_07(nb, root: Path) -> None:
+    assert len(outputs(nb, "image/png")) == 4  # head scores, influence, exact vs EK-FAC, retrains
+    html = "\n".join(outputs(nb, "text/html"))
+    assert "attribute_to_name" in html and "delta_vs_random" in html and "warmup-top16" in html
+    run = wb.load_run(root / "sweeps" / "tiny-attribution" / "seed0")
+    saved = list((run.path / "attribution").glob("*/attribution.json"))
+    assert len(saved) == 1 and "w10-20" in saved[0].parent.name
+    for name, trials in (("tiny-attribution-retrains", 3), ("tiny-attribution-curriculum", 2)):
+        plan = read_plan(root / "sweeps" / name)
+        assert len(plan["trials"]) == trials
+        assert all(wb.load_run(t["run"]).status == "finished" for t in plan["trials"])
+
+
+CHECKS = {"01": check_01, "02": check_02, "03": check_03, "04": check_04, "05": check_05, "06": check_06, "07": check_07}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

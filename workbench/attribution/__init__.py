@@ -1,1 +1,43 @@
-"""Mechanistic data attribution of the recall head (digest §6, arXiv 2601.21996)."""
+"""Mechanistic data attribution of the recall head (digest §6, arXiv 2601.21996).
+
+Which training sequences build the head that, at an attribute's value, attends to the individual's name:
+
+    heads      find_recall_head(run) -> RecallHead; head_scores(model, batch, n_attributes)
+    view       HeadView(model, layer, head): the head as Q|K, V, O nn.Linear (what kronfluence tracks)
+    probes     PROBES {"attention", "logit"}, Probe(name, modules, fn) for your own
+    influence  ekfac_influence, exact_influence, compare (sign: > 0 promotes the head)
+    window     AttributionConfig, attribute(run, config) -> Attribution (saved in the run), load_attribution
+    retrain    retrain_spec (remove / duplicate the top k%, random and matched controls), curriculum_spec
+    formation  probe_over_training, retrain_table, retrain_curves, effects (vs random, paired by seed)
+
+Loaded lazily (PEP 562), like `workbench`: `workbench.experiment` imports `retrain` without torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "workbench.attribution.heads": ("RecallHead", "find_recall_head", "head_scores"),
+    "workbench.attribution.shim": ("HeadView",),
+    "workbench.attribution.probes": ("PROBES", "Probe"),
+    "workbench.attribution.influence": ("compare", "ekfac_influence", "exact_influence"),
+    "workbench.attribution.window": ("Attribution", "AttributionConfig", "attribute", "load_attribution"),
+    "workbench.attribution.retrain": ("curriculum_spec", "retrain_spec", "warmup_individuals"),
+    "workbench.attribution.formation": ("effects", "probe_over_training", "retrain_curves", "retrain_table"),
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module 'workbench.attribution' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_WHERE[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

@@ -9,7 +9,7 @@ sequence's influence splits over its attributes (and their templates).
 
 Saved under `<run>/attribution/<name>/` (written to a temporary folder, then renamed):
 attribution.json (the config, the head, the probe, cost, files' sha256), sequences.csv (step, row,
-individual, influence, and per attribute `influence/<a>` and `template/<a>`), and the aggregates by
+individual, influence, bos_influence, and per attribute `influence/<a>` and `template/<a>`), and the aggregates by
 individual, attribute, template and step (`aggregate`). An existing attribution with the same config
 is loaded, not recomputed.
 """
@@ -155,8 +155,11 @@ def sequence_table(data, config: AttributionConfig, train, influence, per_token)
     """One row per (step, row): individual, influence, and per attribute its sentence's template and
     influence: the per-token influences of the input positions in that sentence. Kronfluence's per-token
     score at position p is the gradient through the tracked modules' input at p (Q, K, V of that token),
-    which losses at p and later positions reach; the BOS position's share belongs to no sentence."""
+    which losses at p and later positions reach. The BOS position's share (its key, read by every
+    later query) belongs to no sentence: `bos_influence`; the parts add up to `influence`."""
     import torch
+
+    from workbench.data.kinds import BOS
 
     attributes = data.config.data.attributes
     b = data.config.train.batch_size
@@ -166,6 +169,7 @@ def sequence_table(data, config: AttributionConfig, train, influence, per_token)
     tokens = torch.as_tensor(np.asarray(per_token, dtype=np.float64))[:, : train.tokens.shape[1]]
     position_attr = train.attribute.long()  # the sentence of each input position (-1 on BOS/padding)
     templates = np.concatenate([data.train_templates(s) for s in range(config.start, config.end)])
+    table["bos_influence"] = (tokens * (train.kind == BOS)).sum(1).numpy()  # the BOS position's share
     for j, a in enumerate(attributes):
         table[f"influence/{a}"] = (tokens * (position_attr == j)).sum(1).numpy()
         table[f"template/{a}"] = templates[:, j]
