@@ -10,7 +10,7 @@ Which training sequences build the head that, at an attribute's value, attends t
     retrain    retrain_spec (remove / duplicate the top k%, random and matched controls), curriculum_spec
     formation  probe_over_training, retrain_table, retrain_curves, effects (vs random, paired by seed)
 
-Loaded lazily (PEP 562), like `workbench`: `workbench.experiment` imports `retrain` without torch.
+Loaded lazily (PEP 562), like `workbench`: a name imports its module on first use.
 """
 
 from __future__ import annotations

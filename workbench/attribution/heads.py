@@ -15,21 +15,10 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 
+from workbench.attribution.shim import check_head, check_head_index  # noqa: F401 (re-exported)
 from workbench.config import check
 
 ABLATIONS = ("mean", "zero")
-
-
-def check_head_index(n_layers: int, n_heads: int, layer: int, head: int) -> None:
-    """A ValueError naming the field and its allowed range when (layer, head) is not a head of the model."""
-    for name, value, n in (("layer", layer, n_layers), ("head", head, n_heads)):
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < n:
-            raise ValueError(f"{name}={value!r} is out of range: allowed an integer in [0, {n - 1}]")
-
-
-def check_head(model_config, layer: int, head: int) -> None:
-    """`check_head_index` for a `ModelConfig` (before any model is loaded)."""
-    check_head_index(model_config.n_layers, model_config.n_heads, layer, head)
 
 
 def _z_hook(head: int, ablation: str):
@@ -85,7 +74,7 @@ def find_recall_head(run, step: int | None = None, size: int = 256, layers: tupl
                      ablation: str = "mean", progress: bool = False) -> RecallHead:
     """The recall head of `run` at checkpoint `step` (default: the first at or after the plateau end,
     else the last), among `layers` (default: the last layer), on `size` seen individuals."""
-    from workbench.attribution.window import PROBE_SEED_OFFSET
+    from workbench.attribution.probes import PROBE_SEED_OFFSET
 
     steps = run.checkpoint_steps
     if not steps:

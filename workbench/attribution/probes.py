@@ -14,13 +14,15 @@ respect to the tracked modules of the `HeadView` is what training sequences are 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
 from workbench.data.batch import Batch
+
+PROBE_SEED_OFFSET = 1  # the probe set: eval_batch("seen", size, seed_offset=1), seen individuals on evaluation templates
 
 
 @dataclass(frozen=True)

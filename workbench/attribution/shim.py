@@ -24,6 +24,18 @@ from torch import Tensor, nn
 MODULES = ("qk", "v", "o")
 
 
+def check_head_index(n_layers: int, n_heads: int, layer: int, head: int) -> None:
+    """A ValueError naming the field and its allowed range when (layer, head) is not a head of the model."""
+    for name, value, n in (("layer", layer, n_layers), ("head", head, n_heads)):
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < n:
+            raise ValueError(f"{name}={value!r} is out of range: allowed an integer in [0, {n - 1}]")
+
+
+def check_head(model_config, layer: int, head: int) -> None:
+    """`check_head_index` for a `ModelConfig` (before any model is loaded)."""
+    check_head_index(model_config.n_layers, model_config.n_heads, layer, head)
+
+
 class HeadView(nn.Module):
     """Head (layer, head) of `model` as trainable Linear modules over a frozen copy (module docstring).
 
@@ -33,8 +45,6 @@ class HeadView(nn.Module):
 
     def __init__(self, model: nn.Module, layer: int, head: int):
         super().__init__()
-        from workbench.attribution.heads import check_head_index
-
         cfg = model.cfg
         check_head_index(cfg.n_layers, cfg.n_heads, layer, head)
         if cfg.positional_embedding_type not in ("standard", "rotary"):

@@ -29,11 +29,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from workbench.attribution.probes import PROBE_SEED_OFFSET
 from workbench.atomic import atomic_write_csv, atomic_write_json
 from workbench.config import check, check_int, check_number
 
 PROBE_NAMES = ("attention", "logit")
-PROBE_SEED_OFFSET = 1  # the probe set: eval_batch("seen", probe_size, seed_offset=1), also in `formation`
 AGGREGATES = ("individual", "attribute", "template", "step")
 
 
