@@ -1,6 +1,6 @@
 """Data attribution of the recall head at cpu-sweep scale, and its causal test by retraining (digest §6).
 
-    python analysis/attribution_cpu.py [--seeds 0 1 2] [--steps 800] [--fit-size 4096]
+    python analysis/attribution_cpu.py [--seeds 0 1 2] [--steps 800] [--fit-size 4096] [--arms core|full]
 
 1. The reference runs: the shipped sweep `cpu/attribution` (cpu-sweep, N = 2000, 1,000 steps, a
    checkpoint every 25 steps), trained when absent.
@@ -31,9 +31,10 @@ from workbench.run import checkpoints_root
 from workbench.viz import plot_head_scores, plot_influence, plot_retrains
 
 FIGURES = Path(__file__).with_name("figures")
-ARMS = ([{"action": "remove", "selection": s, "percent": 10.0} for s in ("top", "random", "matched", "bottom")]
-        + [{"action": "remove", "selection": s, "percent": 30.0} for s in ("top", "random")]
-        + [{"action": "duplicate", "selection": "top", "percent": 10.0}])
+ARMS = {"core": [{"action": "remove", "selection": s, "percent": k} for k in (10.0, 30.0) for s in ("top", "random")],
+        "full": ([{"action": "remove", "selection": s, "percent": 10.0} for s in ("top", "random", "matched", "bottom")]
+                 + [{"action": "remove", "selection": s, "percent": 30.0} for s in ("top", "random")]
+                 + [{"action": "duplicate", "selection": "top", "percent": 10.0}])}
 
 
 def main() -> None:
@@ -41,6 +42,8 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--steps", type=int, default=800)
     p.add_argument("--fit-size", type=int, default=4096)
+    p.add_argument("--arms", choices=sorted(ARMS), default="core",
+                   help="core: top and random removal of 10%% and 30%%; full: also matched, bottom, duplication")
     args = p.parse_args()
     FIGURES.mkdir(exist_ok=True)
 
@@ -65,7 +68,7 @@ def main() -> None:
             print("\ntop individuals:\n" + markdown(a.aggregate("individual").head(8)))
 
     t0 = time.perf_counter()
-    status = wb.sweep(retrain_spec(attributions, arms=ARMS, name="cpu-attribution-retrains", steps=args.steps,
+    status = wb.sweep(retrain_spec(attributions, arms=ARMS[args.arms], name="cpu-attribution-retrains", steps=args.steps,
                                    n_checkpoints=args.steps // 25))
     print(f"\nretrains: {len(status)} runs in {time.perf_counter() - t0:.0f} s")
     runs = list(status[status["status"] == "finished"]["run"])
