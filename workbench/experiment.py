@@ -227,6 +227,8 @@ def attribute(run: str | Path | Run, layer: int | None = None, head: int | None 
     from workbench.attribution.heads import find_recall_head
     from workbench.attribution.window import AttributionConfig, attribute as attribute_window
 
+    if head is not None and layer is None:
+        raise ValueError("head is given without layer: allowed both, or neither (the recall head is found)")
     run = run if isinstance(run, Run) else load_run(RunDir.require(run, "run").path)
     if start is None or end is None:
         phases = run.phases()
@@ -238,8 +240,6 @@ def attribute(run: str | Path | Run, layer: int | None = None, head: int | None 
     if head is None:
         found = find_recall_head(run, layers=None if layer is None else (layer,), progress=progress)
         layer, head = found.layer, found.head
-    elif layer is None:
-        raise ValueError("head is given without layer: allowed both, or neither (the recall head is found)")
     config = AttributionConfig(layer, head, start, end, step, probe, **kw)
     return attribute_window(run, config, progress)
 

@@ -1,0 +1,25 @@
+"""`workbench attribute`: the saved attribution and its summary; bad arguments name the field."""
+
+import pytest
+
+from workbench.cli import main
+
+
+def test_attribute_prints_the_head_window_and_top_individuals(dense_run, attribution, capsys):
+    """The same config as the `attribution` fixture: the CLI loads it rather than recomputing."""
+    assert main(["attribute", str(dense_run.path), "--layer", "1", "--head", "0", "--window", "10", "20",
+                 "--fit-size", "0", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert f"attribution: {attribution.path}" in out
+    assert "head L1H0, probe attention at step 20, window [10, 20): 160 sequences" in out
+    assert "by individual (top 5)" in out and "by attribute (top 5)" in out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--head", "0"], "head is given without layer"),
+    (["--layer", "5", "--head", "0", "--window", "10", "20"], "layer=5 is out of range"),
+    (["--layer", "1", "--head", "0", "--window", "10", "90"], "attribution.end"),
+])
+def test_bad_arguments_name_the_field(dense_run, capsys, args, message):
+    assert main(["attribute", str(dense_run.path), *args, "--quiet"]) != 0
+    assert message in capsys.readouterr().err
