@@ -96,3 +96,19 @@ def test_bad_configs_for_the_run_raise_before_any_compute(dense_run, kw, message
 def test_bad_configs_raise_on_construction(kw, message):
     with pytest.raises(ValueError, match=message):
         AttributionConfig(**(dict(layer=1, head=0, start=0, end=10) | kw))
+
+
+def test_a_registered_probe_of_ones_own_is_used_by_name(dense_run, monkeypatch):
+    """A user probe (attention to BOS at the value queries) registered in PROBES is attributed by name."""
+    from workbench.attribution.probes import PROBES, Probe
+
+    def to_bos(view, batch):
+        view(batch.tokens)
+        queries = batch.value_query_mask.float()
+        return (view.captured["pattern"][:, :, 0] * queries).sum(1) / queries.sum(1)
+
+    monkeypatch.setitem(PROBES, "bos", lambda: Probe("bos", ("qk",), to_bos))
+    a = attribute(dense_run, AttributionConfig(1, 0, 10, 12, probe="bos", probe_size=32, fit_size=0), progress=False)
+    assert a.config.probe == "bos" and len(a.sequences) == 32 and a.sequences["influence"].std() > 0
+    with pytest.raises(ValueError, match="attribution.probe"):
+        AttributionConfig(1, 0, 10, 12, probe="nope")

@@ -20,7 +20,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from workbench.attribution.window import PROBE_NAMES, PROBE_SEED_OFFSET, Attribution
+from workbench.attribution.probes import PROBE_SEED_OFFSET, PROBES
+from workbench.attribution.window import Attribution
 from workbench.over_checkpoints import over_checkpoints
 from workbench.run import Run, load_run
 
@@ -31,12 +32,11 @@ def probe_over_training(run: Run, layer: int, head: int, probe: str = "attention
     import torch
 
     from workbench.attribution.heads import check_head
-    from workbench.attribution.probes import PROBES
     from workbench.attribution.shim import HeadView
 
     check_head(run.config.model, layer, head)
-    if probe not in PROBE_NAMES:
-        raise ValueError(f"probe={probe!r} is unknown: allowed {' | '.join(PROBE_NAMES)}")
+    if probe not in PROBES:
+        raise ValueError(f"probe={probe!r} is unknown: allowed {' | '.join(PROBES)}")
     batch = functools.cache(lambda: run.data.eval_batch("seen", size, seed_offset=PROBE_SEED_OFFSET))
     fn = PROBES[probe]()
 

@@ -71,4 +71,6 @@ def logit_probe() -> Probe:
     return Probe("logit", ("qk", "v", "o"), _logit)
 
 
+# name -> a Probe factory. Register your own (PROBES["mine"] = lambda: Probe("mine", ("qk",), fn)) to use it
+# by name in AttributionConfig, `workbench.attribute(..., probe="mine")` and `probe_over_training`.
 PROBES: dict[str, Callable[[], Probe]] = {"attention": attention_probe, "logit": logit_probe}

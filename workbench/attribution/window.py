@@ -29,11 +29,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from workbench.attribution.probes import PROBE_SEED_OFFSET
+from workbench.attribution.probes import PROBE_SEED_OFFSET, PROBES
 from workbench.atomic import atomic_write_csv, atomic_write_json
 from workbench.config import check, check_int, check_number
 
-PROBE_NAMES = ("attention", "logit")
 AGGREGATES = ("individual", "attribute", "template", "step")
 
 
@@ -47,7 +46,7 @@ class AttributionConfig:
     start: int
     end: int
     step: int = 0
-    probe: str = "attention"  # attention (attribute -> name mass; tracks Q|K) | logit (direct logit; Q|K, V, O)
+    probe: str = "attention"  # a name in PROBES: attention (attribute -> name; Q|K) | logit (direct logit; Q|K, V, O) | yours
     probe_size: int = 256  # fixed probe set: seen individuals on evaluation templates
     fit_size: int = 4096  # window sequences (seeded subset) that fit the EK-FAC factors; 0 = all
     damping: float = 0.0  # 0: 0.1 x the mean eigenvalue (the usual heuristic)
@@ -60,7 +59,7 @@ class AttributionConfig:
         check_int("attribution.start", self.start, 0)
         check_int("attribution.end", self.end, self.start + 1)
         check_int("attribution.step", self.step, 0)
-        check(self.probe in PROBE_NAMES, "attribution.probe", " | ".join(PROBE_NAMES), self.probe)
+        check(self.probe in PROBES, "attribution.probe", " | ".join(PROBES), self.probe)
         check_int("attribution.probe_size", self.probe_size, 1)
         check_int("attribution.fit_size", self.fit_size, 0)
         check_number("attribution.damping", self.damping, 0.0)
