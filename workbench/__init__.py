@@ -16,8 +16,9 @@ workbench.finetuning, workbench.stability, workbench.over_checkpoints (the cache
 
 from __future__ import annotations
 
-import importlib
 from importlib.metadata import PackageNotFoundError, version
+
+from workbench.lazy import lazy_exports
 
 try:
     __version__ = version("workbench")
@@ -34,18 +35,4 @@ _EXPORTS = {
     "workbench.phases": ("Phases", "detect_phases"),
     "workbench.run": ("Run", "list_runs", "load_run"),
 }
-_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
-
-__all__ = sorted(_WHERE)
-
-
-def __getattr__(name: str):
-    if name not in _WHERE:
-        raise AttributeError(f"module 'workbench' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_WHERE[name]), name)
-    globals()[name] = value  # later lookups skip __getattr__
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

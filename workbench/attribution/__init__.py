@@ -15,7 +15,7 @@ Loaded lazily (PEP 562), like `workbench`: a name imports its module on first us
 
 from __future__ import annotations
 
-import importlib
+from workbench.lazy import lazy_exports
 
 _EXPORTS = {
     "workbench.attribution.heads": ("RecallHead", "find_recall_head", "head_scores"),
@@ -26,18 +26,4 @@ _EXPORTS = {
     "workbench.attribution.retrain": ("curriculum_spec", "retrain_spec", "warmup_individuals"),
     "workbench.attribution.formation": ("effects", "probe_over_training", "retrain_curves", "retrain_table"),
 }
-_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
-
-__all__ = sorted(_WHERE)
-
-
-def __getattr__(name: str):
-    if name not in _WHERE:
-        raise AttributeError(f"module 'workbench.attribution' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_WHERE[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
