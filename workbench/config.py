@@ -108,6 +108,26 @@ class SamplerConfig:
 
 
 @dataclass(frozen=True)
+class PackingConfig:
+    """Training sequences that hold several biographies (retrieval's analogue of web text, digest §6).
+
+    k biographies per training sequence, each starting with BOS; with probability q_same one of the k-1
+    others is about the same individual as the first (its templates and sentence order drawn afresh), the
+    rest come from the sampler. k=1 (the default) is the study's single-biography sequence: runs without
+    packing are unchanged. Evaluation sets stay single biographies.
+    """
+
+    k: int = 1
+    q_same: float = 0.0
+
+    def __post_init__(self) -> None:
+        check_int("packing.k", self.k, 1, 16)
+        check_number("packing.q_same", self.q_same, 0.0, 1.0)
+        check(self.k > 1 or self.q_same == 0.0, "packing.q_same", "0 when packing.k=1 (no other biography "
+              "to repeat the individual in)", self.q_same)
+
+
+@dataclass(frozen=True)
 class DataConfig:
     """The synthetic-biography world: populations, pools, templates, tokenizer size, sampler."""
 
@@ -120,9 +140,10 @@ class DataConfig:
     pool_sizes: PoolSizes = field(default_factory=PoolSizes)
     vocab_size: int = 8192  # saturates: whole words (names, most values) become single tokens
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    packing: PackingConfig = field(default_factory=PackingConfig)
 
     def __post_init__(self) -> None:
-        for name, cls in (("pool_sizes", PoolSizes), ("sampler", SamplerConfig)):
+        for name, cls in (("pool_sizes", PoolSizes), ("sampler", SamplerConfig), ("packing", PackingConfig)):
             if isinstance(getattr(self, name), dict):
                 object.__setattr__(self, name, _from_dict(cls, getattr(self, name)))
         check(not isinstance(self.attributes, str), "data.attributes",
@@ -390,6 +411,7 @@ _NESTED = {
     ("RunConfig", "edit"): EditConfig,
     ("DataConfig", "pool_sizes"): PoolSizes,
     ("DataConfig", "sampler"): SamplerConfig,
+    ("DataConfig", "packing"): PackingConfig,
 }
 
 

@@ -40,22 +40,29 @@ def next_token_loss(logits: Float[Tensor, "batch pos vocab"], batch: Batch) -> T
 
 @torch.no_grad()
 def value_scores(logits: Float[Tensor, "batch pos vocab"], batch: Batch, n_attributes: int) -> ValueScores:
-    """Score every attribute value of every sequence from the logits of one forward pass."""
+    """Score every attribute value of every biography from the logits of one forward pass (one row of
+    the scores per biography: a packed row of k biographies gives k rows, in order)."""
     logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
     targets = batch.tokens[:, 1:]
     is_value = batch.kind[:, 1:] == VALUE
-    attr = batch.attribute[:, 1:].long().clamp(min=0)
+    k = batch.n_biographies
+    bio = batch.biography[:, 1:].clamp(min=0)
+    slot = bio * n_attributes + batch.attribute[:, 1:].long().clamp(min=0)
     nll = -logp.gather(-1, targets[..., None])[..., 0] * is_value
     wrong = ((logp.argmax(-1) != targets) & is_value).float()
     b = targets.shape[0]
-    loss = torch.zeros(b, n_attributes, device=logits.device).scatter_add_(1, attr, nll)
-    n_wrong = torch.zeros(b, n_attributes, device=logits.device).scatter_add_(1, attr, wrong)
+
+    def per(index: Tensor, x: Tensor, n: int) -> Tensor:
+        return torch.zeros(b, n, device=logits.device).scatter_add_(1, index, x.float())
+
+    loss = per(slot, nll, k * n_attributes).reshape(b * k, n_attributes)
+    n_wrong = per(slot, wrong, k * n_attributes).reshape(b * k, n_attributes)
     probs = logp.exp()
     top = probs.max(-1).values
     entropy = -(probs * logp).sum(-1)
-    n_val = is_value.sum(1).clamp(min=1)
-    return ValueScores(loss, (n_wrong == 0).float(), (top * is_value).sum(1) / n_val,
-                       (entropy * is_value).sum(1) / n_val)
+    n_val = per(bio, is_value, k).clamp(min=1)
+    return ValueScores(loss, (n_wrong == 0).float(), (per(bio, top * is_value, k) / n_val).reshape(-1),
+                       (per(bio, entropy * is_value, k) / n_val).reshape(-1))
 
 
 def summarize(scores: ValueScores, attributes: tuple[str, ...], prefix: str = "") -> dict[str, float]:

@@ -16,7 +16,9 @@ FIELDS = [f.name for f in dataclasses.fields(Batch)]
 
 
 def _equal(a, b) -> bool:
-    return all(torch.equal(getattr(a, f), getattr(b, f)) for f in FIELDS)
+    def same(x, y) -> bool:
+        return x is None and y is None or x is not None and y is not None and torch.equal(x, y)
+    return all(same(getattr(a, f), getattr(b, f)) for f in FIELDS)
 
 
 def test_same_seed_identical_batches(tiny_config, tiny_data):

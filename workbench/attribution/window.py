@@ -79,6 +79,9 @@ def resolve(run, config: AttributionConfig) -> AttributionConfig:
     if run.config.edit is not None:
         raise ValueError(f"run {run.path} is an edited retrain: allowed a run trained on its original batches "
                          f"(attribute the run it was edited from)")
+    check(run.config.data.packing.k == 1, "data.packing.k", "1 in an attributed run (scores are aggregated by "
+          "each sequence's one individual and sentence; packed sequences are not supported yet)",
+          run.config.data.packing.k)
     check_head(run.config.model, config.layer, config.head)
     trained = run.checkpoint_steps[-1] if run.checkpoint_steps else 0
     check_int("attribution.end", config.end, config.start + 1, min(run.config.train.steps, trained))

@@ -111,13 +111,30 @@ class Biographer:
         The template of each sentence and the sentence order are drawn from `rng`; `pad_to` fixes
         the padded length (0: the longest biography in the batch).
         """
+        return self.as_batch(self.arrays(individuals, split, rng, pad_to))
+
+    def packed_batch(self, groups: np.ndarray, split: str, rng: np.random.Generator) -> Batch:
+        """[batch, k] individuals -> one row per group: its k biographies, each from BOS, concatenated
+        (`workbench.data.packing`); k=1 gives exactly `batch(groups[:, 0], ...)`."""
+        from workbench.data.packing import pack_arrays
+
+        groups = np.asarray(groups, dtype=np.int64)
+        k = groups.shape[1]
+        arrays = self.arrays(groups.reshape(-1), split, rng)
+        return self.as_batch(arrays if k == 1 else pack_arrays(arrays, k, self.tokenizer.pad_id))
+
+    @staticmethod
+    def as_batch(arrays: dict) -> Batch:
+        """`arrays` (or packed arrays, whose `individuals` are [batch, k]) as a `Batch`."""
         import torch
 
         from workbench.data.batch import Batch
 
-        arrays = self.arrays(individuals, split, rng, pad_to)
-        return Batch(*(torch.from_numpy(arrays[k]) for k in ("tokens", "kind", "attribute", "value_start",
-                                                              "individuals")))
+        t = {k: torch.from_numpy(np.ascontiguousarray(arrays[k])) for k in
+             ("tokens", "kind", "attribute", "value_start", "individuals")}
+        ind = t.pop("individuals")
+        return Batch(**t, individuals=ind[:, 0].contiguous() if ind.ndim == 2 else ind,
+                     packed_individuals=ind if ind.ndim == 2 else None)
 
     def arrays(self, individuals: np.ndarray, split: str, rng: np.random.Generator, pad_to: int = 0) -> dict:
         """`batch` as numpy arrays (tokens, kind, attribute, value_start, individuals, lengths), torch-free, and

@@ -13,6 +13,7 @@ import numpy as np
 from workbench.config import RunConfig
 from workbench.data.biographies import Biographer
 from workbench.data.edits import SequenceEdit
+from workbench.data.packing import pack_individuals
 from workbench.data.population import GROUPS, World, make_world
 from workbench.data.samplers import Sampler, finetune_sampler, make_sampler
 from workbench.data.tokenizer import BiographyTokenizer, train_tokenizer
@@ -41,7 +42,8 @@ class BiographyData:
         if c.finetune is not None:
             new = self.world.new[: c.finetune.n_new]
             return finetune_sampler(new, self.world.seen, c.finetune.replay_weight, t.batch_size, c.seed + 1)
-        return make_sampler(c.data.sampler, self.world.seen, t.batch_size, t.steps, c.seed)
+        # a packed run draws k biographies per sequence from the same distribution
+        return make_sampler(c.data.sampler, self.world.seen, t.batch_size * c.data.packing.k, t.steps, c.seed)
 
     @property
     def eval_groups(self) -> tuple[str, ...]:
@@ -50,19 +52,33 @@ class BiographyData:
 
     @property
     def max_length(self) -> int:
-        return self.biographer.max_length()
+        """The longest possible training sequence in tokens (k biographies when packed)."""
+        return self.config.data.packing.k * self.biographer.max_length()
+
+    def train_individuals(self, step: int) -> np.ndarray:
+        """[batch, k]: the individuals of each training sequence of a step (k=1 unless packed)."""
+        p = self.config.data.packing
+        if self.config.finetune is not None or p.k == 1:
+            return self.sampler.individuals(step)[:, None]
+        return pack_individuals(self.sampler.individuals(step), p.k, p.q_same, self.config.seed, step)
 
     def train_batch(self, step: int) -> Batch:
         """The training batch of a step (training templates), identical on every call; with `edit`
         set, its removed rows are left out and its duplicated rows repeated (the others unchanged)."""
-        batch = self.biographer.batch(self.sampler.individuals(step), "training", self._batch_rng(step))
+        groups = self.train_individuals(step)
+        if groups.shape[1] == 1:
+            batch = self.biographer.batch(groups[:, 0], "training", self._batch_rng(step))
+        else:
+            batch = self.biographer.packed_batch(groups, "training", self._batch_rng(step))
         rows = None if self.edit is None else self.edit.rows(step)
         return batch if rows is None else batch[rows]
 
     def train_templates(self, step: int) -> np.ndarray:
-        """[batch, attribute]: the template (index into TEMPLATES[attribute]) of each sentence of the step's
-        unedited training batch (the same draws as `train_batch`)."""
-        return self.biographer.arrays(self.sampler.individuals(step), "training", self._batch_rng(step))["templates"]
+        """[batch, attribute] ([batch, k, attribute] when packed): the template (index into
+        TEMPLATES[attribute]) of each sentence of the step's unedited training batch (as `train_batch`)."""
+        groups = self.train_individuals(step)
+        templates = self.biographer.arrays(groups.reshape(-1), "training", self._batch_rng(step))["templates"]
+        return templates if groups.shape[1] == 1 else templates.reshape(*groups.shape, -1)
 
     def set_edit(self, edit: SequenceEdit | None) -> None:
         """Train on edited batches from now on (None: the original ones); the edit's batch size must match."""
