@@ -240,6 +240,19 @@ def cmd_attribute(args) -> None:
         print(f"\nby {by} (top 5):\n{a.aggregate(by).head(5).to_string(index=False)}")
 
 
+def cmd_retrieve(args) -> None:
+    from workbench import experiment
+
+    r = experiment.retrieve(args.run, args.m, args.votes, args.steps or (), args.source, progress=not args.quiet,
+                            name=args.name)
+    print(f"retrieval: {r.path}\ndatastore: {r.meta['datastore']['documents']} documents, recall@1 by name "
+          f"{r.meta['datastore']['name_recall_at_1']:.3f}")
+    seen = r.summary[r.summary["group"] == "seen"].pivot(index="step", columns="mode", values="accuracy")
+    print(f"\nseen accuracy by mode:\n{seen.round(3).to_string()}")
+    mult = r.multipliers[r.multipliers["mode"] != "none"].pivot(index="step", columns="mode", values="multiplier")
+    print(f"\nmultiplier (equivalent step / step; see multipliers.csv for intervals and bounds):\n{mult.round(2).to_string()}")
+
+
 def cmd_runs(args) -> None:
     from workbench.run import list_runs
 
@@ -354,6 +367,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fit-size", type=int, default=4096, help="window sequences that fit the EK-FAC factors")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_attribute)
+
+    p = sub.add_parser("retrieve", help="retrieval over the pre-training biographies: accuracy and multiplier per checkpoint")
+    p.add_argument("run", help="a trained run (packed: data.packing.k > 1, so documents fit in the context)")
+    p.add_argument("--m", type=int, default=1, help="BM25 / oracle documents before the query")
+    p.add_argument("--votes", type=int, default=3, help="self-consistency: one-document contexts voting")
+    p.add_argument("--steps", type=int, nargs="+", help="checkpoint steps (default: all)")
+    p.add_argument("--source", choices=("generated", "trained"), default="generated",
+                   help="the datastore: fresh training-template biographies of seen individuals, or the trained ones")
+    p.add_argument("--name", default="default", help="the study's folder under <run>/retrieval/")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_retrieve)
 
     p = sub.add_parser("runs", help="list runs and their status")
     p.add_argument("--root", default="checkpoints", help="folder holding run directories")

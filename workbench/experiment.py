@@ -14,6 +14,10 @@ a patching reference run), and `sweep` runs them on Ray with `train_or_resume` a
     patch_grid("checkpoints/cpu-quick-seed0", reference_steps=[0, 875, 3500])
     sweep("cpu/scaling")  # a shipped spec, or a TOML file
     attribute("checkpoints/sweeps/cpu-attribution/seed0")  # data attribution of the recall head
+    retrieve("checkpoints/retrieval-cpu-k3-q0.5-seed0", m=2)  # retrieval across training, the multiplier
+
+Packed training sequences (`data.packing`, which retrieval needs) are a data option, not a feature: the
+data engine builds them and training is unchanged.
 """
 
 from __future__ import annotations
@@ -242,6 +246,21 @@ def attribute(run: str | Path | Run, layer: int | None = None, head: int | None 
         layer, head = found.layer, found.head
     config = AttributionConfig(layer, head, start, end, step, probe, **kw)
     return attribute_window(run, config, progress)
+
+
+def retrieve(run: str | Path | Run, m: int = 1, votes: int = 3, steps: Iterable[int] = (), source: str = "generated",
+             progress: bool = True, **kw):
+    """Test-time retrieval over the run's pre-training biographies at its checkpoints (`workbench.retrieval`):
+    accuracy without retrieval, with the top-m BM25 documents, with m oracle documents and by a vote over
+    `votes` one-document contexts, and each mode's compute multiplier. `source`: the datastore's documents
+    (generated | trained); `kw`: further `RetrievalConfig` fields. Returns the saved `Retrieval`."""
+    from workbench.retrieval.datastore import DatastoreConfig
+    from workbench.retrieval.study import RetrievalConfig, retrieve as retrieve_study
+
+    store = kw.pop("datastore", None) or DatastoreConfig(source=source)
+    config = RetrievalConfig(m=m, votes=votes, steps=tuple(steps), datastore=store, **kw)
+    run = run if isinstance(run, Run) else load_run(RunDir.require(run, "run").path)
+    return retrieve_study(run, config, progress)
 
 
 def reference_run(preset_name: str | None = None, seed: int = 0, progress: bool = True) -> Run:

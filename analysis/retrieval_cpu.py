@@ -1,0 +1,77 @@
+"""Test-time retrieval across training at cpu-sweep scale, and the compute multiplier (digest §6).
+
+    python analysis/retrieval_cpu.py [--k 3] [--q 0.5 0.0] [--seed 0] [--steps 1500] [--m 2] [--votes 2]
+
+1. Packed runs: the cpu-sweep preset (N = 2000, 3 attributes, 2 layers) with k biographies per training
+   sequence and probability q that one of them repeats the first's individual; 16 checkpoints; trained when
+   absent, resumed when unfinished (checkpoints/retrieval-cpu-k{k}-q{q}-seed{seed}).
+2. Per run, at every checkpoint: accuracy on seen individuals without retrieval, with the top-m BM25
+   documents, with m oracle documents, and by self-consistency over `votes` one-document contexts; the
+   held-out individuals' confidence and copy rate with and without retrieval; the multiplier of each mode
+   against the run's own baseline curve.
+
+Prints markdown tables (for analysis/NOTES.md) and writes analysis/figures/retrieval_cpu_*.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from cpu_sweeps import markdown  # analysis/, beside this script
+
+import workbench as wb
+from workbench.config import preset
+from workbench.experiment import train_or_resume
+from workbench.retrieval import RetrievalConfig, retrieve
+from workbench.run import checkpoints_root
+
+FIGURES = Path(__file__).with_name("figures")
+
+
+def packed_config(k: int, q: float, seed: int, steps: int):
+    return preset("cpu-sweep", data={"packing": {"k": k, "q_same": q}},
+                  train={"steps": steps, "n_checkpoints": 15, "eval_size": 128}).replace(seed=seed)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--k", type=int, default=3)
+    p.add_argument("--q", type=float, nargs="+", default=[0.5])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--m", type=int, default=2)
+    p.add_argument("--votes", type=int, default=2)
+    p.add_argument("--train-only", action="store_true")
+    args = p.parse_args()
+    FIGURES.mkdir(exist_ok=True)
+    for q in args.q:
+        path = checkpoints_root() / f"retrieval-cpu-k{args.k}-q{q}-seed{args.seed}"
+        train_or_resume(packed_config(args.k, q, args.seed, args.steps), path)
+        if args.train_only:
+            continue
+        run = wb.load_run(path)
+        study = retrieve(run, RetrievalConfig(m=args.m, votes=args.votes))
+        print(f"\n### k={args.k}, q_same={q}, seed {args.seed}: {run.phases().describe()}; "
+              f"datastore {study.meta['datastore']}; {study.meta['seconds']}\n")
+        s = study.summary
+        wide = s[s["group"] == "seen"].pivot(index="step", columns="mode", values="accuracy")
+        print("Seen individuals, attribute accuracy by mode:\n")
+        print(markdown(wide.reset_index().round(3)))
+        mult = study.multipliers[study.multipliers["mode"] != "none"].copy()
+        mult["multiplier"] = mult.apply(lambda r: f"{r.multiplier:.2f} [{r.multiplier_lo:.2f}, {r.multiplier_hi:.2f}]"
+                                        f"{' (' + r.status + ')' if r.status != 'within' else ''}", axis=1)
+        print("\nMultiplier (equivalent step / step, 95% bootstrap interval):\n")
+        print(markdown(mult.pivot(index="step", columns="mode", values="multiplier").reset_index()))
+        held = s[s["group"] == "heldout"].pivot(index="step", columns="mode", values=["top_probability", "copied"])
+        held.columns = [f"{a}/{b}" for a, b in held.columns]
+        print("\nHeld-out individuals: value confidence and copy rate of the top document's value:\n")
+        print(markdown(held.dropna(axis=1, how="all").reset_index().round(3)))
+        from workbench.viz.retrieval import plot_retrieval
+
+        fig = plot_retrieval(study, run)
+        fig.savefig(FIGURES / f"retrieval_cpu_k{args.k}_q{q}.png", dpi=110, bbox_inches="tight")
+
+
+if __name__ == "__main__":
+    main()
