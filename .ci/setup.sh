@@ -25,7 +25,7 @@ fi
 # otherwise run its notebook kernels and subprocesses on the other checkout's code
 here="$(pwd)/workbench/__init__.py"
 installed="$(cd / && "$PY" -c "import importlib.util as u; s = u.find_spec('workbench'); print(s.origin if s else '')" 2>/dev/null || true)"
-if [ "$installed" != "$here" ] || ! has workbench transformer_lens circuitsvis filelock ray jupyterlab ipywidgets nbclient \
+if [ "$installed" != "$here" ] || ! has workbench transformer_lens circuitsvis filelock ray bm25s jupyterlab ipywidgets nbclient \
         nbformat ipykernel pytest beartype psutil; then
   "$PY" -m pip install -q -e ".[notebooks,test]"
 fi
