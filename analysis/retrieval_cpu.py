@@ -2,9 +2,9 @@
 
     python analysis/retrieval_cpu.py [--k 3] [--q 0.5 0.0] [--seed 0] [--steps 1500] [--m 2] [--votes 2]
 
-1. Packed runs: the cpu-sweep preset (N = 2000, 3 attributes, 2 layers) with k biographies per training
-   sequence and probability q that one of them repeats the first's individual; 16 checkpoints; trained when
-   absent, resumed when unfinished (checkpoints/retrieval-cpu-k{k}-q{q}-seed{seed}).
+1. Packed runs: the cpu-packed preset (cpu-sweep's N = 2000, 3 attributes, 2 layers, with k biographies per
+   training sequence and probability q that one of them repeats the first's individual; 16 checkpoints), trained
+   when absent, resumed when unfinished (checkpoints/cpu-packed-k{k}-q{q}-seed{seed}).
 2. Per run, at every checkpoint: accuracy on seen individuals without retrieval, with the top-m BM25
    documents, with m oracle documents, and by self-consistency over `votes` one-document contexts; the
    held-out individuals' confidence and copy rate with and without retrieval; the multiplier of each mode
@@ -29,11 +29,6 @@ from workbench.run import checkpoints_root
 FIGURES = Path(__file__).with_name("figures")
 
 
-def packed_config(k: int, q: float, seed: int, steps: int):
-    return preset("cpu-sweep", data={"packing": {"k": k, "q_same": q}},
-                  train={"steps": steps, "n_checkpoints": 15, "eval_size": 128}).replace(seed=seed)
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--k", type=int, default=3)
@@ -46,8 +41,9 @@ def main() -> None:
     args = p.parse_args()
     FIGURES.mkdir(exist_ok=True)
     for q in args.q:
-        path = checkpoints_root() / f"retrieval-cpu-k{args.k}-q{q}-seed{args.seed}"
-        train_or_resume(packed_config(args.k, q, args.seed, args.steps), path)
+        path = checkpoints_root() / f"cpu-packed-k{args.k}-q{q}-seed{args.seed}"
+        config = preset("cpu-packed", data={"packing": {"k": args.k, "q_same": q}}, train={"steps": args.steps})
+        train_or_resume(config.replace(seed=args.seed), path)
         if args.train_only:
             continue
         run = wb.load_run(path)

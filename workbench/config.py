@@ -416,6 +416,13 @@ _NESTED = {
 
 
 def _presets() -> dict[str, RunConfig]:
+    sweep_data = DataConfig(n_individuals=2000, n_heldout=200, n_finetune=2000, vocab_size=4096,
+                            attributes=("birth_city", "university", "major"),
+                            pool_sizes=PoolSizes(first_names=200, last_names=200, cities=200, universities=100,
+                                                 majors=50, companies=100, years=50))
+    sweep_model = ModelConfig(n_layers=2, d_model=128, n_heads=4, d_head=32, d_mlp=512)
+    sweep_train = TrainConfig(steps=1500, batch_size=32, lr=3e-3, schedule="constant", eval_every=25, eval_size=64,
+                              n_checkpoints=4)
     small_pools = PoolSizes(first_names=60, last_names=60, cities=40, universities=20, majors=20, companies=30, years=20)
     return {
         # the study's model and run (digest §3): 8 layers, d_model 512, 8 heads x 64, MLP 2048
@@ -434,15 +441,15 @@ def _presets() -> dict[str, RunConfig]:
         # biography), 2 layers; a constant learning rate, so a trial's length (set per N in a sweep) does not
         # change its dynamics before its end. The plateau shows from N ~ 2000 on (at 1000 memorisation
         # starts before the loss has flattened at the baseline).
-        "cpu-sweep": RunConfig(
-            preset="cpu-sweep",
-            data=DataConfig(n_individuals=2000, n_heldout=200, n_finetune=2000, vocab_size=4096,
-                            attributes=("birth_city", "university", "major"),
-                            pool_sizes=PoolSizes(first_names=200, last_names=200, cities=200, universities=100,
-                                                 majors=50, companies=100, years=50)),
-            model=ModelConfig(n_layers=2, d_model=128, n_heads=4, d_head=32, d_mlp=512),
-            train=TrainConfig(steps=1500, batch_size=32, lr=3e-3, schedule="constant", eval_every=25, eval_size=64,
-                              n_checkpoints=4),
+        "cpu-sweep": RunConfig(preset="cpu-sweep", data=sweep_data, model=sweep_model, train=sweep_train),
+        # retrieval over the pre-training data (digest §6): cpu-sweep with 3 biographies per training sequence,
+        # half of them repeating an individual, so the model has a reason to read facts from its context and
+        # room for 2 documents before a query; 16 checkpoints across the phases (analysis/retrieval_cpu.py)
+        "cpu-packed": RunConfig(
+            preset="cpu-packed",
+            data=dataclasses.replace(sweep_data, packing=PackingConfig(k=3, q_same=0.5)),
+            model=sweep_model,
+            train=dataclasses.replace(sweep_train, n_checkpoints=15, eval_size=128),
         ),
         # for tests: seconds on a CPU
         "tiny": RunConfig(
@@ -454,7 +461,7 @@ def _presets() -> dict[str, RunConfig]:
     }
 
 
-PRESETS: tuple[str, ...] = ("paper", "cpu-quick", "cpu-sweep", "tiny")
+PRESETS: tuple[str, ...] = ("paper", "cpu-quick", "cpu-sweep", "cpu-packed", "tiny")
 
 
 _PARSERS = {"int": int, "float": float, "str": str,

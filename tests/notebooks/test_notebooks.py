@@ -23,7 +23,8 @@ from workbench.sweeps import read_plan
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
 EXPECTED = ["01_three_phases", "02_name_attention", "03_attention_patching", "04_finetuning_and_memory",
-            "05_toy_memory", "06_scaling_and_curricula", "07_data_attribution"]
+            "05_toy_memory", "06_scaling_and_curricula", "07_data_attribution",
+            "08_retrieval"]
 CELL_TIMEOUT_S = 300
 
 
@@ -163,7 +164,18 @@ def check_07(nb, root: Path) -> None:
         assert all(wb.load_run(t["run"]).status == "finished" for t in plan["trials"])
 
 
-CHECKS = {"01": check_01, "02": check_02, "03": check_03, "04": check_04, "05": check_05, "06": check_06, "07": check_07}
+def check_08(nb, root: Path) -> None:
+    assert len(outputs(nb, "image/png")) == 1  # accuracy by mode, multiplier, held-out panel
+    html = "\n".join(outputs(nb, "text/html"))
+    assert "oracle" in html and "equivalent_step" in html and "copied" in html
+    text = "\n".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []) if o.output_type == "stream")
+    assert "recall@1 queried with a name alone" in text and "[[" in text and "<<" in text
+    study = root / "tiny-k3-q0.5-seed0" / "retrieval" / "default" / "retrieval.json"
+    assert study.is_file()
+
+
+CHECKS = {"01": check_01, "02": check_02, "03": check_03, "04": check_04, "05": check_05, "06": check_06, "07": check_07,
+          "08": check_08}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

@@ -10,6 +10,7 @@ from workbench.viz.attention_views import (attention_view, phase_steps, phase_vi
                                            token_labels, views_html)
 from workbench.viz.figures import plot_per_attribute, plot_phases
 from workbench.viz.patching import plot_grid, plot_heads, plot_layer_position
+from workbench.viz.retrieval import plot_retrieval
 from workbench.viz.probes import plot_localisation, plot_probes, plot_toy_memory
 from workbench.viz.stability import plot_stability
 from workbench.viz.sweeps import plot_curves, plot_finetune_drops, plot_scaling, plot_tradeoff
@@ -19,5 +20,5 @@ __all__ = [
     "plot_attention_over_training", "plot_per_attribute", "plot_phases", "plot_grid", "plot_heads",
     "plot_layer_position", "plot_localisation", "plot_probes", "plot_toy_memory", "plot_stability",
     "plot_curves", "plot_finetune_drops", "plot_scaling", "plot_tradeoff",
-    "plot_exact_vs_ekfac", "plot_head_scores", "plot_influence", "plot_retrains",
+    "plot_exact_vs_ekfac", "plot_head_scores", "plot_influence", "plot_retrains", "plot_retrieval",
 ]
