@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 
 from workbench.viz.figures import mark_phases, subplots
 
@@ -43,6 +44,9 @@ def plot_retrieval(study, run=None) -> Figure:
     mult.axhline(1, color="grey", lw=0.8)
     mark_phases(mult, phases)
     mult.set_yscale("log")
+    plain = FuncFormatter(lambda y, _: f"{y:g}")  # 0.5, 1, 2 rather than 5x10^-1
+    mult.yaxis.set_major_formatter(plain)
+    mult.yaxis.set_minor_formatter(plain)
     mult.set(xlabel="training step", ylabel="multiplier s*/s", title="compute multiplier (open: a bound)")
     mult.legend(fontsize=8)
 
