@@ -34,6 +34,20 @@ def build_model(cfg: ModelConfig, d_vocab: int, n_ctx: int, seed: int, device: s
     return model.to(device, print_details=False)
 
 
+def attach_tokenizer(model: HookedTransformer, tokenizer) -> HookedTransformer:
+    """Give `model` the run's tokenizer (a `BiographyTokenizer`) so that `to_tokens`, `to_str_tokens`,
+    `to_string` and `generate` work on text, with BOS prepended to strings as in training.
+
+    Encoding a whole string lets BPE merge across the boundaries of names, values and template text, so it can
+    differ from a training biography's tokens, which are spliced from pre-tokenized segments; a `Batch` is
+    the exact path. (TransformerLens' `set_tokenizer` would re-load the tokenizer from a hub name; it is
+    assigned directly instead, so nothing is looked up or downloaded.)"""
+    model.tokenizer = tokenizer.to_transformers()
+    model.cfg.default_prepend_bos = True
+    model.cfg.tokenizer_prepends_bos = False
+    return model
+
+
 def context_length(cfg: ModelConfig, longest: int) -> int:
     """cfg.n_ctx, or the longest possible biography (`longest` tokens) when 0; shorter is an error."""
     if cfg.n_ctx and cfg.n_ctx < longest:

@@ -71,19 +71,20 @@ class Run:
         return min(self.checkpoint_steps, key=lambda s: abs(s - step))
 
     def load_model(self, step: int | None = None, device: str = "cpu") -> "HookedTransformer":
-        """The model at a checkpoint step (default: the last), in eval mode, ready for run_with_cache."""
+        """The model at a checkpoint step (default: the last), in eval mode, ready for run_with_cache, carrying
+        the run's tokenizer (`to_str_tokens`, `to_tokens`, `generate` work on text; `workbench.model.attach_tokenizer`)."""
         steps = self.checkpoint_steps
         step = steps[-1] if step is None else step
         if step not in steps:
             raise ValueError(f"step={step} has no checkpoint in run {self.path}: allowed {steps}")
         entry = self.manifest_entry(step)
-        from workbench.model import build_model, context_length
+        from workbench.model import attach_tokenizer, build_model, context_length
         from workbench.training.checkpoint import load_weights
 
         model = build_model(self.config.model, self.tokenizer.vocab_size,
                             context_length(self.config.model, self.data.max_length), self.config.seed, device)
         load_weights(model, self.path / entry["weights"], entry["sha256"])
-        return model.eval()
+        return attach_tokenizer(model, self.tokenizer).eval()
 
     def manifest_entry(self, step: int) -> dict:
         return self.dir.manifest()["checkpoints"][str(step)]

@@ -63,6 +63,14 @@ class BiographyTokenizer:
         except Exception as e:  # tokenizers raises a bare Exception on bad JSON
             raise ValueError(f"cannot read tokenizer file {path}: {e}") from e
 
+    def to_transformers(self):
+        """The same tokenizer as a `transformers.PreTrainedTokenizerFast` (what a HookedTransformer's string
+        methods use), right padding, BOS as its BOS and EOS (a biography ends where the next one's BOS begins)."""
+        from transformers import PreTrainedTokenizerFast
+
+        return PreTrainedTokenizerFast(tokenizer_object=self.tokenizer, bos_token=BOS, eos_token=BOS, pad_token=PAD,
+                                       padding_side="right")
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, BiographyTokenizer) and json.loads(self.to_json()) == json.loads(other.to_json())
 
