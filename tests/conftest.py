@@ -224,6 +224,18 @@ def tiny_run(tiny_run_dir):
     return load_run(tiny_run_dir)
 
 
+@pytest.fixture(scope="session")
+def packed_run(tmp_path_factory):
+    """A seeded tiny run, 40 steps, k=3 biographies per sequence, q_same=0.5, checkpoints every 10 steps
+    (each at an evaluation step)."""
+    from workbench.experiment import train
+    from workbench.run import load_run
+
+    path = tmp_path_factory.mktemp("runs") / "tiny-packed"
+    train(preset("tiny", data={"packing": {"k": 3, "q_same": 0.5}}), path, progress=False)
+    return load_run(path)
+
+
 @pytest.fixture
 def tiny_run_copy(tiny_run_dir, tmp_path):
     """A private copy of the tiny run, for tests whose analyses write their cache into the run directory;

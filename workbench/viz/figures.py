@@ -42,19 +42,20 @@ def mark_phases(ax, phases: Phases | None) -> None:
                 ax.axvspan(ci[0], ci[1], color="grey", alpha=0.12)
 
 
-def plot_phases(run, phases: Phases | None = None) -> Figure:
-    """Attribute loss (seen and held-out individuals) and accuracy vs steps, with the baseline."""
+def plot_phases(run, phases: Phases | None = None, heldout: bool = True) -> Figure:
+    """Attribute loss and accuracy vs steps, with the baseline: seen individuals, and held-out ones unless
+    `heldout` is False (the report shows those once, in its hallucination panel)."""
     m, ev = run.metrics, run.config.train.eval_every
     phases = phases if phases is not None else run.phases()
     fig, (ax_l, ax_a) = subplots(1, 2, figsize=(11, 4))
     ax_l.plot(m["step"], m["attribute_loss"], label="seen individuals (eval templates)", color="C0")
-    if "heldout_attribute_loss" in m:
+    if heldout and "heldout_attribute_loss" in m:
         ax_l.plot(m["step"], m["heldout_attribute_loss"], label="held-out individuals", color="C3", alpha=0.8)
     ax_l.axhline(m["no_knowledge_baseline"].iloc[0], color="k", lw=1, label="no-knowledge baseline")
     ax_l.set_ylabel("attribute loss (nats per value)")
     ax_l.set_yscale("log")
     ax_a.plot(m["step"], m["attribute_accuracy"], label="seen individuals", color="C0")
-    if "heldout_attribute_accuracy" in m:
+    if heldout and "heldout_attribute_accuracy" in m:
         ax_a.plot(m["step"], m["heldout_attribute_accuracy"], label="held-out individuals", color="C3", alpha=0.8)
     ax_a.set_ylabel("attribute accuracy")
     ax_a.set_ylim(-0.02, 1.02)

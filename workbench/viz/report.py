@@ -1,6 +1,8 @@
 """`write_report(run)`: one self-contained offline HTML page per run.
 
-Figures are embedded as base64 PNGs and circuitsvis views with their JavaScript bundle inlined,
+A table of contents, the summary and config, links to the run's files, one place per curve (held-out
+individuals' curves only in the hallucination panel), and, when the run holds them, its data attributions
+and retrieval studies. Figures are embedded as base64 PNGs and circuitsvis views with their JavaScript bundle inlined,
 so opening the file fetches nothing from the network. Each section is a function of the run that
 returns HTML; a section that fails is reported in the page instead of aborting the report.
 """
@@ -60,7 +62,52 @@ def summary_section(run) -> str:
 
 
 def phases_section(run) -> str:
-    return figure_html(plot_phases(run), "attribute loss and accuracy over training")
+    return figure_html(plot_phases(run, heldout=False), "attribute loss and accuracy over training (seen)")
+
+
+RUN_FILES = ("config.json", "manifest.json", "metrics.csv", "tokenizer.json")
+
+
+def files_section(run, out: Path | None = None) -> str:
+    """Links to the run's files (relative to the report) and its config, folded."""
+    where = (out or run.path / "report.html").parent
+    links = " · ".join(f'<a href="{html.escape(os.path.relpath(run.path / n, where))}">{n}</a>'
+                       for n in RUN_FILES if (run.path / n).exists())
+    extra = [d for d in ("attribution", "retrieval") if (run.path / d).is_dir()]
+    extra_links = "".join(f' · <a href="{html.escape(os.path.relpath(run.path / d, where))}/">{d}/</a>' for d in extra)
+    config = html.escape(json.dumps(run.config.to_dict(), indent=2))
+    return (f"<p>Run directory <code>{html.escape(str(run.path))}</code>: {links}{extra_links}</p>"
+            f"<details><summary>config (config.json)</summary><pre>{config}</pre></details>")
+
+
+def attribution_section(run) -> str:
+    """Each saved data attribution of the run: influence by step and its distribution."""
+    from workbench.attribution.window import load_attribution
+    from workbench.viz.attribution import plot_influence
+
+    parts = []
+    for meta in sorted((run.path / "attribution").glob("*/attribution.json")):
+        a = load_attribution(meta.parent)
+        c = a.config
+        parts.append(f"<h3>{html.escape(meta.parent.name)}</h3><p class='note'>head L{c.layer}H{c.head}, probe "
+                     f"{c.probe} at step {c.step}, window [{c.start}, {c.end}); influence &gt; 0 promotes the head</p>"
+                     + figure_html(plot_influence(a.sequences, a.aggregate("step")), "influence of training sequences"))
+    return "".join(parts)
+
+
+def retrieval_section(run) -> str:
+    """Each saved retrieval study of the run: accuracy by mode, the multiplier, held-out hallucination."""
+    from workbench.retrieval.study import load_retrieval
+    from workbench.viz.retrieval import plot_retrieval
+
+    parts = []
+    for meta in sorted((run.path / "retrieval").glob("*/retrieval.json")):
+        study = load_retrieval(meta.parent)
+        store = study.meta["datastore"]
+        parts.append(f"<h3>{html.escape(meta.parent.name)}</h3><p class='note'>{store['documents']} documents, "
+                     f"recall@1 by name {store['name_recall_at_1']:.3f}; m={study.config.m}, votes={study.config.votes}</p>"
+                     + figure_html(plot_retrieval(study, run), "accuracy with and without retrieval, multiplier"))
+    return "".join(parts)
 
 
 def per_attribute_section(run) -> str:
@@ -93,38 +140,48 @@ def attention_views_section(run) -> str:
             "Interactive: hover a token to see where it attends.</p>" + views_html(phase_views(run)))
 
 
-def default_sections() -> list[tuple[str, Section]]:
-    """The report's sections, in order (title, function of the run -> HTML)."""
+def default_sections(run=None) -> list[tuple[str, Section]]:
+    """The report's sections, in order (title, function of the run -> HTML); with `run`, also its data
+    attributions and retrieval studies when it holds any."""
+    optional = []
+    if run is not None and list((run.path / "attribution").glob("*/attribution.json")):
+        optional.append(("Data attribution", attribution_section))
+    if run is not None and list((run.path / "retrieval").glob("*/retrieval.json")):
+        optional.append(("Retrieval and the compute multiplier", retrieval_section))
     return [
         ("Summary", summary_section),
+        ("Files and config", files_section),
         ("The three phases", phases_section),
         ("Per attribute", per_attribute_section),
         ("Hallucinations", hallucination_section),
         ("Name-token attention", name_attention_section),
         ("Attention before, during and after the plateau", attention_views_section),
+        *optional,
     ]
 
 
 _CSS = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;color:#222}
 h1{font-size:1.5em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
 table.summary th{text-align:left;padding-right:2em;font-weight:600}img.figure{max-width:100%}
-.note{color:#666;font-size:.9em}.error{color:#b00;white-space:pre-wrap;font-family:monospace;font-size:.8em}"""
+.note{color:#666;font-size:.9em}nav.toc ol{columns:2}pre{font-size:.8em;background:#f6f6f6;padding:.5em}.error{color:#b00;white-space:pre-wrap;font-family:monospace;font-size:.8em}"""
 
 
 def write_report(run, out: str | os.PathLike | None = None, sections: list[tuple[str, Section]] | None = None) -> Path:
     """Write the run's report (default: <run>/report.html) atomically and return its path."""
     out = Path(out) if out is not None else run.path / "report.html"
-    parts = []
-    for title, section in (sections or default_sections()):
+    parts, toc = [], []
+    for title, section in (sections or default_sections(run)):
         try:
-            body = section(run)
+            body = section(run, out) if section is files_section else section(run)
         except Exception:  # a broken section must not lose the rest of the report
             body = f'<div class="error">section failed:\n{html.escape(traceback.format_exc())}</div>'
-        slug = title.lower().replace(" ", "-")
-        parts.append(f'<section id="{html.escape(slug)}"><h2>{html.escape(title)}</h2>{body}</section>')
-    meta = html.escape(json.dumps({"run": str(run.path), "written": time.strftime("%Y-%m-%d %H:%M:%S")}))
+        slug = html.escape(title.lower().replace(" ", "-").replace(",", ""))
+        toc.append(f'<li><a href="#{slug}">{html.escape(title)}</a></li>')
+        parts.append(f'<section id="{slug}"><h2>{html.escape(title)}</h2>{body}</section>')
+    written = time.strftime("%Y-%m-%d %H:%M:%S")
     page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>workbench report: {html.escape(run.name)}</title>"
             f"<style>{_CSS}</style></head><body><h1>workbench report: {html.escape(run.name)}</h1>"
-            f"<p class='note'>{meta}</p>{''.join(parts)}</body></html>")
+            f"<p class='note'>{html.escape(run.config.preset)} preset, seed {run.config.seed}; written {written}</p>"
+            f"<nav class='toc'><h2>Contents</h2><ol>{''.join(toc)}</ol></nav>{''.join(parts)}</body></html>")
     atomic_write_text(out, page)
     return out
