@@ -36,3 +36,17 @@ def test_phases_figure_leaves_held_out_curves_to_the_hallucination_panel(tiny_ru
         return [line.get_label() for ax in fig.axes for line in ax.get_lines()]
     assert any("held-out" in x for x in labels(plot_phases(tiny_run)))
     assert not any("held-out" in x for x in labels(plot_phases(tiny_run, heldout=False)))
+
+
+def test_log_step_axes_have_readable_plain_tick_labels(tiny_run):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig = plot_phases(tiny_run)
+    FigureCanvasAgg(fig).draw()
+    for ax in fig.axes:
+        lo, hi = ax.get_xlim()
+        shown = [t for t in ax.get_xticklabels() if lo <= t.get_position()[0] <= hi and t.get_text()]
+        assert len(shown) >= 3, [t.get_text() for t in shown]  # 40 steps: 0, 10, 20
+        assert all(re.fullmatch(r"\d+(\.\d+)?", t.get_text().replace("\u2212", "-")) for t in shown)
+    loss_ticks = [t.get_text() for t in fig.axes[0].get_yticklabels() if t.get_text()]
+    assert loss_ticks and not any("^" in t or "times" in t for t in loss_ticks)

@@ -8,6 +8,7 @@ from typing import Any
 import matplotlib
 from matplotlib.colors import Colormap
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, SymmetricalLogLocator
 
 from workbench.phases import Phases
 
@@ -23,11 +24,27 @@ def colormap(name: str = "viridis") -> Colormap:
     return matplotlib.colormaps[name]
 
 
+PLAIN = FuncFormatter(lambda v, _: f"{v:g}")  # 0.5, 20, 1000 rather than 5x10^-1, 2x10^1, 10^3
+
+
 def log_steps(ax, eval_every: int) -> None:
-    """Steps on a log scale that still shows step 0 (symlog, linear below one evaluation interval)."""
-    ax.set_xscale("symlog", linthresh=max(eval_every, 1))
+    """Steps on a log scale that still shows step 0 (symlog, linear below one evaluation interval), with
+    ticks at 1, 2, 5 x 10^k labelled as plain numbers."""
+    linthresh = max(eval_every, 1)
+    ax.set_xscale("symlog", linthresh=linthresh)
+    ax.xaxis.set_major_locator(SymmetricalLogLocator(base=10, linthresh=linthresh, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(PLAIN)
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlim(left=0)
     ax.set_xlabel("training step")
+
+
+def log_values(ax) -> None:
+    """A log y axis with ticks at 1, 2, 5 x 10^k labelled as plain numbers."""
+    ax.set_yscale("log")
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(PLAIN)
+    ax.yaxis.set_minor_formatter(NullFormatter())
 
 
 def mark_phases(ax, phases: Phases | None) -> None:
@@ -53,7 +70,7 @@ def plot_phases(run, phases: Phases | None = None, heldout: bool = True) -> Figu
         ax_l.plot(m["step"], m["heldout_attribute_loss"], label="held-out individuals", color="C3", alpha=0.8)
     ax_l.axhline(m["no_knowledge_baseline"].iloc[0], color="k", lw=1, label="no-knowledge baseline")
     ax_l.set_ylabel("attribute loss (nats per value)")
-    ax_l.set_yscale("log")
+    log_values(ax_l)
     ax_a.plot(m["step"], m["attribute_accuracy"], label="seen individuals", color="C0")
     if heldout and "heldout_attribute_accuracy" in m:
         ax_a.plot(m["step"], m["heldout_attribute_accuracy"], label="held-out individuals", color="C3", alpha=0.8)
@@ -79,7 +96,7 @@ def plot_per_attribute(run, prefix: str = "") -> Figure:
         ax_a.plot(m["step"], m[f"{prefix}attribute_accuracy/{a}"], color=f"C{i}", label=a)
         ax_l.axhline(math.log(run.config.data.n_values[a]), color=f"C{i}", lw=0.8, ls=":")
     ax_l.set_ylabel("attribute loss (dotted: log #values)")
-    ax_l.set_yscale("log")
+    log_values(ax_l)
     ax_a.set_ylabel("attribute accuracy")
     for ax in (ax_l, ax_a):
         log_steps(ax, run.config.train.eval_every)

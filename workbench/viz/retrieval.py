@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter
 
-from workbench.viz.figures import mark_phases, subplots
+from workbench.viz.figures import PLAIN, mark_phases, subplots
 
 MODE_STYLE = {"none": ("black", "no retrieval"), "bm25": ("tab:blue", "BM25 top-m"),
               "oracle": ("tab:green", "oracle documents"), "vote": ("tab:orange", "self-consistency vote")}
@@ -44,9 +43,8 @@ def plot_retrieval(study, run=None) -> Figure:
     mult.axhline(1, color="grey", lw=0.8)
     mark_phases(mult, phases)
     mult.set_yscale("log")
-    plain = FuncFormatter(lambda y, _: f"{y:g}")  # 0.5, 1, 2 rather than 5x10^-1
-    mult.yaxis.set_major_formatter(plain)
-    mult.yaxis.set_minor_formatter(plain)
+    mult.yaxis.set_major_formatter(PLAIN)
+    mult.yaxis.set_minor_formatter(PLAIN)
     mult.set(xlabel="training step", ylabel="multiplier s*/s", title="compute multiplier (open: a bound)")
     mult.legend(fontsize=8)
 

@@ -6,6 +6,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from workbench.viz.figures import PLAIN
+
 
 def plot_stability(ft_df: pd.DataFrame, pre_df: pd.DataFrame | None = None) -> Figure:
     """Left: fine-tuning distance from its start per layer (mean over heads), with the median
@@ -27,6 +29,7 @@ def plot_stability(ft_df: pd.DataFrame, pre_df: pd.DataFrame | None = None) -> F
             m = pre_df[pre_df["reference"] == name].groupby("step")["distance"].mean()
             ax_pre.plot(m.index, m.values, ls=ls, marker=".", label=f"vs {name}")
         ax_pre.set_xscale("log")
+        ax_pre.xaxis.set_major_formatter(PLAIN)
     ax_pre.set(title="pre-training drift (mean over layers and heads)", xlabel="pre-training step",
                ylabel="Jensen-Shannon divergence (bits)")
     ax_ft.legend(fontsize=8)
