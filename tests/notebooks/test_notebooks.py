@@ -26,6 +26,7 @@ EXPECTED = ["01_three_phases", "02_name_attention", "03_attention_patching", "04
             "05_toy_memory", "06_scaling_and_curricula", "07_data_attribution",
             "08_retrieval"]
 CELL_TIMEOUT_S = 300
+WIDGET = "application/vnd.jupyter.widget-view+json"
 
 
 def read(path: Path):
@@ -116,11 +117,13 @@ def check_02(nb, root: Path) -> None:
     assert len(views) == 6  # before / during / after (tiny: first / middle / last), last and first layer
     assert all("var CircuitsVis=" in v and "unpkg.com" not in v for v in views)  # bundle inlined, offline
     assert (root / "tiny-seed0" / "attention_views.html").is_file()
+    assert len(outputs(nb, WIDGET)) == 1  # the attention explorer (with its static PNG fallback)
 
 
 def check_03(nb, root: Path) -> None:
     assert len(outputs(nb, "image/png")) >= 8  # 2 grids, 3 layer x position maps, heads, patterns, ablation
     assert "final_attribute_accuracy" in "\n".join(outputs(nb, "text/html"))
+    assert len(outputs(nb, WIDGET)) == 2  # the grid comparer and the ablation explorer
     reference = wb.load_run(root / "tiny-seed0")
     runs = sorted((root / "tiny-seed0-patching-40steps").glob("patch-ref*"))
     expected = {f"patch-ref{s}-start0" for s in default_reference_steps(reference)}
