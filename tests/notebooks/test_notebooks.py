@@ -16,6 +16,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from browser import probe_counts, rendered_dom, with_probe
 import workbench as wb
 from workbench.patching import default_reference_steps
 from workbench.sweeps import read_plan
@@ -113,9 +114,20 @@ def check_01(nb, root: Path) -> None:
 
 def check_02(nb, root: Path) -> None:
     assert len(outputs(nb, "image/png")) >= 3  # name->name, attribute->name, attribute->text
-    views = [h for h in outputs(nb, "text/html") if "CircuitsVis.render(" in h]
+    pages = outputs(nb, "text/html")
+    views = [h for h in pages if "CircuitsVis.render(" in h]
     assert len(views) == 6  # before / during / after (tiny: first / middle / last), last and first layer
-    assert all("var CircuitsVis=" in v and "unpkg.com" not in v for v in views)  # bundle inlined, offline
+    assert sum(h.count("var CircuitsVis=") for h in pages) == 1  # the bundle once per notebook (load_circuitsvis)
+    assert not any("unpkg.com" in h for h in pages)  # offline
+    assert all('src="data:image/png;base64,' in v for v in views)  # the static patterns, for an untrusted notebook
+    assert len(nbformat.writes(nb).encode()) < 2_000_000
+    # the outputs as a trusted notebook shows them, in order: every view renders and paints
+    page = root / "notebook-02-outputs.html"
+    page.write_text("<!DOCTYPE html><html><body>" + "\n".join(pages) + "</body></html>", encoding="utf-8")
+    dom = rendered_dom(with_probe(page, root / "notebook-02-probe.html"))
+    assert dom.count("Head Selector (hover to view, click to lock)</h3>") == 6
+    counts = probe_counts(dom)
+    assert counts["canvases"] >= 12 and counts["painted"] == counts["canvases"]
     assert (root / "tiny-seed0" / "attention_views.html").is_file()
     assert len(outputs(nb, WIDGET)) == 1  # the attention explorer (with its static PNG fallback)
 

@@ -49,7 +49,7 @@ def test_token_labels_mark_names_and_values(tiny_run, batch):
 def test_attention_view_contents(tiny_run, batch, views):
     view = views["all heads"]
     assert isinstance(view, RenderedHTML)
-    assert view._repr_html_() == view.local_src  # Jupyter renders the inlined bundle, offline
+    assert "unpkg.com" not in view._repr_html_()  # Jupyter renders from the inlined bundle, offline
     assert "var CircuitsVis=" in view.local_src and "unpkg.com" in view.cdn_src
     strings, kinds = marked_labels(tiny_run, batch, 1)
     labels = token_labels(tiny_run.tokenizer, batch.tokens[1][batch.mask[1]], kinds)
@@ -155,3 +155,19 @@ def test_plot_pattern(tiny_run, batch):
     np.testing.assert_allclose(ax.images[0].get_array(), pattern)
     with pytest.raises(ValueError, match="pattern"):
         plot_pattern(pattern[:, :4], labels)
+
+
+def test_notebook_views_share_one_bundle_and_carry_a_static_fallback(tiny_run, batch, monkeypatch):
+    monkeypatch.setitem(attention_views._LOADED, "bundle", False)  # a fresh kernel
+    model = tiny_run.load_model()
+    first, second = (attention_view(model, tiny_run.data, batch, row=r) for r in (0, 1))
+    a, b = first._repr_html_(), second._repr_html_()
+    assert a.count("var CircuitsVis=") == 1 and "var CircuitsVis=" not in b  # the first view brings the bundle
+    assert len(b) < len(a) / 5
+    for html in (a, b):
+        assert 'src="data:image/png;base64,' in html and "CircuitsVis.render(" in html
+        props = html[html.index("CircuitsVis.AttentionHeads"):]
+        assert not re.search(r"\d\.\d{5,}", props)  # attention rounded to 4 decimals
+    monkeypatch.setitem(attention_views._LOADED, "bundle", False)
+    loader = attention_views.load_circuitsvis()._repr_html_()
+    assert "var CircuitsVis=" in loader and "var CircuitsVis=" not in first._repr_html_()

@@ -19,30 +19,9 @@ import numpy as np
 import pytest
 
 import browser
-from browser import non_blank_fraction, rendered_dom, screenshot
+from browser import non_blank_fraction, probe_counts, rendered_dom, screenshot, with_probe
 from workbench.viz import attention_view, save_offline_html
 from workbench.viz.report import default_sections, write_report
-
-# Appended to a copy of a page: once its scripts ran (5 s of the browser's 10 s virtual-time budget),
-# counts the images that decoded and the canvases holding at least one painted pixel, into the DOM.
-PROBE = """<script>
-setTimeout(function () {
-  var images = Array.from(document.querySelectorAll("img"));
-  var canvases = Array.from(document.querySelectorAll("canvas"));
-  var painted = canvases.filter(function (c) {
-    var px = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
-    for (var i = 3; i < px.length; i += 4) { if (px[i] > 0) return true; }
-    return false;
-  });
-  var probe = document.createElement("div");
-  probe.id = "render-probe";
-  probe.dataset.images = images.length;
-  probe.dataset.decoded = images.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length;
-  probe.dataset.canvases = canvases.length;
-  probe.dataset.painted = painted.length;
-  document.body.appendChild(probe);
-}, 5000);
-</script>"""
 
 # Thresholds for screenshots (1280 x 2000 px). Measured on the tiny run: the report's text alone (its
 # images and scripts removed) inks 2.7% of the pixels and has no coloured pixel at all (text, tables and
@@ -53,17 +32,6 @@ MIN_INK_REPORT = 0.01
 MIN_INK_VIEW = 0.05
 MIN_COLOURED_PIXELS = 1000  # one matplotlib curve across a figure is about this many pixels
 MIN_GREY_STD = 5.0  # a uniform image has 0
-
-
-def with_probe(page: Path, out: Path) -> Path:
-    out.write_text(page.read_text(encoding="utf-8").replace("</body>", PROBE + "</body>"), encoding="utf-8")
-    return out
-
-
-def probe_counts(dom: str) -> dict[str, int]:
-    tag = re.search(r'<div id="render-probe"[^>]*>', dom)
-    assert tag, "the probe script did not run"
-    return {k: int(v) for k, v in re.findall(r'data-(\w+)="(\d+)"', tag.group(0))}
 
 
 def coloured_pixels(image: np.ndarray) -> int:

@@ -4,10 +4,16 @@ Token labels mark the study's roles: name tokens as ``[ Smith]``, attribute-valu
 ``< Paris>``, so a view shows at a glance where the name and the values are.
 
 `RenderedHTML` keeps two renderings: ``local_src`` (the circuitsvis JavaScript bundle inlined)
-and ``cdn_src`` (loads the bundle from unpkg.com; also what ``str(view)`` gives). The views
-returned here display ``local_src`` in Jupyter (no network probe, works offline), and
+and ``cdn_src`` (loads the bundle from unpkg.com; also what ``str(view)`` gives).
 `save_offline_html` writes one page with the bundle inlined once, as a classic script defining
 the global ``CircuitsVis``, followed by each view's ``CircuitsVis.render(...)`` call.
+
+In Jupyter a view does the same across a notebook: `load_circuitsvis()` (displayed once, near the top) defines
+``CircuitsVis`` from the inlined bundle (~1.3 MB, so once per notebook, not per view), and each view waits for
+it, then renders; a view displayed before any load in the kernel carries the bundle itself. Inside each view's
+<div> sits a static PNG of its heads' patterns, which the interactive view replaces: an untrusted notebook (its
+scripts not run, e.g. executed elsewhere and reopened; `jupyter trust` makes it trusted) still shows the patterns.
+Attention values are rounded to 4 decimals in the page (the views' weight is their numbers).
 """
 
 from __future__ import annotations
@@ -34,11 +40,44 @@ from workbench.data.corpus import BiographyData
 from workbench.viz.figures import subplots
 
 
-class OfflineView(RenderedHTML):
-    """A circuitsvis view that Jupyter always renders from the inlined bundle (offline-safe)."""
+_LOADED = {"bundle": False}  # whether this kernel displayed the bundle (load_circuitsvis or a first view)
+
+
+class BundleLoader:
+    """Displays the circuitsvis bundle as a classic script (the global ``CircuitsVis``), once per notebook."""
 
     def _repr_html_(self) -> str:
-        return self.local_src
+        _LOADED["bundle"] = True
+        return (f"<script>{_bundle().split('//# sourceMappingURL=')[0]}</script>"
+                "<div class='circuitsvis-loaded' style='color:#666;font-size:.85em'>circuitsvis loaded</div>")
+
+
+def load_circuitsvis() -> BundleLoader:
+    """Display this once near a notebook's top: every attention view below renders from it (module docstring)."""
+    return BundleLoader()
+
+
+_RENDER_CALL = re.compile(r"CircuitsVis\.render\(\s*\"(?P<id>[^\"]+)\",(?P<rest>.*)\)\s*</script>\s*$", re.S)
+
+
+class OfflineView(RenderedHTML):
+    """A circuitsvis view that Jupyter renders offline, sharing one bundle per notebook (module docstring)."""
+
+    fallback_png: str = ""  # base64 PNG of the patterns, shown until (or unless) the script renders
+
+    def _repr_html_(self) -> str:
+        call = _RENDER_CALL.search(self.local_src)
+        if call is None:  # not the markup this module knows: the view as circuitsvis made it
+            return self.local_src
+        uid, rest = call["id"], call["rest"]
+        bundle = "" if _LOADED["bundle"] else BundleLoader()._repr_html_()
+        static = (f'<img alt="attention patterns (static; the interactive view needs the notebook trusted)" '
+                  f'style="max-width:100%" src="data:image/png;base64,{self.fallback_png}">' if self.fallback_png else "")
+        wait = (f"const draw = (n) => window.CircuitsVis ? CircuitsVis.render(\"{uid}\",{rest}) : n > 0 ? "
+                f"setTimeout(() => draw(n - 1), 50) : (document.getElementById(\"{uid}\").insertAdjacentHTML("
+                f"\"beforeend\", \"<p>circuitsvis is not loaded: run the cell with load_circuitsvis()</p>\"));"
+                f"draw(200);")
+        return f'{bundle}<div id="{uid}" style="margin: 15px 0;">{static}</div><script type="module">{wait}</script>'
 
 
 def _tokenizer(data_or_tokenizer):
@@ -77,9 +116,30 @@ def attention_view(model, data_or_tokenizer, batch: Batch, row: int = 0, layer: 
     if bad or not heads:
         raise ValueError(f"heads={heads!r} is out of range: allowed a non-empty list of ints in [0, {n_heads})")
     pattern, tokens, kinds = row_pattern(model, batch, row, layer)
-    view = attention_heads(attention=pattern[heads], tokens=token_labels(_tokenizer(data_or_tokenizer), tokens, kinds),
-                           attention_head_names=[f"L{layer}H{h}" for h in heads], mask_upper_tri=True)
-    return OfflineView(view.local_src, view.cdn_src)
+    labels = token_labels(_tokenizer(data_or_tokenizer), tokens, kinds)
+    names = [f"L{layer}H{h}" for h in heads]
+    view = attention_heads(attention=np.round(pattern[heads].double().numpy(), 4), tokens=labels,
+                           attention_head_names=names, mask_upper_tri=True)
+    out = OfflineView(view.local_src, view.cdn_src)
+    out.fallback_png = _patterns_png(pattern[heads], names)
+    return out
+
+
+def _patterns_png(patterns: torch.Tensor, names: list[str]) -> str:
+    """A small static grid of the heads' patterns [head, q, k] (base64 PNG), the views' fallback."""
+    import base64
+    import io
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    n = len(names)
+    fig, axes = subplots(1, n, figsize=(2.2 * n, 2.4), squeeze=False)
+    for ax, p, name in zip(axes[0], patterns, names):
+        ax.imshow(p.numpy(), cmap="Blues", vmin=0, vmax=1)
+        ax.set(title=name, xticks=[], yticks=[])
+    buf = io.BytesIO()
+    FigureCanvasAgg(fig).print_png(buf)
+    return base64.b64encode(buf.getvalue()).decode()
 
 
 def phase_steps(run) -> dict[str, int]:
