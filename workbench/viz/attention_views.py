@@ -13,7 +13,7 @@ In Jupyter a view does the same across a notebook: `load_circuitsvis()` (display
 it, then renders; a view displayed before any load in the kernel carries the bundle itself. Inside each view's
 <div> sits a static PNG of its heads' patterns, which the interactive view replaces: an untrusted notebook (its
 scripts not run, e.g. executed elsewhere and reopened; `jupyter trust` makes it trusted) still shows the patterns.
-Attention values are rounded to 4 decimals in the page (the views' weight is their numbers).
+Attention values are rounded to 3 decimals in the page (the views' weight is their numbers).
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ def attention_view(model, data_or_tokenizer, batch: Batch, row: int = 0, layer: 
     pattern, tokens, kinds = row_pattern(model, batch, row, layer)
     labels = token_labels(_tokenizer(data_or_tokenizer), tokens, kinds)
     names = [f"L{layer}H{h}" for h in heads]
-    view = attention_heads(attention=np.round(pattern[heads].double().numpy(), 4), tokens=labels,
+    view = attention_heads(attention=np.round(pattern[heads].double().numpy(), 3), tokens=labels,
                            attention_head_names=names, mask_upper_tri=True)
     out = OfflineView(view.local_src, view.cdn_src)
     out.fallback_png = _patterns_png(pattern[heads], names)
@@ -130,15 +130,13 @@ def _patterns_png(patterns: torch.Tensor, names: list[str]) -> str:
     import base64
     import io
 
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
     n = len(names)
-    fig, axes = subplots(1, n, figsize=(2.2 * n, 2.4), squeeze=False)
+    fig, axes = subplots(1, n, figsize=(1.6 * n, 1.8), squeeze=False)
     for ax, p, name in zip(axes[0], patterns, names):
         ax.imshow(p.numpy(), cmap="Blues", vmin=0, vmax=1)
         ax.set(title=name, xticks=[], yticks=[])
     buf = io.BytesIO()
-    FigureCanvasAgg(fig).print_png(buf)
+    fig.savefig(buf, format="png", dpi=60)  # a thumbnail: the interactive view is the real one
     return base64.b64encode(buf.getvalue()).decode()
 
 

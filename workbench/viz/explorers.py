@@ -28,10 +28,8 @@ AUTO = -1  # corruption: the individual's name partner (`Biographer.name_partner
 
 
 def png_base64(fig) -> str:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
     buf = io.BytesIO()
-    FigureCanvasAgg(fig).print_png(buf)
+    fig.savefig(buf, format="png", dpi=72)  # the static fallback; the widget shows the full figure
     return base64.b64encode(buf.getvalue()).decode()
 
 
