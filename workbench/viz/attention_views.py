@@ -140,6 +140,19 @@ def _patterns_png(patterns: torch.Tensor, names: list[str]) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
+def biography_html(data, batch, row: int = 0) -> str:
+    """A biography's text with its name tokens and attribute values highlighted (the study's token roles)."""
+    from workbench.data.kinds import NAME, VALUE
+
+    style = {NAME: "background:#cfe3ff;font-weight:600", VALUE: "background:#ffe1c2;font-weight:600"}
+    n = int(batch.mask[row].sum())
+    pieces = data.tokenizer.token_strings(batch.tokens[row, 1:n].tolist())
+    out = [f'<span style="{style[k]}">{html.escape(p)}</span>' if k in style else html.escape(p)
+           for p, k in zip(pieces, batch.kind[row, 1:n].tolist())]
+    legend = (f'<span style="{style[NAME]}">name</span> <span style="{style[VALUE]}">attribute value</span>')
+    return f'<div style="line-height:1.6">{"".join(out)}</div><div style="font-size:.85em;color:#666">{legend}</div>'
+
+
 def phase_steps(run) -> dict[str, int]:
     """Three checkpoints: before, during and after the plateau (from `run.phases()`).
 

@@ -20,6 +20,7 @@ import base64
 import io
 
 from workbench.patching.ablations import HEAD_COMPONENTS, POSITION_COMPONENTS, ablate, activation_patching, make_pair
+from workbench.viz.attention_views import biography_html
 from workbench.viz.patching import plot_heads, plot_layer_position
 
 ABLATIONS = ("zero ablation", "mean ablation")
@@ -142,21 +143,6 @@ class AblationExplorer:
         bundle["image/png"] = png_base64(self.figure)  # the static fallback
         return bundle
 
-
-
-def biography_html(data, batch, row: int = 0) -> str:
-    """A biography's text with its name tokens and attribute values highlighted (the study's token roles)."""
-    import html
-
-    from workbench.data.kinds import NAME, VALUE
-
-    style = {NAME: "background:#cfe3ff;font-weight:600", VALUE: "background:#ffe1c2;font-weight:600"}
-    n = int(batch.mask[row].sum())
-    pieces = data.tokenizer.token_strings(batch.tokens[row, 1:n].tolist())
-    out = [f'<span style="{style[k]}">{html.escape(p)}</span>' if k in style else html.escape(p)
-           for p, k in zip(pieces, batch.kind[row, 1:n].tolist())]
-    legend = (f'<span style="{style[NAME]}">name</span> <span style="{style[VALUE]}">attribute value</span>')
-    return f'<div style="line-height:1.6">{"".join(out)}</div><div style="font-size:.85em;color:#666">{legend}</div>'
 
 
 class AttentionExplorer:

@@ -134,10 +134,12 @@ def name_attention_section(run) -> str:
 
 def attention_views_section(run) -> str:
     """circuitsvis views of one biography's last-layer attention before, during, after the plateau."""
-    from workbench.viz.attention_views import phase_views, views_html
+    from workbench.viz.attention_views import biography_html, phase_views, views_html
 
-    return ("<p class='note'>Last layer; token labels mark names and attribute values. "
-            "Interactive: hover a token to see where it attends.</p>" + views_html(phase_views(run)))
+    text = biography_html(run.data, run.data.eval_batch("seen", 256), 0)  # the biography phase_views shows
+    return ("<p class='note'>Last layer; token labels mark names as [..] and attribute values as &lt;..&gt;. "
+            "Interactive: hover a token to see where it attends. The biography:</p>"
+            f"<blockquote class='biography'>{text}</blockquote>" + views_html(phase_views(run)))
 
 
 def default_sections(run=None) -> list[tuple[str, Section]]:
