@@ -10,8 +10,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, TypeVar
+
+T = TypeVar("T")
 
 TMP_SUFFIX = ".tmp"
 
@@ -48,3 +51,21 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
 def atomic_write_csv(path: str | os.PathLike, df) -> None:
     """A pandas DataFrame as CSV without its index."""
     atomic_write_text(path, df.to_csv(index=False))
+
+
+def saved_or_computed(out: Path, marker: str, load: Callable[[Path], T], compute: Callable[[Path], None], config: Any,
+                      what: str, hint: str) -> T:
+    """A study folder `<run>/<kind>/<name>` (`out`): loaded when its `marker` file exists and its config is
+    `config`, an error naming `what` when it holds another; else `compute(tmp)` writes it as `tmp/result`
+    in a temporary folder of the run (`.<kind>-*`), renamed onto `out` when complete, so a failed or killed
+    computation leaves nothing half-written."""
+    if (out / marker).exists():
+        saved = load(out)
+        if saved.config == config:
+            return saved
+        raise ValueError(f"{out} holds another {what} config: allowed the same, {hint}")
+    with tempfile.TemporaryDirectory(dir=out.parent.parent, prefix=f".{out.parent.name}-") as tmp:
+        compute(Path(tmp))
+        out.parent.mkdir(exist_ok=True)
+        os.replace(Path(tmp) / "result", out)
+    return load(out)

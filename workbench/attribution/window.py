@@ -21,7 +21,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from workbench.attribution.probes import PROBE_SEED_OFFSET, PROBES
-from workbench.atomic import atomic_write_csv, atomic_write_json
+from workbench.atomic import atomic_write_csv, atomic_write_json, saved_or_computed
 from workbench.config import check, check_int, check_number
 
 AGGREGATES = ("individual", "attribute", "template", "step")
@@ -104,17 +103,8 @@ def attribute(run, config: AttributionConfig, progress: bool = True) -> "Attribu
 
     run = load_run(run) if isinstance(run, (str, os.PathLike)) else run
     config = resolve(run, config)
-    out = run.path / "attribution" / config.name
-    if (out / "attribution.json").exists():
-        saved = load_attribution(out)
-        if saved.config == config:
-            return saved
-        raise ValueError(f"{out} holds another attribution config: allowed the same, or remove it")
-    with tempfile.TemporaryDirectory(dir=run.path, prefix=".attribution-") as tmp:
-        _compute(run, config, Path(tmp), progress)
-        out.parent.mkdir(exist_ok=True)
-        os.replace(Path(tmp) / "result", out)
-    return load_attribution(out)
+    return saved_or_computed(run.path / "attribution" / config.name, "attribution.json", load_attribution,
+                             lambda tmp: _compute(run, config, tmp, progress), config, "attribution", "or remove it")
 
 
 def _compute(run, config: AttributionConfig, tmp: Path, progress: bool) -> None:

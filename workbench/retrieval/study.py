@@ -14,7 +14,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from workbench.atomic import atomic_write_csv, atomic_write_json
+from workbench.atomic import atomic_write_csv, atomic_write_json, saved_or_computed
 from workbench.config import check, check_indices, check_int
 from workbench.retrieval.augment import MODES, augmented_items, check_room
 from workbench.retrieval.datastore import DatastoreConfig, build_datastore
@@ -112,17 +111,9 @@ def retrieve(run, config: RetrievalConfig = RetrievalConfig(), progress: bool = 
 
     run = load_run(run) if isinstance(run, (str, os.PathLike)) else run
     config = resolve(run, config)
-    out = run.path / "retrieval" / config.name
-    if (out / "retrieval.json").exists():
-        saved = load_retrieval(out)
-        if saved.config == config:
-            return saved
-        raise ValueError(f"{out} holds another retrieval config: allowed the same, or another retrieval.name")
-    with tempfile.TemporaryDirectory(dir=run.path, prefix=".retrieval-") as tmp:
-        _compute(run, config, Path(tmp) / "result", progress)
-        out.parent.mkdir(exist_ok=True)
-        os.replace(Path(tmp) / "result", out)
-    return load_retrieval(out)
+    return saved_or_computed(run.path / "retrieval" / config.name, "retrieval.json", load_retrieval,
+                             lambda tmp: _compute(run, config, tmp / "result", progress), config, "retrieval",
+                             "or another retrieval.name")
 
 
 def name_recall(store, data, individuals) -> float:
