@@ -129,7 +129,8 @@ def check_02(nb, root: Path) -> None:
     assert all('src="data:image/png;base64,' in v for v in views)  # the static patterns, for an untrusted notebook
     size, bundle = len(nbformat.writes(nb).encode()), max(len(h) for h in pages if "var CircuitsVis=" in h)
     print(f"\nexecuted 02: {size / 1e6:.2f} MB, of which the circuitsvis bundle {bundle / 1e6:.2f} MB")
-    assert size - bundle < 1_000_000  # was 6 bundles (~9 MB); what remains is figures, views' numbers, widget state
+    assert size < 2_000_000  # 6 views: was 6 bundles (~9 MB), then one bundle with the views' numbers as JSON (2.2 MB)
+    assert max(len(v) for v in views) < 30_000  # a view: its numbers packed (pack_attention) and a thumbnail
     # the outputs as a trusted notebook shows them, in order: every view renders and paints
     page = root / "notebook-02-outputs.html"
     page.write_text("<!DOCTYPE html><html><body>" + "\n".join(pages) + "</body></html>", encoding="utf-8")
@@ -145,6 +146,9 @@ def check_03(nb, root: Path) -> None:
     assert len(outputs(nb, "image/png")) >= 8  # 2 grids, 3 layer x position maps, heads, patterns, ablation
     assert "final_attribute_accuracy" in "\n".join(outputs(nb, "text/html"))
     assert explorers(nb) == 2  # the grid comparer and the ablation explorer
+    pages = outputs(nb, "text/html")
+    assert sum("CircuitsVis.render(" in h for h in pages) == 2  # the swapped routings, before and after
+    assert sum(h.count("var CircuitsVis=") for h in pages) == 1
     reference = wb.load_run(root / "tiny-seed0")
     runs = sorted((root / "tiny-seed0-patching-40steps").glob("patch-ref*"))
     expected = {f"patch-ref{s}-start0" for s in default_reference_steps(reference)}

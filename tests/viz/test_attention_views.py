@@ -1,18 +1,20 @@
 """circuitsvis attention views: marked token labels, phase steps, offline HTML, static heatmap."""
 
+import html as html_module
 import json
 import os
 import re
 
 import numpy as np
 import pytest
+import torch
 from circuitsvis.utils.render import RenderedHTML
 
 from browser import rendered_dom
 from workbench.data.kinds import NAME, VALUE
 from workbench.phases import Phases
 from workbench.viz import attention_views
-from workbench.viz.attention_views import (attention_view, phase_steps, phase_views, plot_pattern,
+from workbench.viz.attention_views import (attention_view, pack_attention, phase_steps, phase_views, plot_pattern,
                                            save_offline_html, token_labels)
 
 REMOTE = re.compile(r"<(script|link|img|iframe)\b[^>]*\b(src|href)\s*=\s*[\"']?\s*(https?:)?//", re.I)
@@ -110,6 +112,37 @@ def test_offline_html_is_written_atomically(views, tmp_path, monkeypatch):
     monkeypatch.setattr(attention_views.os, "replace", os.replace)
 
 
+# Stands in for the bundle: records what a view's script passes to CircuitsVis.render, as JSON in the DOM.
+RECORD_RENDER = ("<script>window.CircuitsVis = {AttentionHeads: 'AttentionHeads', render: (id, component, props) => {"
+                 "const e = document.createElement('pre'); e.className = 'render-call'; "
+                 "e.textContent = JSON.stringify({id, component, props}); document.body.appendChild(e); }};</script>")
+
+
+def test_notebook_view_unpacks_to_the_rounded_patterns(tiny_run, batch, tmp_path, monkeypatch):
+    """The packed numbers, decoded by the view's own script in Chromium, are the 3-decimal patterns and
+    zeros above the diagonal; the other props are circuitsvis's."""
+    monkeypatch.setitem(attention_views._LOADED, "bundle", True)  # load_circuitsvis() was displayed
+    model = tiny_run.load_model()
+    view = attention_view(model, tiny_run.data, batch, row=1, layer="last", heads=[1, 0])
+    page = tmp_path / "view.html"
+    page.write_text(f"<!DOCTYPE html><html><body>{RECORD_RENDER}{view._repr_html_()}</body></html>", encoding="utf-8")
+    calls = re.findall(r'<pre class="render-call">(.*?)</pre>', rendered_dom(page), re.S)
+    assert len(calls) == 1
+    call = json.loads(html_module.unescape(calls[0]))
+    pattern, tokens, kinds = attention_views.row_pattern(model, batch, 1, tiny_run.config.model.n_layers - 1)
+    expected = np.round(pattern[[1, 0]].double().numpy(), 3)
+    got = np.array(call["props"]["attention"])
+    assert got.shape == expected.shape and np.abs(got - expected).max() < 1e-9
+    assert call["component"] == "AttentionHeads" and call["id"] in view.local_src
+    assert call["props"]["tokens"] == token_labels(tiny_run.tokenizer, tokens, kinds)
+    n_layers = tiny_run.config.model.n_layers
+    assert call["props"]["attentionHeadNames"] == [f"L{n_layers - 1}H1", f"L{n_layers - 1}H0"]
+    assert call["props"]["maskUpperTri"] is True
+    non_causal = torch.rand(2, 4, 4)
+    assert pack_attention(non_causal) is None  # only causal patterns are packed
+    assert pack_attention(torch.tril(non_causal)) is not None
+
+
 class FakeRun:
     path = "fake"
 
@@ -166,8 +199,7 @@ def test_notebook_views_share_one_bundle_and_carry_a_static_fallback(tiny_run, b
     assert len(b) < len(a) / 5
     for html in (a, b):
         assert 'src="data:image/png;base64,' in html and "CircuitsVis.render(" in html
-        props = html[html.index("CircuitsVis.AttentionHeads"):]
-        assert not re.search(r"\d\.\d{4,}", props)  # attention rounded to 3 decimals
+    assert len(b) < 25_000  # the numbers packed (2 heads x ~60 tokens: ~60 KB as circuitsvis's JSON)
     monkeypatch.setitem(attention_views._LOADED, "bundle", False)
     loader = attention_views.load_circuitsvis()._repr_html_()
     assert "var CircuitsVis=" in loader and "var CircuitsVis=" not in first._repr_html_()

@@ -13,12 +13,15 @@ In Jupyter a view does the same across a notebook: `load_circuitsvis()` (display
 it, then renders; a view displayed before any load in the kernel carries the bundle itself. Inside each view's
 <div> sits a static PNG of its heads' patterns, which the interactive view replaces: an untrusted notebook (its
 scripts not run, e.g. executed elsewhere and reopened; `jupyter trust` makes it trusted) still shows the patterns.
-Attention values are rounded to 3 decimals in the page (the views' weight is their numbers).
+Attention values are rounded to 3 decimals. In a notebook a view's numbers (its weight: 60 KB of JSON for 2 heads
+x 62 tokens) travel packed: the causal lower triangle as little-endian uint16 thousandths, base64, unpacked by the
+view's script into the same nested array (`pack_attention`; 5x smaller). Offline pages keep circuitsvis's JSON.
 """
 
 from __future__ import annotations
 
 import html
+import json
 import math
 import os
 import re
@@ -37,7 +40,7 @@ from workbench.attention import resolve_layer
 from workbench.data.batch import Batch
 from workbench.data.kinds import token_labels
 from workbench.data.corpus import BiographyData
-from workbench.viz.figures import subplots
+from workbench.viz.figures import png_base64, subplots
 
 
 _LOADED = {"bundle": False}  # whether this kernel displayed the bundle (load_circuitsvis or a first view)
@@ -60,16 +63,39 @@ def load_circuitsvis() -> BundleLoader:
 _RENDER_CALL = re.compile(r"CircuitsVis\.render\(\s*\"(?P<id>[^\"]+)\",(?P<rest>.*)\)\s*</script>\s*$", re.S)
 
 
+# The inverse of `pack_attention`, in the view's script: [head][query][key] with zeros above the diagonal.
+_UNPACK = ("((b64, heads, n) => { const d = new DataView(Uint8Array.from(atob(b64), c => c.charCodeAt(0)).buffer); "
+           "let i = 0; return Array.from({length: heads}, () => Array.from({length: n}, (_, q) => "
+           "Array.from({length: n}, (_, k) => k <= q ? d.getUint16(2 * i++, true) / 1000 : 0))); })")
+
+
+def pack_attention(patterns: torch.Tensor) -> str | None:
+    """Causal patterns [head, q, k] as base64 little-endian uint16 thousandths of the lower triangle (q >= k),
+    head by head, row by row; None where a pattern is not causal (then the view keeps the JSON)."""
+    import base64
+
+    p = patterns.double().numpy()
+    if np.triu(p, 1).any():
+        return None
+    q, k = np.tril_indices(p.shape[-1])
+    return base64.b64encode(np.rint(p[:, q, k] * 1000).astype("<u2").tobytes()).decode()
+
+
 class OfflineView(RenderedHTML):
     """A circuitsvis view that Jupyter renders offline, sharing one bundle per notebook (module docstring)."""
 
     fallback_png: str = ""  # base64 PNG of the patterns, shown until (or unless) the script renders
+    packed: tuple[str, int, int, dict] | None = None  # (pack_attention, heads, n, the other props) for notebooks
 
     def _repr_html_(self) -> str:
         call = _RENDER_CALL.search(self.local_src)
         if call is None:  # not the markup this module knows: the view as circuitsvis made it
             return self.local_src
         uid, rest = call["id"], call["rest"]
+        if self.packed is not None:
+            b64, heads, n, props = self.packed
+            rest = (f"CircuitsVis.AttentionHeads, Object.assign({{attention: {_UNPACK}(\"{b64}\", {heads}, {n})}}, "
+                    f"{json.dumps(props)})")
         bundle = "" if _LOADED["bundle"] else BundleLoader()._repr_html_()
         static = (f'<img alt="attention patterns (static; the interactive view needs the notebook trusted)" '
                   f'style="max-width:100%" src="data:image/png;base64,{self.fallback_png}">' if self.fallback_png else "")
@@ -122,22 +148,21 @@ def attention_view(model, data_or_tokenizer, batch: Batch, row: int = 0, layer: 
                            attention_head_names=names, mask_upper_tri=True)
     out = OfflineView(view.local_src, view.cdn_src)
     out.fallback_png = _patterns_png(pattern[heads], names)
+    packed = pack_attention(pattern[heads])
+    if packed is not None:
+        out.packed = (packed, len(heads), len(labels),
+                      {"tokens": labels, "attentionHeadNames": names, "maskUpperTri": True})
     return out
 
 
 def _patterns_png(patterns: torch.Tensor, names: list[str]) -> str:
     """A small static grid of the heads' patterns [head, q, k] (base64 PNG), the views' fallback."""
-    import base64
-    import io
-
     n = len(names)
     fig, axes = subplots(1, n, figsize=(1.6 * n, 1.8), squeeze=False)
     for ax, p, name in zip(axes[0], patterns, names):
         ax.imshow(p.numpy(), cmap="Blues", vmin=0, vmax=1)
         ax.set(title=name, xticks=[], yticks=[])
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=60)  # a thumbnail: the interactive view is the real one
-    return base64.b64encode(buf.getvalue()).decode()
+    return png_base64(fig, dpi=60)  # a thumbnail: the interactive view is the real one
 
 
 def biography_html(data, batch, row: int = 0) -> str:

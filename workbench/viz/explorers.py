@@ -16,11 +16,9 @@ degrades to a static figure.
 
 from __future__ import annotations
 
-import base64
-import io
-
 from workbench.patching.ablations import HEAD_COMPONENTS, POSITION_COMPONENTS, ablate, activation_patching, make_pair
 from workbench.viz.attention_views import biography_html
+from workbench.viz.figures import png_base64, png_bytes
 from workbench.viz.patching import plot_heads, plot_layer_position
 
 ABLATIONS = ("zero ablation", "mean ablation")
@@ -28,10 +26,20 @@ COMPONENTS = (*POSITION_COMPONENTS, *HEAD_COMPONENTS, *ABLATIONS)
 AUTO = -1  # corruption: the individual's name partner (`Biographer.name_partner`)
 
 
-def png_base64(fig) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=72)  # the static fallback; the widget shows the full figure
-    return base64.b64encode(buf.getvalue()).decode()
+def show(output, fig) -> None:
+    """Draw `fig` into a widget Output as a palette PNG: the Output's state is saved in the notebook."""
+    from IPython.display import Image, display
+
+    output.clear_output(wait=True)
+    with output:
+        display(Image(png_bytes(fig)))
+
+
+def static_bundle(explorer, **kw) -> dict:
+    """The widget view plus its current figure as a PNG, shown where no widget frontend exists."""
+    bundle = dict(explorer.widget._repr_mimebundle_(**kw) or {})
+    bundle["image/png"] = png_base64(explorer.figure, dpi=72)
+    return bundle
 
 
 class AblationExplorer:
@@ -131,18 +139,10 @@ class AblationExplorer:
                                                               if "corrupted_score" in a else ""))
         self.status.value = (f"<b>{self._label(a['individual'])}</b>, {a['attribute']} = <b>{a['value']}</b>; "
                              f"corrupted with {self._label(a['corrupt_with'])}; {scores}")
-        self.output.clear_output(wait=True)
-        with self.output:
-            from IPython.display import display
-
-            display(self.figure)
+        show(self.output, self.figure)
 
     def _repr_mimebundle_(self, **kw):
-        bundle = self.widget._repr_mimebundle_(**kw)
-        bundle = dict(bundle or {})
-        bundle["image/png"] = png_base64(self.figure)  # the static fallback
-        return bundle
-
+        return static_bundle(self, **kw)
 
 
 class AttentionExplorer:
@@ -208,17 +208,13 @@ class AttentionExplorer:
         self.figure = plot_pattern(cache[f"blocks.{layer}.attn.hook_pattern"][0, head], labels,
                                    f"step {step}: L{layer}H{head}")
         self.metrics = metrics[(metrics["layer"] == layer) & (metrics["head"] == head)][["metric", "value"]]
-        self.output.clear_output(wait=True)
+        show(self.output, self.figure)
         self.metrics_view.clear_output(wait=True)
-        with self.output:
-            display(self.figure)
         with self.metrics_view:
             display(self.metrics.round(3).set_index("metric"))
 
     def _repr_mimebundle_(self, **kw):
-        bundle = dict(self.widget._repr_mimebundle_(**kw) or {})
-        bundle["image/png"] = png_base64(self.figure)
-        return bundle
+        return static_bundle(self, **kw)
 
 
 class GridComparer:
@@ -244,18 +240,12 @@ class GridComparer:
         return self
 
     def update(self) -> None:
-        from IPython.display import display
-
         from workbench.viz.patching import plot_grid
 
         keep = self.grid["reference_step"].isna() | self.grid["reference_step"].isin(self.reference_steps.value)
         ckeep = self.curves["reference_step"].isna() | self.curves["reference_step"].isin(self.reference_steps.value)
         self.figure = plot_grid(self.grid[keep], self.curves[ckeep], self.baseline)
-        self.output.clear_output(wait=True)
-        with self.output:
-            display(self.figure)
+        show(self.output, self.figure)
 
     def _repr_mimebundle_(self, **kw):
-        bundle = dict(self.widget._repr_mimebundle_(**kw) or {})
-        bundle["image/png"] = png_base64(self.figure)
-        return bundle
+        return static_bundle(self, **kw)

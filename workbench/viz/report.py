@@ -9,9 +9,7 @@ returns HTML; a section that fails is reported in the page instead of aborting t
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import json
 import math
 import os
@@ -21,16 +19,14 @@ from pathlib import Path
 from typing import Callable
 
 from workbench.atomic import atomic_write_text
-from workbench.viz.figures import plot_per_attribute, plot_phases
+from workbench.viz.figures import plot_per_attribute, plot_phases, png_base64
 from workbench.viz.attention import plot_attention_over_training
 
 Section = Callable[["object"], str]
 
 
 def figure_html(fig, alt: str) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    data = base64.b64encode(buf.getvalue()).decode()
+    data = png_base64(fig, dpi=110)
     return f'<img class="figure" alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
 
 
