@@ -216,3 +216,51 @@ def test_preset_replace_and_unknown_preset():
 def test_replace_validates():
     with pytest.raises(ValueError, match="n_individuals"):
         preset("tiny", data={"n_individuals": 0})
+
+
+def test_from_dict_missing_section_raises_naming_it():
+    d = preset("tiny").to_dict()
+    del d["train"]
+    with pytest.raises(ValueError, match=r"section\(s\) \['train'\] missing"):
+        RunConfig.from_dict(d)
+
+
+def test_from_dict_missing_field_takes_the_default_that_reproduces_older_runs():
+    d = preset("tiny").to_dict()
+    del d["train"]["grad_clip"]  # a config.json written before the field existed
+    assert RunConfig.from_dict(d).train.grad_clip == 1.0
+
+
+@pytest.mark.parametrize("path", ["train.steps", "train.eval_every", "train.n_checkpoints", "checkpoint_steps"])
+def test_absurd_step_counts_are_refused(path):
+    if path == "checkpoint_steps":
+        with pytest.raises(ValueError, match=r"train.checkpoint_steps\[\]=.*allowed an integer in \[0, 100000000\]"):
+            preset("tiny", train={"checkpoint_steps": (10**30,)})
+        return
+    section, name = path.split(".")
+    with pytest.raises(ValueError, match=rf"{path}=10+ is out of range: allowed an integer in \[\d, 100000000\]"):
+        preset("tiny", **{section: {name: 10**30}})
+
+
+def test_assign_is_typed_and_names_the_path():
+    from workbench.config import assign
+
+    cfg = assign(preset("tiny"), {"train.lr": 1, "train.checkpoint_steps": [0, 20], "data.sampler.alpha": 0})
+    assert cfg.train.lr == 1.0 and isinstance(cfg.train.lr, float) and cfg.train.checkpoint_steps == (0, 20)
+    with pytest.raises(ValueError, match=r"^train.bogus: unknown field; allowed steps, "):
+        assign(preset("tiny"), {"train.bogus": 1})
+    with pytest.raises(ValueError, match=r"^train.steps='10' is out of range"):
+        assign(preset("tiny"), {"train.steps": "10"})
+
+
+def test_config_imports_nothing_above_it():
+    """The config package is the bottom layer: it imports no other workbench module."""
+    import ast
+    from pathlib import Path
+
+    import workbench.config as c
+
+    for f in Path(c.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("workbench"):
+                assert node.module.startswith("workbench.config"), f"{f.name} imports {node.module}"

@@ -4,14 +4,7 @@ Each attribute has 25 paraphrased templates with `{name}` before `{value}`, so a
 model that knows the person can predict the attribute value from the prefix.
 """
 
-ATTRIBUTES: tuple[str, ...] = (
-    "birth_date",
-    "birth_city",
-    "university",
-    "major",
-    "company",
-    "current_location",
-)
+from workbench.config.schema import ATTRIBUTES, SHIPPED_TEMPLATES  # the attribute names are the config's
 
 TEMPLATES: dict[str, tuple[str, ...]] = {
     "birth_date": (
@@ -177,3 +170,6 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
         "{name} is a current resident of {value}.",
     ),
 }
+
+# the config validates data.n_templates against this count
+assert tuple(TEMPLATES) == ATTRIBUTES and all(len(t) == SHIPPED_TEMPLATES for t in TEMPLATES.values())

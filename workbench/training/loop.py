@@ -65,7 +65,7 @@ def resolve_device(name: str) -> str:
 
 
 def train_loop(state: TrainState, callbacks: list[Callback], device: str,
-               loss_fn: Callable = next_token_loss, grad_clip: float = 1.0) -> TrainState:
+               loss_fn: Callable = next_token_loss) -> TrainState:
     """Run updates from `state.step` to `config.train.steps`, calling the callbacks around each."""
     cfg = state.config.train
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device == "cuda" else contextlib.nullcontext())
@@ -83,8 +83,8 @@ def train_loop(state: TrainState, callbacks: list[Callback], device: str,
         loss = loss_fn(logits, batch)
         state.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(state.model.parameters(), grad_clip)
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(state.model.parameters(), cfg.grad_clip)
         state.optimizer.step()
         state.step += 1
         state.loss = loss.item()

@@ -1,56 +1,26 @@
-"""Frozen, validated configs for data, model, training, and the presets.
+"""The config schema: frozen, validated dataclasses for data, model, training and each feature's section.
 
-Every config checks itself on construction, so bad input fails before any work starts, with an
-error that names the field and the allowed range. A run is fully described by a `RunConfig`
-(saved as config.json); `RunConfig.from_dict(cfg.to_dict())` rebuilds it exactly.
+Every config checks itself on construction, so bad input fails before any work starts, with an error that
+names the field and the allowed range. A run is fully described by a `RunConfig` (saved as config.json);
+`RunConfig.from_dict(cfg.to_dict())` rebuilds it exactly. A field added after runs were saved gets the default
+that reproduces those runs, so an older config.json still loads (a missing section does not).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from workbench.data.templates import ATTRIBUTES, TEMPLATES
+from workbench.config.checks import check, check_indices, check_int, check_number
 
-# Shipped pool sizes (see workbench/data/pools/SOURCES.md). Years: 1900..2100.
-SHIPPED_POOL_SIZES = {
-    "first_names": 900,
-    "last_names": 1000,
-    "cities": 800,
-    "universities": 200,
-    "majors": 100,
-    "companies": 500,
-    "years": 201,
-}
+# The six attributes of a biography (docs/method.md §1); workbench.data.templates holds their sentences.
+ATTRIBUTES: tuple[str, ...] = ("birth_date", "birth_city", "university", "major", "company", "current_location")
+SHIPPED_TEMPLATES = 25  # sentence templates per attribute in workbench.data.templates
 SAMPLER_KINDS = ("uniform", "power_law", "celebrities", "warmup", "sequential")
-
-
-def check(cond: bool, name: str, allowed: str, value: Any) -> None:
-    """Raise a ValueError naming the field, its value and the allowed range unless `cond`."""
-    if not cond:
-        raise ValueError(f"{name}={value!r} is out of range: allowed {allowed}")
-
-
-def check_int(name: str, value: Any, lo: int, hi: int | float = math.inf) -> None:
-    ok = isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi
-    check(ok, name, f"an integer in [{lo}, {hi if hi != math.inf else 'inf'}]", value)
-
-
-def check_number(name: str, value: Any, lo: int | float, hi: int | float = math.inf, lo_open: bool = False,
-                 hi_open: bool = False) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and (lo < value if lo_open else lo <= value) and (value < hi if hi_open else value <= hi)
-    lo_s, hi_s = f"({lo}" if lo_open else f"[{lo}", f"{hi})" if hi_open else f"{hi if hi != math.inf else 'inf'}]"
-    check(ok, name, f"a number in {lo_s}, {hi_s}", value)
-
-
-def check_indices(name: str, values: tuple, lo: int = 0, hi: int | float = math.inf) -> None:
-    """Every entry an integer (not a bool) in [lo, hi], no repeats."""
-    for v in values:
-        check_int(f"{name}[]", v, lo, hi)
-    check(len(set(values)) == len(values), name, "distinct indices", values)
+MAX_STEPS = 100_000_000  # an upper bound on any step count: far past any run, small enough to catch a typo
 
 
 @dataclass(frozen=True)
@@ -67,7 +37,7 @@ class PoolSizes:
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
-            check_int(f"pool_sizes.{f.name}", getattr(self, f.name), 1, SHIPPED_POOL_SIZES[f.name])
+            check_int(f"pool_sizes.{f.name}", getattr(self, f.name), 1, f.default)  # the defaults are the shipped sizes
 
 
 @dataclass(frozen=True)
@@ -100,9 +70,9 @@ class SamplerConfig:
         check_number("sampler.weight_celebrities", self.weight_celebrities, 0.0, lo_open=True)
         check_int("sampler.indiv_warmup", self.indiv_warmup, 1)
         check_number("sampler.epochs_warmup", self.epochs_warmup, 0.0)
-        check_int("sampler.warmup_steps", self.warmup_steps, 0)
+        check_int("sampler.warmup_steps", self.warmup_steps, 0, MAX_STEPS)
         check_int("sampler.n_groups", self.n_groups, 1)
-        check_int("sampler.n_repeats", self.n_repeats, 1)
+        check_int("sampler.n_repeats", self.n_repeats, 1, MAX_STEPS)
         object.__setattr__(self, "warmup_ids", tuple(self.warmup_ids))
         check_indices("sampler.warmup_ids", self.warmup_ids)
 
@@ -153,8 +123,7 @@ class DataConfig:
             check(a in ATTRIBUTES, "data.attributes", f"a subset of {ATTRIBUTES}", a)
         check(len(self.attributes) > 0 and len(set(self.attributes)) == len(self.attributes),
                "data.attributes", f"a non-empty list of distinct names from {ATTRIBUTES}", self.attributes)
-        n_shipped = min(len(TEMPLATES[a]) for a in ATTRIBUTES)
-        check_int("data.n_templates", self.n_templates, 2, n_shipped)
+        check_int("data.n_templates", self.n_templates, 2, SHIPPED_TEMPLATES)
         check_int("data.n_train_templates", self.n_train_templates, 1, self.n_templates - 1)
         check_int("data.vocab_size", self.vocab_size, 512, 65_536)
         p = self.pool_sizes
@@ -236,12 +205,13 @@ class TrainConfig:
     checkpoint_steps: tuple[int, ...] = ()
     n_checkpoints: int = 0  # evenly spaced intervals over the run; 0 = the study's schedule
     device: str = "auto"  # auto | cpu | cuda
+    grad_clip: float = 1.0  # max global gradient norm (clip_grad_norm_); 0 = no clipping
 
     def __post_init__(self) -> None:
         for s in self.checkpoint_steps:  # steps past the end of the run are ignored (a schedule outlives a run)
-            check_int("train.checkpoint_steps[]", s, 0)
+            check_int("train.checkpoint_steps[]", s, 0, MAX_STEPS)
         object.__setattr__(self, "checkpoint_steps", tuple(int(s) for s in self.checkpoint_steps))
-        check_int("train.steps", self.steps, 1)
+        check_int("train.steps", self.steps, 1, MAX_STEPS)
         check_int("train.batch_size", self.batch_size, 1, 65_536)
         check_number("train.lr", self.lr, 0.0, 1.0, lo_open=True)
         check_number("train.final_lr", self.final_lr, 0.0, self.lr)
@@ -249,27 +219,11 @@ class TrainConfig:
         check_number("train.beta1", self.beta1, 0.0, 1.0, hi_open=True)  # AdamW needs beta < 1
         check_number("train.beta2", self.beta2, 0.0, 1.0, hi_open=True)
         check(self.schedule in ("cosine", "constant"), "train.schedule", "cosine | constant", self.schedule)
-        check_int("train.eval_every", self.eval_every, 1)
+        check_int("train.eval_every", self.eval_every, 1, MAX_STEPS)
         check_int("train.eval_size", self.eval_size, 1, 1_000_000)
-        check_int("train.n_checkpoints", self.n_checkpoints, 0)
+        check_int("train.n_checkpoints", self.n_checkpoints, 0, MAX_STEPS)
+        check_number("train.grad_clip", self.grad_clip, 0.0)
         check(self.device in ("auto", "cpu", "cuda"), "train.device", "auto | cpu | cuda", self.device)
-
-
-def _from_dict(cls: type, d: dict[str, Any]) -> Any:
-    """Rebuild a (nested) frozen dataclass from `dataclasses.asdict` output; unknown keys fail."""
-    names = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = set(d) - set(names)
-    if unknown:
-        raise ValueError(f"{cls.__name__}: unknown field(s) {sorted(unknown)}; allowed {sorted(names)}")
-    kwargs = {}
-    for k, v in d.items():
-        sub = _NESTED.get((cls.__name__, k))
-        if sub is not None and v is not None:
-            v = _from_dict(sub, v)
-        elif isinstance(v, list):
-            v = tuple(v)
-        kwargs[k] = v
-    return cls(**kwargs)
 
 
 @dataclass(frozen=True)
@@ -294,8 +248,8 @@ class PatchConfig:
         check_indices("patch.layers", self.layers)
         check_indices("patch.heads", self.heads)
         check(isinstance(self.allow_other_seed, bool), "patch.allow_other_seed", "true | false", self.allow_other_seed)
-        check_int("patch.reference_step", self.reference_step, 0)
-        check_int("patch.start_step", self.start_step, 0)
+        check_int("patch.reference_step", self.reference_step, 0, MAX_STEPS)
+        check_int("patch.start_step", self.start_step, 0, MAX_STEPS)
         check_number("patch.mix", self.mix, 0.0, 1.0)
 
 
@@ -311,7 +265,7 @@ class FinetuneConfig:
     def __post_init__(self) -> None:
         check(isinstance(self.base_run, str) and bool(self.base_run), "finetune.base_run", "a run directory",
               self.base_run)
-        check_int("finetune.base_step", self.base_step, 0)
+        check_int("finetune.base_step", self.base_step, 0, MAX_STEPS)
         check_int("finetune.n_new", self.n_new, 1)
         check_number("finetune.replay_weight", self.replay_weight, 0.0)
 
@@ -402,111 +356,40 @@ def _replace(obj: Any, changes: dict[str, Any]) -> Any:
     return dataclasses.replace(obj, **kw)
 
 
-_NESTED = {
-    ("RunConfig", "data"): DataConfig,
-    ("RunConfig", "model"): ModelConfig,
-    ("RunConfig", "train"): TrainConfig,
-    ("RunConfig", "patch"): PatchConfig,
-    ("RunConfig", "finetune"): FinetuneConfig,
-    ("RunConfig", "edit"): EditConfig,
-    ("DataConfig", "pool_sizes"): PoolSizes,
-    ("DataConfig", "sampler"): SamplerConfig,
-    ("DataConfig", "packing"): PackingConfig,
-}
 
 
-def _presets() -> dict[str, RunConfig]:
-    sweep_data = DataConfig(n_individuals=2000, n_heldout=200, n_finetune=2000, vocab_size=4096,
-                            attributes=("birth_city", "university", "major"),
-                            pool_sizes=PoolSizes(first_names=200, last_names=200, cities=200, universities=100,
-                                                 majors=50, companies=100, years=50))
-    sweep_model = ModelConfig(n_layers=2, d_model=128, n_heads=4, d_head=32, d_mlp=512)
-    sweep_train = TrainConfig(steps=1500, batch_size=32, lr=3e-3, schedule="constant", eval_every=25, eval_size=64,
-                              n_checkpoints=4)
-    small_pools = PoolSizes(first_names=60, last_names=60, cities=40, universities=20, majors=20, companies=30, years=20)
-    return {
-        # the study's model and run (digest §3): 8 layers, d_model 512, 8 heads x 64, MLP 2048
-        "paper": RunConfig(preset="paper"),
-        # the three phases in ~15 min on 2 CPU cores; d128 so memorisation after the plateau is fast
-        # (at d64 it took as long as the plateau; see analysis/NOTES.md)
-        "cpu-quick": RunConfig(
-            preset="cpu-quick",
-            data=DataConfig(n_individuals=1500, n_heldout=500, n_finetune=1000, vocab_size=4096,
-                            pool_sizes=PoolSizes(first_names=200, last_names=200, cities=200, universities=100,
-                                                 majors=50, companies=100, years=50)),
-            model=ModelConfig(n_layers=4, d_model=128, n_heads=4, d_head=32, d_mlp=512),
-            train=TrainConfig(steps=3500, batch_size=32, lr=3e-3, eval_every=50, eval_size=128),
-        ),
-        # one sweep trial in 1-7 min on one CPU core (analysis/NOTES.md, "cpu-sweep"): 3 attributes (41 tokens per
-        # biography), 2 layers; a constant learning rate, so a trial's length (set per N in a sweep) does not
-        # change its dynamics before its end. The plateau shows from N ~ 2000 on (at 1000 memorisation
-        # starts before the loss has flattened at the baseline).
-        "cpu-sweep": RunConfig(preset="cpu-sweep", data=sweep_data, model=sweep_model, train=sweep_train),
-        # retrieval over the pre-training data (digest §6): cpu-sweep with 3 biographies per training sequence,
-        # half of them repeating an individual, so the model has a reason to read facts from its context and
-        # room for 2 documents before a query; 16 checkpoints across the phases (analysis/retrieval_cpu.py)
-        "cpu-packed": RunConfig(
-            preset="cpu-packed",
-            data=dataclasses.replace(sweep_data, packing=PackingConfig(k=3, q_same=0.5)),
-            model=sweep_model,
-            train=dataclasses.replace(sweep_train, n_checkpoints=15, eval_size=128),
-        ),
-        # for tests: seconds on a CPU
-        "tiny": RunConfig(
-            preset="tiny",
-            data=DataConfig(n_individuals=64, n_heldout=32, n_finetune=32, vocab_size=2048, pool_sizes=small_pools),
-            model=ModelConfig(n_layers=2, d_model=32, n_heads=2, d_head=16, d_mlp=64),
-            train=TrainConfig(steps=40, batch_size=16, lr=3e-3, eval_every=10, eval_size=32, n_checkpoints=4),
-        ),
-    }
+# Shipped pool sizes (see workbench/data/pools/SOURCES.md), PoolSizes' defaults. Years: 1900..2100.
+SHIPPED_POOL_SIZES = {f.name: f.default for f in dataclasses.fields(PoolSizes)}
 
 
-PRESETS: tuple[str, ...] = ("paper", "cpu-quick", "cpu-sweep", "cpu-packed", "tiny")
+def _nested(cls: type, name: str) -> type | None:
+    """The config dataclass a field of `cls` holds (`X` or `X | None`), else None: derived from the annotations."""
+    hint = typing.get_type_hints(cls)[name]
+    for t in (hint, *typing.get_args(hint)):
+        if dataclasses.is_dataclass(t):
+            return t
+    return None
 
 
-_PARSERS = {"int": int, "float": float, "str": str,
-            "bool": lambda s: {"true": True, "1": True, "false": False, "0": False}[s.lower()],
-            "tuple[int, ...]": lambda s: tuple(int(x) for x in s.strip("()[]").split(",") if x.strip()),
-            "tuple[str, ...]": lambda s: tuple(x.strip() for x in s.strip("()[]").split(",") if x.strip())}
-
-
-def override(config: RunConfig, assignments: Any) -> RunConfig:
-    """Apply 'PATH=VALUE' assignments, PATH a dotted field path (train.lr=1e-3, data.sampler.alpha=0.5,
-    seed=3, train.checkpoint_steps=0,100,200). Values are parsed to the field's type and the result is
-    validated like any config; an unknown path or an unparsable value is a ValueError naming it."""
-    changes: dict[str, Any] = {}
-    for item in assignments:
-        path, eq, text = str(item).partition("=")
-        if not eq or not path:
-            raise ValueError(f"--set {item!r}: allowed SECTION.FIELD=VALUE, e.g. train.lr=1e-3")
-        *parents, leaf = path.split(".")
-        obj, where = config, changes
-        for i, part in enumerate(parents):
-            sub = getattr(obj, part, None) if part in {f.name for f in dataclasses.fields(obj)} else None
-            if not dataclasses.is_dataclass(sub):
-                prefix = ".".join(parents[: i + 1])
-                unset = part in {f.name for f in dataclasses.fields(obj)}
-                raise ValueError(f"--set {path}: {prefix} is {'not set in this config' if unset else 'unknown'}; "
-                                 f"allowed sections: {', '.join(_sections(obj))}")
-            obj, where = sub, where.setdefault(part, {})
-        fields = {f.name: f for f in dataclasses.fields(obj)}
-        if leaf not in fields or dataclasses.is_dataclass(getattr(obj, leaf)):
-            scalar = [n for n in fields if not dataclasses.is_dataclass(getattr(obj, n))]
-            raise ValueError(f"--set {path}: unknown field; allowed {', '.join(scalar)}")
-        kind = str(fields[leaf].type)
-        try:
-            where[leaf] = _PARSERS[kind](text)
-        except (KeyError, ValueError) as e:
-            raise ValueError(f"--set {path}={text!r}: not a valid {kind}") from e
-    return config.replace(**changes) if changes else config
-
-
-def _sections(obj: Any) -> list[str]:
-    return [f.name for f in dataclasses.fields(obj) if dataclasses.is_dataclass(getattr(obj, f.name))]
-
-
-def preset(name: str, **sections: Any) -> RunConfig:
-    """A preset RunConfig, optionally with sections replaced: preset("tiny", train={"steps": 5})."""
-    if name not in PRESETS:
-        raise ValueError(f"preset={name!r} is unknown: allowed {', '.join(PRESETS)}")
-    return _presets()[name].replace(**sections)
+def _from_dict(cls: type, d: dict[str, Any], where: str = "") -> Any:
+    """Rebuild a (nested) frozen dataclass from `dataclasses.asdict` output. Unknown keys fail; a missing nested
+    section of RunConfig (data, model, train) fails; a missing scalar field takes its default."""
+    if not isinstance(d, dict):
+        raise ValueError(f"{where or cls.__name__}={d!r}: allowed a table of {cls.__name__} fields")
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(d) - set(names)
+    if unknown:
+        raise ValueError(f"{where or cls.__name__}: unknown field(s) {sorted(unknown)}; allowed {sorted(names)}")
+    if cls is RunConfig:
+        missing = [n for n in ("data", "model", "train") if n not in d]
+        if missing:
+            raise ValueError(f"config: section(s) {missing} missing; allowed a config with data, model and train")
+    kwargs = {}
+    for k, v in d.items():
+        sub = _nested(cls, k)
+        if sub is not None and v is not None:
+            v = _from_dict(sub, v, f"{where}.{k}" if where else k)
+        elif isinstance(v, list):
+            v = tuple(v)
+        kwargs[k] = v
+    return cls(**kwargs)
