@@ -1,4 +1,4 @@
-"""Does patching from a post-plateau reference halve the steps to 50% attribute accuracy? (digest §4.3)
+"""Does patching from a post-plateau reference halve the steps to 50% attribute accuracy? (docs/method.md §4.3)
 
 For an unpatched run RUN (trained here first when absent, from --preset/--seed/--set), retrain its
 own config (same schedule, same initial weights) with every layer's attention pattern (or --layers)

@@ -1,4 +1,4 @@
-"""Test-time retrieval across training at cpu-sweep scale, and the compute multiplier (digest §6).
+"""Test-time retrieval across training at cpu-sweep scale, and the compute multiplier (docs/method.md §6.2).
 
     python analysis/retrieval_cpu.py [--k 3] [--q 0.5 0.0] [--seed 0] [--steps 1500] [--m 2] [--votes 2]
 

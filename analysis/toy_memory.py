@@ -1,4 +1,4 @@
-"""The toy associative memory (digest §4.8): forgetting during fine-tuning, with and without replay.
+"""The toy associative memory (docs/method.md §4.8): forgetting during fine-tuning, with and without replay.
 
     python analysis/toy_memory.py [--replay 0 0.1 1] [--n-new 1024] [--threads 1]
 

@@ -1,4 +1,4 @@
-"""workbench.config: defaults follow the digest, validation names the field, round trips, baseline."""
+"""workbench.config: defaults follow the study (docs/method.md), validation names the field, round trips, baseline."""
 
 from __future__ import annotations
 
@@ -21,13 +21,13 @@ from workbench.config import (
 from workbench.data.templates import ATTRIBUTES
 
 
-def test_defaults_follow_the_digest():
+def test_defaults_follow_the_study():
     d = DataConfig()
     assert d.n_individuals == 64_000 and d.n_heldout == 16_000
     assert d.attributes == ATTRIBUTES and len(d.attributes) == 6
     assert d.n_templates == 25 and d.n_train_templates == 20
     assert dataclasses.asdict(d.pool_sizes) == SHIPPED_POOL_SIZES
-    # the digest's pools: 900 first names, 1000 surnames, 800 cities, 200 universities, 100 majors,
+    # the pools of docs/method.md §1.2: 900 first names, 1000 surnames, 800 cities, 200 universities, 100 majors,
     # 500 companies, birth years 1900-2100
     assert (d.pool_sizes.first_names, d.pool_sizes.last_names, d.pool_sizes.cities, d.pool_sizes.universities,
             d.pool_sizes.majors, d.pool_sizes.companies) == (900, 1000, 800, 200, 100, 500)

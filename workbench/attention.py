@@ -1,4 +1,4 @@
-"""Name-token attention metrics (digest §2, §4.4), per layer and head, on a fixed evaluation set.
+"""Name-token attention metrics (docs/method.md §2.5, §4.4), per layer and head, on a fixed evaluation set.
 
 Queries and keys are chosen from the batch's token labels (kind, attribute, value_start):
 

@@ -1,4 +1,4 @@
-"""Knowledge metrics on attribute values (digest §2): attribute loss and accuracy, confidence.
+"""Knowledge metrics on attribute values (docs/method.md §2): attribute loss and accuracy, confidence.
 
 Attribute loss: cross-entropy summed over all tokens of an attribute value, averaged over the
 values of a sequence and over the batch. Attribute accuracy: a value is right only if every one of

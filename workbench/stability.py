@@ -1,4 +1,4 @@
-"""Attention stability (digest §4.7): how far attention patterns move, per layer and head.
+"""Attention stability (docs/method.md §4.7): how far attention patterns move, per layer and head.
 
 The distance between two models' attention on the same biographies is the Jensen-Shannon
 divergence (base 2, so in [0, 1]) between their distributions over keys

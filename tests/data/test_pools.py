@@ -90,7 +90,7 @@ def test_dates_enumerate_every_year_month_day_once():
     assert len(set(strings)) == n
     expected = {f"{m} {d}, {y}" for y in (1900, 1901, 1902) for m in MONTHS for d in range(1, 32)}
     assert set(strings) == expected
-    # impossible dates are allowed (digest: day sampled independently of month)
+    # impossible dates are allowed (docs/method.md §1.2: day sampled independently of month)
     assert "February 31, 1901" in expected
 
 

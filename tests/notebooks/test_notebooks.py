@@ -81,7 +81,7 @@ def test_committed_stripped(path):
         assert not {"execution", "collapsed", "scrolled"} & set(cell.metadata), f"{path.name} cell {i}: run metadata"
     first = nb.cells[0]
     assert first.cell_type == "markdown" and first.source.startswith("# ")
-    assert re.search(r"§4\.\d", first.source), f"{path.name}: the introduction names no finding of the digest"
+    assert re.search(r"§4\.\d", first.source), f"{path.name}: the introduction names no finding of docs/method.md"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

@@ -42,7 +42,7 @@ class PoolSizes:
 
 @dataclass(frozen=True)
 class SamplerConfig:
-    """Which individual each training biography is about (digest §1, sampling distributions).
+    """Which individual each training biography is about (docs/method.md §1.7).
 
     kind: uniform | power_law (P(i) ~ (i+1)^-alpha) | celebrities (the first n_celebrities are
     sampled weight_celebrities times more often) | warmup (the first indiv_warmup individuals for
@@ -79,7 +79,7 @@ class SamplerConfig:
 
 @dataclass(frozen=True)
 class PackingConfig:
-    """Training sequences that hold several biographies (retrieval's analogue of web text, digest §6).
+    """Training sequences that hold several biographies (retrieval's analogue of web text, docs/method.md §6.2).
 
     k biographies per training sequence, each starting with BOS; with probability q_same one of the k-1
     others is about the same individual as the first (its templates and sentence order drawn afresh), the
@@ -152,7 +152,7 @@ class DataConfig:
 
     @property
     def no_knowledge_baseline(self) -> float:
-        """Mean over attribute types of log(#possible values), in nats (digest §2)."""
+        """Mean over attribute types of log(#possible values), in nats (docs/method.md §2.3)."""
         return sum(math.log(n) for n in self.n_values.values()) / len(self.attributes)
 
 
@@ -185,7 +185,7 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """AdamW + cosine schedule without warm-up (digest §3); evaluation and checkpoint cadence.
+    """AdamW + cosine schedule without warm-up (docs/method.md §3); evaluation and checkpoint cadence.
 
     Checkpoints: `checkpoint_steps` lists them explicitly (and wins); otherwise `n_checkpoints` > 0 spaces that
     many intervals evenly over the run (so they follow `steps`); both empty/0 means the study's
@@ -228,7 +228,7 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class PatchConfig:
-    """Attention-pattern patching during training (digest §4.3): the reference run and step."""
+    """Attention-pattern patching during training (docs/method.md §4.3): the reference run and step."""
 
     reference_run: str = ""
     reference_step: int = 0
@@ -276,7 +276,7 @@ EDIT_SELECTIONS = ("top", "bottom", "random", "matched")
 @dataclass(frozen=True)
 class EditConfig:
     """Retrain the attributed run's twin with some of its training sequences removed or duplicated
-    (data attribution's causal test, digest §6; `workbench.attribution.retrain`).
+    (data attribution's causal test, docs/method.md §6.1; `workbench.attribution.retrain`).
 
     From the attribution's scores over its window of steps: selection `top` takes the `percent`% most
     promoting sequences, `bottom` the most demoting, `random` as many at random (seeded by

@@ -21,7 +21,7 @@ from workbench.data.tokenizer import BiographyTokenizer, template_pieces
 if TYPE_CHECKING:  # torch loads only when a batch is built: `workbench data stats` stays light
     from workbench.data.batch import Batch
 
-SPLITS = ("training", "evaluation")  # the template split (digest §1)
+SPLITS = ("training", "evaluation")  # the template split (docs/method.md §1.3)
 
 
 class Biographer:

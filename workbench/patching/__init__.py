@@ -1,4 +1,4 @@
-"""Attention-pattern patching (digest §4.3) and interactive causal analyses.
+"""Attention-pattern patching (docs/method.md §4.3) and interactive causal analyses.
 
 Sources of patterns:  ReferencePatterns(model), UniformPatterns(n_layers, n_heads), own_patterns_at(run, step)
 Hooks:                patch_patterns(model, source, layers, heads, mix) (context manager), PatternPatcher

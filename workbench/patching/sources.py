@@ -1,4 +1,4 @@
-"""Where replacement attention patterns come from (digest §4.3).
+"""Where replacement attention patterns come from (docs/method.md §4.3).
 
 A source maps the input tokens of a forward pass to post-softmax patterns for every layer,
 detached from any graph (stop-gradient): a frozen reference model's own patterns on the same

@@ -1,4 +1,4 @@
-"""Probes of the MLP key-value memory (digest §4.7, §4.8, §5).
+"""Probes of the MLP key-value memory (docs/method.md §4.7, §4.8, §5).
 
     localise(model, data, n=64, ...)                 ablation / patching of MLP layers at the name
     localisation_over_checkpoints(run, steps=None)   ... at a run's checkpoints

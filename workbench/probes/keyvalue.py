@@ -1,4 +1,4 @@
-"""The MLP as a key-value memory (digest §5): which neurons fire for a name, what they write.
+"""The MLP as a key-value memory (docs/method.md §5): which neurons fire for a name, what they write.
 
 Keys: the k neurons of layer l with the largest activation (`blocks.{l}.mlp.hook_post`) at the last
 name token of the individual's first sentence (`probes.sites`). Values: what a neuron writes toward

@@ -1,4 +1,4 @@
-"""The toy associative memory (digest §4.8): forgetting and replay in a one-hidden-layer ReLU MLP.
+"""The toy associative memory (docs/method.md §4.8): forgetting and replay in a one-hidden-layer ReLU MLP.
 
 Random unit-norm keys in R^d_key are mapped to one of n_values classes by an MLP with d_hidden ReLU
 units, pre-trained (cross-entropy, Adam, minibatches) on n_keys pairs until it memorises them, then

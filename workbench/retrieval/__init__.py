@@ -1,4 +1,4 @@
-"""Test-time retrieval over the pre-training biographies, and the compute multiplier (digest §6,
+"""Test-time retrieval over the pre-training biographies, and the compute multiplier (docs/method.md §6.2,
 arXiv 2511.04234).
 
     datastore   DatastoreConfig, build_datastore(data) -> Datastore (BM25 over training-template biographies)

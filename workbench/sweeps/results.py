@@ -1,4 +1,4 @@
-"""A sweep's results, read from its run directories, and the study's dependences (digest §4, findings 2, 5, 7).
+"""A sweep's results, read from its run directories, and the study's dependences (docs/method.md §4.2, §4.5, §4.7).
 
 `sweep_table` has one row per trial: the values it set, its status, its final attribute loss and
 accuracy, and its phases (`workbench.phases`: plateau start / end with 95% intervals, censored when
@@ -25,7 +25,7 @@ from workbench.phases import PlateauRule
 from workbench.run import Run
 from workbench.sweeps.engine import read_plan
 
-STUDY_POWER_LAW = (0.43, 0.81)  # plateau length ~ 0.43 * N^0.81 steps (digest §4, finding 2)
+STUDY_POWER_LAW = (0.43, 0.81)  # plateau length ~ 0.43 * N^0.81 steps (docs/method.md §4.2)
 INITIAL_FRACTION = 0.25  # the initial drop of a fine-tuning run: its worst seen accuracy in the first quarter
 
 

@@ -42,7 +42,7 @@ class TrainState:
 
 
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
-    """AdamW (digest §3); no weight decay on biases and LayerNorm parameters (standard practice)."""
+    """AdamW (docs/method.md §3); no weight decay on biases and LayerNorm parameters (standard practice)."""
     decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim < 2]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]

@@ -1,4 +1,4 @@
-"""Hallucination panel (digest §4.6): seen vs held-out (vs new) individuals over training.
+"""Hallucination panel (docs/method.md §4.6): seen vs held-out (vs new) individuals over training.
 
 When knowledge emerges, the attribute loss on held-out individuals rises above the no-knowledge
 baseline: the model is less confident on them than on known individuals (lower top-token
