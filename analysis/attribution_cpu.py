@@ -1,4 +1,4 @@
-"""Data attribution of the recall head at cpu-sweep scale, and its causal test by retraining (digest §6).
+"""Data attribution of the recall head at cpu-sweep scale, and its causal test by retraining (docs/method.md §6.1).
 
     python analysis/attribution_cpu.py [--seeds 0 1 2] [--steps 800] [--fit-size 4096] [--arms core|full]
 

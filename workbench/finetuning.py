@@ -1,4 +1,4 @@
-"""Fine-tuning on new individuals from a pre-trained checkpoint, with optional replay (digest §4.7).
+"""Fine-tuning on new individuals from a pre-trained checkpoint, with optional replay (docs/method.md §4.7).
 
 A fine-tuning run is an ordinary run (metrics, checkpoints, resume) whose config carries a
 `FinetuneConfig`: it starts from the weights of `base_run` at `base_step` with a fresh optimizer, a

@@ -1,6 +1,6 @@
 """Which head is the recall head: attention to the individual's name at attribute queries, and necessity.
 
-The digest (§4.4, §6) locates recall in a last-layer head that, at the position predicting an attribute
+docs/method.md (§4.4, §6.1) locates recall in a last-layer head that, at the position predicting an attribute
 value, attends to the name tokens of that sentence. `head_scores` ranks heads by that attention
 (``attribute->own_name``, `workbench.attention`) and by an ablation: the increase in attribute loss when
 the head's output z is replaced by its mean over the batch's positions ("mean") or by zero ("zero").

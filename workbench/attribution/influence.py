@@ -14,7 +14,7 @@ eigenvalue of each module's block) and can split each score over the sequence's 
 per-token score at p is the part that flows through the tracked modules' input at p. `exact_influence`
 builds F from explicit per-sequence gradients (one block over all tracked parameters, λ = 0.1 × the mean
 eigenvalue) and solves it directly: the reference EK-FAC is checked against on small cases (`compare`).
-The Fisher is "sampled" (labels drawn from the model: the true Fisher, as the digest's method) or
+The Fisher is "sampled" (labels drawn from the model: the true Fisher, as in docs/method.md §6.1) or
 "empirical" (the data's labels).
 """
 

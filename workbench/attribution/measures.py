@@ -5,7 +5,7 @@ respect to the tracked modules of the `HeadView` is what training sequences are 
 
 * ``attention`` (tracks ``qk``): at every value-query position (the one predicting an attribute value's
   first token), the head's summed attention mass on the name tokens; mean over the sequence's queries.
-  The recall head's signature (digest §4.4), a function of W_Q, W_K only.
+  The recall head's signature (docs/method.md §4.4), a function of W_Q, W_K only.
 * ``logit`` (tracks ``qk``, ``v``, ``o``): at the same positions, the head's direct logit attribution to
   the correct next token: its output centred (as ln_final does), divided by ln_final's frozen scale,
   times ln_final.w, read by the unembedding column of the target; mean over the sequence's queries.

@@ -1,4 +1,4 @@
-"""A grid of patched runs (digest §4.3): one run per (reference step, start step), plus the baseline.
+"""A grid of patched runs (docs/method.md §4.3): one run per (reference step, start step), plus the baseline.
 
 Each patched run retrains the reference run's config (same seed, so the same initial weights and
 batches) with its attention patterns replaced by those of the reference checkpoint at

@@ -117,7 +117,7 @@ def hallucination_section(run) -> str:
 
 
 def name_attention_section(run) -> str:
-    """Name-token attention over checkpoints (digest §4.4), with the plateau boundaries."""
+    """Name-token attention over checkpoints (docs/method.md §4.4), with the plateau boundaries."""
     from workbench.attention import attention_over_training
 
     df = attention_over_training(run, size=min(128, run.config.train.eval_size), progress=False)
