@@ -16,7 +16,7 @@ from typing import Any
 
 from workbench.config.checks import check, check_indices, check_int, check_number
 
-# The six attributes of a biography (docs/method.md §1); workbench.data.templates holds their sentences.
+# The six attributes of a biography (docs/method.md §1.2); workbench.data.templates holds their sentences.
 ATTRIBUTES: tuple[str, ...] = ("birth_date", "birth_city", "university", "major", "company", "current_location")
 SHIPPED_TEMPLATES = 25  # sentence templates per attribute in workbench.data.templates
 SAMPLER_KINDS = ("uniform", "power_law", "celebrities", "warmup", "sequential")
