@@ -38,7 +38,7 @@ def _presets() -> dict[str, RunConfig]:
         # change its dynamics before its end. The plateau shows from N ~ 2000 on (at 1000 memorisation
         # starts before the loss has flattened at the baseline).
         "cpu-sweep": RunConfig(preset="cpu-sweep", data=sweep_data, model=sweep_model, train=sweep_train),
-        # retrieval over the pre-training data (docs/method.md §6.2): cpu-sweep with 3 biographies per training sequence,
+        # retrieval of pre-training data (docs/method.md §6.2): cpu-sweep with 3 biographies per training sequence,
         # half of them repeating an individual, so the model has a reason to read facts from its context and
         # room for 2 documents before a query; 16 checkpoints across the phases (analysis/retrieval_cpu.py)
         "cpu-packed": RunConfig(
