@@ -1,6 +1,7 @@
 """Fine-tuning from tiny_run@40 on new individuals, with and without replay; bad input fails early."""
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -10,7 +11,7 @@ import torch
 from workbench.config import FinetuneConfig, preset
 from workbench.data.population import make_world
 from workbench.experiment import finetune
-from workbench.finetuning import default_out, finetune_config
+from workbench.finetuning import finetune_config
 from workbench.metrics import evaluate, summarize
 from workbench.run import load_run
 from workbench.experiment import resume, train
@@ -129,8 +130,11 @@ def test_attention_stability_is_measured_from_the_base_checkpoint(ft_runs, tiny_
     assert (run.path / "analysis").is_dir()
 
 
-def test_default_out_is_next_to_the_base():
-    assert str(default_out("checkpoints/cpu-quick-seed0", 600, 1.0)) == "checkpoints/cpu-quick-seed0-ft600-replay1"
+def test_default_out_is_next_to_the_base(tiny_run_dir):
+    from workbench.naming import default_run_path
+
+    config = finetune_config(tiny_run_dir, 40, 8, 1.0)
+    assert default_run_path(config) == Path(tiny_run_dir).with_name(f"{Path(tiny_run_dir).name}-ft8-replay1")
 
 
 # -- bad input: ValueError naming the field, before any training, no run directory left --------------

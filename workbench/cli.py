@@ -9,11 +9,15 @@ Ctrl-C or SIGTERM saves its state, prints the resume command and exits 128 + the
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import re
 import sys
+
 from pathlib import Path
 
 from workbench.config import PRESETS, preset
+from workbench.naming import default_run_path
 
 DEFAULT_PRESET = "cpu-quick"
 RUN_FLAGS = ("preset", "seed", "n_individuals", "steps", "lr", "batch_size", "device", "set")
@@ -78,9 +82,20 @@ def _add_run_args(p: argparse.ArgumentParser, training: bool = True) -> None:
 
 def _run_at(spec: str, flag: str) -> tuple[str, int]:
     run, _, step = spec.rpartition("@")
-    if not run or not step.isdigit():
-        raise ValueError(f"{flag}={spec!r}: allowed RUN@STEP, e.g. checkpoints/cpu-quick-seed0@3500")
+    if not run or not re.fullmatch(r"[0-9]+", step):  # not str.isdigit: it accepts "²" and other digits
+        raise ValueError(f"{flag}={spec!r}: allowed RUN@STEP, STEP a whole number in ASCII digits 0-9, "
+                         f"e.g. checkpoints/cpu-quick-seed0@3500")
     return run, int(step)
+
+
+def _check_window(run_path: str, window: list[int]) -> None:
+    """--window START END within the run's trained steps, before any compute."""
+    from workbench.attribution.window import check_window
+    from workbench.run import load_run
+    from workbench.training.rundir import RunDir
+
+    check_window(load_run(RunDir.require(run_path, "run").path), *window, f"--window {window[0]} {window[1]}")
+
 
 
 def _check_file_out(path: str, flag: str) -> Path:
@@ -151,32 +166,21 @@ def cmd_train(args) -> None:
         if args.patch_start is not None and args.patch_from is None:
             raise ValueError("--patch-start cannot be used without --patch-from RUN@STEP")
         cfg = _twin_config(args) if args.patch_from else _run_config(args)
-        out = _default_out(args, cfg)
+        out = args.out if args.out is not None else default_run_path(cfg)
         run = experiment.train(cfg, out, progress=not args.quiet)
     print(summary_line(run.path))
 
 
-def _default_out(args, cfg) -> str:
-    if args.out is not None:
-        return args.out
-    if cfg.patch is not None:
-        return f"{cfg.patch.reference_run}-patch-ref{cfg.patch.reference_step}-start{cfg.patch.start_step}"
-    return f"checkpoints/{cfg.preset}-seed{cfg.seed}"
-
-
 def _twin_config(args):
     """The study's twin model: the reference run's config and seed, the flags given on top, the patch spec."""
-    from workbench.config import PatchConfig
+    from workbench.patching.grid import twin_config
     from workbench.training.rundir import RunDir
 
     _refuse(args, ("preset",), "with --patch-from (the twin model takes the reference run's config; "
                                "change fields with --set)")
     ref, step = _run_at(args.patch_from, "--patch-from")
     reference = RunDir.require(ref, "--patch-from").config()
-    cfg = _run_config(args, base=reference.replace(patch=None))
-    spec = PatchConfig(reference_run=str(Path(ref).absolute()), reference_step=step,
-                       start_step=args.patch_start or 0, allow_other_seed=cfg.seed != reference.seed)
-    return cfg.replace(patch=spec)
+    return twin_config(ref, reference, step, args.patch_start or 0, _run_config(args, base=reference.replace(patch=None)))
 
 
 def cmd_finetune(args) -> None:
@@ -230,10 +234,14 @@ def cmd_attribute(args) -> None:
     from workbench import experiment
 
     start, end = args.window if args.window else (None, None)
-    a = experiment.attribute(args.run, args.layer, args.head, start, end, args.step or 0, args.probe,
-                             progress=not args.quiet, fit_size=args.fit_size)
+    if args.window:
+        _check_window(args.run, args.window)
+
+    given = {"layer": args.layer, "head": args.head, "start": start, "end": end, "step": args.step,
+             "measure": args.measure, "fit_size": args.fit_size}
+    a = experiment.attribute(args.run, progress=not args.quiet, **{k: v for k, v in given.items() if v is not None})
     c = a.config
-    print(f"attribution: {a.path}\nhead L{c.layer}H{c.head}, probe {c.probe} at step {c.step}, window "
+    print(f"attribution: {a.path}\nhead L{c.layer}H{c.head}, measure {c.measure} at step {c.step}, window "
           f"[{c.start}, {c.end}): {a.meta['n_sequences']} sequences in {a.meta['seconds']['total']:.0f} s "
           f"(influence > 0 promotes the head)")
     for by in ("individual", "attribute"):
@@ -243,8 +251,8 @@ def cmd_attribute(args) -> None:
 def cmd_retrieve(args) -> None:
     from workbench import experiment
 
-    r = experiment.retrieve(args.run, args.m, args.votes, args.steps or (), args.source, progress=not args.quiet,
-                            name=args.name)
+    given = {"m": args.m, "votes": args.votes, "steps": args.steps, "source": args.source, "name": args.name}
+    r = experiment.retrieve(args.run, progress=not args.quiet, **{k: v for k, v in given.items() if v is not None})
     print(f"retrieval: {r.path}\ndatastore: {r.meta['datastore']['documents']} documents, recall@1 by name "
           f"{r.meta['datastore']['name_recall_at_1']:.3f}")
     seen = r.summary[r.summary["group"] == "seen"].pivot(index="step", columns="mode", values="accuracy")
@@ -269,24 +277,16 @@ def cmd_runs(args) -> None:
 def cmd_main(args) -> None:
     """The main job: train the cpu-quick reference run (or reuse / resume it) and write its report."""
     from workbench import experiment
-    from workbench.run import load_run
-    from workbench.training.rundir import RunDir
     from workbench.viz.report import write_report
 
-    cfg = preset(args.preset)
-    out = Path(args.out or f"checkpoints/{cfg.preset}-seed{cfg.seed}")
-    if RunDir(out).exists():
-        if RunDir(out).manifest()["status"] != "finished":
-            experiment.resume(out)
-    else:
-        experiment.train(cfg, out)
-    run = load_run(out)
+    run = experiment.train_or_resume(preset(args.preset), args.out, keep_config=True)
     last = run.metrics.iloc[-1]
     print(json.dumps({"run": str(run.path), "plateau": run.phases().to_dict(),
                       "final_attribute_accuracy": last["attribute_accuracy"],
                       "final_attribute_loss": last["attribute_loss"], "no_knowledge_baseline": last["no_knowledge_baseline"],
                       "wall_s": run.dir.manifest()["wall_s"]}, indent=2, default=float))
-    print(f"report: {write_report(run)}")
+    print(f"report: {write_report(run, strict=True)}")
+
     print(summary_line(run.path))
 
 
@@ -295,7 +295,8 @@ def cmd_report(args) -> None:
     from workbench.viz.report import write_report
 
     out = _check_file_out(args.out, "--out") if args.out is not None else None
-    print(f"report: {write_report(load_run(args.run), out)}")
+    print(f"report: {write_report(load_run(args.run), out, strict=True)}")
+
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -304,6 +305,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="workbench", description="Study how language models learn facts: synthetic biographies, "
                                                   "small HookedTransformers, the three phases, patching, probes.")
     parser.add_argument("--version", action="version", version=f"workbench {__version__}")
+    parser.add_argument("--debug", action="store_true", help="full tracebacks instead of one-line errors "
+                                                             "(also WORKBENCH_DEBUG=1)")
+
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     data = sub.add_parser("data", help="inspect the synthetic biographies")
@@ -363,19 +367,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--head", type=int, help="the head (with --layer)")
     p.add_argument("--window", type=int, nargs=2, metavar=("START", "END"), help="steps (default: the plateau)")
     p.add_argument("--step", type=int, help="checkpoint of the influence (default: the first at or after END)")
-    p.add_argument("--probe", choices=("attention", "logit"), default="attention", help="the head's probe")
-    p.add_argument("--fit-size", type=int, default=4096, help="window sequences that fit the EK-FAC factors")
+    p.add_argument("--measure", choices=("attention", "logit"),
+                   help="what of the head the influence is on: attention (attribute -> name) | logit (direct logit); "
+                        "default: AttributionConfig's, attention")
+    p.add_argument("--probe", dest="measure", choices=("attention", "logit"), default=argparse.SUPPRESS,
+                   help=argparse.SUPPRESS)  # the deprecated name of --measure, kept so old commands work
+    p.add_argument("--fit-size", type=int, help="window sequences that fit the EK-FAC factors (default: AttributionConfig's)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_attribute)
 
     p = sub.add_parser("retrieve", help="retrieval over the pre-training biographies: accuracy and multiplier per checkpoint")
     p.add_argument("run", help="a trained run (packed: data.packing.k > 1, so documents fit in the context)")
-    p.add_argument("--m", type=int, default=1, help="BM25 / oracle documents before the query")
-    p.add_argument("--votes", type=int, default=3, help="self-consistency: one-document contexts voting")
+    p.add_argument("--m", type=int, help="BM25 / oracle documents before the query (default: RetrievalConfig's, 1)")
+    p.add_argument("--votes", type=int, help="self-consistency: one-document contexts voting (default: RetrievalConfig's, 3)")
     p.add_argument("--steps", type=int, nargs="+", help="checkpoint steps (default: all)")
-    p.add_argument("--source", choices=("generated", "trained"), default="generated",
-                   help="the datastore: fresh training-template biographies of seen individuals, or the trained ones")
-    p.add_argument("--name", default="default", help="the study's folder under <run>/retrieval/")
+    p.add_argument("--source", choices=("generated", "trained"),
+                   help="the datastore: fresh training-template biographies of seen individuals, or the trained ones "
+                        "(default: generated)")
+    p.add_argument("--name", help="the study's folder under <run>/retrieval/ (default: RetrievalConfig's, default)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_retrieve)
 
@@ -401,24 +410,44 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as e:  # --help, --version, or a usage error already printed in one line
         return int(e.code or 0)
+    from workbench import debug
     from workbench.training.stopping import Stopped
 
-    try:
-        rc = args.func(args) or 0
-    except Stopped as e:
-        print(f"workbench: stopped: {e}", file=sys.stderr)
-        return 128 + e.signum
-    except KeyboardInterrupt:
-        print("workbench: interrupted", file=sys.stderr)
-        return 130
-    except ValueError as e:
-        print(f"workbench: error: {e}", file=sys.stderr)
-        return 2
-    except OSError as e:  # a path the checks above could not foresee (permissions, a full disk, ...)
-        where = f"{e.filename}: " if e.filename else ""
-        print(f"workbench: error: {where}{e.strerror or e}", file=sys.stderr)
-        return 2
+    with debug.forced(args.debug):
+        try:
+            rc = args.func(args) or 0
+        except Stopped as e:
+            print(f"workbench: stopped: {e}", file=sys.stderr)
+            return 128 + e.signum
+        except KeyboardInterrupt:
+            print("workbench: interrupted", file=sys.stderr)
+            return 130
+        except ValueError as e:  # bad input: a message naming the field, flag or file
+            return _error(e, str(e))
+        except OSError as e:  # a path the checks above could not foresee (permissions, a full disk, ...)
+            where = f"{e.filename}: " if e.filename else ""
+            what = e.strerror or str(e)
+            if e.errno == errno.ENOSPC:
+                what = ("no space left on device: free some space, then rerun (a run continues from its last "
+                        "saved step with `workbench train --resume RUN`)")
+            return _error(e, f"{where}{what}")
     return rc
+
+
+def _error(e: BaseException, message: str, code: int = 2) -> int:
+    """One line on stderr (the full traceback first in debug mode: --debug or WORKBENCH_DEBUG=1)."""
+    import traceback
+
+    from workbench import debug
+
+    lines = message.strip().splitlines() or [type(e).__name__]
+    if debug.enabled():
+        traceback.print_exception(e, file=sys.stderr)
+    elif len(lines) > 1:
+        lines[0] += " (rerun with --debug for the full message and traceback)"
+    print(f"workbench: error: {lines[0]}", file=sys.stderr)
+    return code
+
 
 
 if __name__ == "__main__":

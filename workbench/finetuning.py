@@ -19,11 +19,14 @@ fingerprint, so step 0 of a fine-tuning run evaluates exactly the base checkpoin
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from pathlib import Path
+from typing import Any, Mapping
 
 import torch
 
-from workbench.config import DataConfig, FinetuneConfig, RunConfig, check_int
+from workbench.config import DataConfig, FinetuneConfig, RunConfig, assign, check_int
+from workbench.naming import under_root
 from workbench.run import Run, load_run
 from workbench.training.checkpoint import load_weights
 from workbench.training.loop import Callback
@@ -130,7 +133,16 @@ def finetune_config(base_run: str | Path, base_step: int, n_new: int, replay_wei
     )
 
 
-def default_out(base_run: str | Path, n_new: int, replay_weight: float) -> Path:
-    """`<base_run>-ft<n_new>-replay<w>`, next to the base run."""
-    base = Path(base_run)
-    return base.with_name(f"{base.name}-ft{n_new}-replay{replay_weight:g}")
+def sweep_config(table: Mapping[str, Any], values: Mapping[str, Any]) -> RunConfig:
+    """One point of a sweep whose base is a `[finetune]` table (base_run, base_step, steps, lr, eval_every): the
+    table and the point's `finetune.*` values are `finetune_config`'s arguments (n_new, replay_weight, ...); the
+    point's other values are assigned to the result, validated."""
+    ft = dict(table) | {k.split(".", 1)[1]: v for k, v in values.items() if k.startswith("finetune.")}
+    allowed = tuple(inspect.signature(finetune_config).parameters)
+    unknown = sorted(set(ft) - set(allowed))
+    if unknown:
+        raise ValueError(f"finetune.{unknown[0]}: unknown in a fine-tuning sweep; allowed {allowed}")
+    base = ft.pop("base_run")
+    cfg = finetune_config(str(under_root(base)), ft.pop("base_step", 0), ft.pop("n_new", 1000),
+                          ft.pop("replay_weight", 0.0), **ft)
+    return assign(cfg, {k: v for k, v in values.items() if not k.startswith("finetune.")})

@@ -6,7 +6,9 @@ TransformerLens only when a model is asked for, so listing runs and reading metr
 
 from __future__ import annotations
 
+import numbers
 from functools import cached_property
+
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,7 +16,9 @@ import pandas as pd
 
 from workbench.config import RunConfig
 from workbench.phases import Phases, PlateauRule, detect_phases
-from workbench.training.rundir import RunDir
+from workbench.naming import checkpoints_root  # noqa: F401  (re-exported)
+from workbench.training.rundir import RunDir, saved_step
+
 
 if TYPE_CHECKING:
     from transformer_lens import HookedTransformer
@@ -75,7 +79,12 @@ class Run:
         the run's tokenizer (`to_str_tokens`, `to_tokens`, `generate` work on text; `workbench.model.attach_tokenizer`)."""
         steps = self.checkpoint_steps
         step = steps[-1] if step is None else step
+        if isinstance(step, bool) or not isinstance(step, numbers.Integral):
+            raise ValueError(f"step={step!r}: a step must be an int (got {type(step).__name__} {step!r}): "
+                             f"allowed a checkpoint step of run {self.path}: {steps}")
+        step = int(step)
         if step not in steps:
+
             raise ValueError(f"step={step} has no checkpoint in run {self.path}: allowed {steps}")
         entry = self.manifest_entry(step)
         from workbench.model import attach_tokenizer, build_model, context_length
@@ -101,30 +110,36 @@ def load_run(path: str | Path) -> Run:
     return Run(path)
 
 
+RUN_COLUMNS = ("run", "preset", "status", "last_step", "checkpoints", "wall_s", "path", "error")
+
+
 def list_runs(root: str | Path = "checkpoints") -> pd.DataFrame:
-    """Every run under `root`: name, preset, status, last step, wall time. A run whose manifest says
-    `running` but whose lock nobody holds was killed: its status reads `interrupted` (resume it)."""
+    """Every run under `root`, one row each:
+
+    * `status`: the manifest's (created / running / stopped / failed / finished); a run whose manifest says
+      `running` but whose lock nobody holds was killed: `interrupted` (resume it); a run whose manifest
+      cannot be read: `broken`, and `error` says which file and why (the other runs are still listed);
+    * `last_step`: the newest step whose training state the run saved, a checkpoint or, for a run stopped
+      between checkpoints, its resume point: where `workbench train --resume` continues (its last
+      evaluation may be earlier: metrics.csv);
+    * `checkpoints`, `wall_s` (training time), `path`, `error` (empty unless broken)."""
     rows = []
     for manifest in sorted(Path(root).glob("*/manifest.json")):
         run = RunDir(manifest.parent)
-        m = run.manifest()
+        try:
+            m = run.manifest()
+        except (ValueError, OSError) as e:
+            rows.append({"run": manifest.parent.name, "status": "broken", "checkpoints": 0,
+                         "path": str(manifest.parent), "error": str(e)})
+            continue
         status = m.get("status")
         if status == "running" and not run.locked():
             status = "interrupted"
         rows.append({"run": manifest.parent.name, "preset": m.get("preset"), "status": status,
-                     "last_step": m.get("last_step"), "checkpoints": len(m.get("checkpoints", {})),
-                     "wall_s": round(m.get("wall_s", 0.0), 1), "path": str(manifest.parent)})
-    return pd.DataFrame(rows, columns=["run", "preset", "status", "last_step", "checkpoints", "wall_s", "path"])
+                     "last_step": saved_step(m), "checkpoints": len(m.get("checkpoints", {})),
 
 
-def checkpoints_root() -> Path:
-    """$WORKBENCH_CHECKPOINTS, else the nearest `checkpoints/` folder in the working directory or above."""
-    import os
+                     "wall_s": round(m.get("wall_s", 0.0), 1), "path": str(manifest.parent), "error": ""})
+    return pd.DataFrame(rows, columns=list(RUN_COLUMNS)).astype({"last_step": "Int64"})
 
-    env = os.environ.get("WORKBENCH_CHECKPOINTS")
-    if env:
-        return Path(env)
-    for d in (Path.cwd(), *Path.cwd().parents):
-        if (d / "checkpoints").is_dir():
-            return d / "checkpoints"
-    return Path("checkpoints")
+

@@ -19,13 +19,15 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any, Mapping
 
 import numpy as np
 
 from workbench.attribution.window import Attribution, load_attribution
-from workbench.config import EditConfig, RunConfig, TrainConfig
+from workbench.config import EditConfig, RunConfig, TrainConfig, assign
 from workbench.data.edits import SequenceEdit
-from workbench.run import Run, checkpoints_root, load_run
+from workbench.naming import under_root
+from workbench.run import Run, load_run
 
 # train fields a retrain may change relative to the attributed run
 _FREE_TRAIN_FIELDS = ("steps", "eval_every", "eval_size", "checkpoint_steps", "n_checkpoints", "device")
@@ -33,7 +35,7 @@ _FREE_TRAIN_FIELDS = ("steps", "eval_every", "eval_size", "checkpoint_steps", "n
 
 def _attribution(config: RunConfig) -> Attribution:
     path = Path(config.edit.attribution)
-    return load_attribution(path if path.is_absolute() else checkpoints_root() / path)
+    return load_attribution(under_root(path))
 
 
 def select(attribution: Attribution, edit: EditConfig) -> np.ndarray:
@@ -116,6 +118,15 @@ def retrain_config(attribution: str | Path | Attribution, steps: int | None = No
     return config if steps is None else config.replace(train={"steps": steps})
 
 
+def sweep_config(table: Mapping[str, Any], values: Mapping[str, Any]) -> RunConfig:
+    """One point of a sweep whose base is an `[edit]` table (`attribution`, which a case may replace with its own
+    `edit.attribution`): the attributed run's twin with the point's other values assigned, validated."""
+    attribution = under_root(values.get("edit.attribution", table["attribution"]))
+    cfg = assign(retrain_config(attribution), {k: v for k, v in values.items() if k != "edit.attribution"})
+    validate_edit(cfg)
+    return cfg
+
+
 ARMS = tuple({"action": "remove", "selection": s, "percent": 10.0} for s in ("top", "random", "matched"))
 
 
@@ -165,7 +176,7 @@ def curriculum_spec(attributions, n_warmup: int, warmup_steps: int, name: str = 
     """A sweep spec: per attributed run (a preset's config), a warm-up curriculum on its `n_warmup` most
     promoting individuals vs on as many random ones, for `warmup_steps` steps, then all uniformly. The
     attributed run itself (uniform sampling, same seed) is the uniform arm."""
-    from workbench.config import override, preset
+    from workbench.config import assign, preset
 
     attributions = [a if isinstance(a, Attribution) else load_attribution(a)
                     for a in (attributions if isinstance(attributions, (list, tuple)) else [attributions])]
@@ -174,7 +185,7 @@ def curriculum_spec(attributions, n_warmup: int, warmup_steps: int, name: str = 
         config = load_run(a.run_path).config
         settings = {"train.steps": config.train.steps, "train.n_checkpoints": config.train.n_checkpoints,
                     "data.n_individuals": config.data.n_individuals}
-        rebuilt = override(preset(config.preset), [f"{k}={v}" for k, v in settings.items()] + [f"seed={config.seed}"])
+        rebuilt = assign(preset(config.preset), settings | {"seed": config.seed})
         if rebuilt != config:
             raise ValueError(f"run {a.run_path} is not its preset {config.preset!r} with train.steps, "
                              f"train.n_checkpoints and data.n_individuals changed: allowed such a run")

@@ -2,13 +2,13 @@
 
 `attribute(run, AttributionConfig(layer, head, start, end))` scores every training sequence the run saw
 in steps [start, end) (the batch of step s trains the update s -> s+1; each sequence is addressed as
-(step, row)) by its EK-FAC influence, in the head's parameter subspace, on a probe of the head at
+(step, row)) by its EK-FAC influence, in the head's parameter subspace, on a measure of the head at
 checkpoint `step` (`workbench.attribution.influence`). Sign: influence > 0 means training on the
-sequence raises the probe, i.e. promotes the head. Per-token influences are summed per sentence, so a
+sequence raises the measure, i.e. promotes the head. Per-token influences are summed per sentence, so a
 sequence's influence splits over its attributes (and their templates).
 
 Saved under `<run>/attribution/<name>/` (written to a temporary folder, then renamed):
-attribution.json (the config, the head, the probe, cost, files' sha256), sequences.csv (step, row,
+attribution.json (the config, the head, the measure, cost, files' sha256), sequences.csv (step, row,
 individual, influence, bos_influence, and per attribute `influence/<a>` and `template/<a>`), and the aggregates by
 individual, attribute, template and step (`aggregate`). An existing attribution with the same config
 is loaded, not recomputed.
@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import os
 import shutil
+
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,8 +28,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from workbench.attribution.probes import PROBE_SEED_OFFSET, PROBES
-from workbench.atomic import atomic_write_csv, atomic_write_json, saved_or_computed
+from workbench.attribution.measures import MEASURE_SEED_OFFSET, MEASURES
+from workbench.atomic import atomic_write_csv, atomic_write_json, read_json, saved_or_computed
+
 from workbench.config import check, check_int, check_number
 
 AGGREGATES = ("individual", "attribute", "template", "step")
@@ -37,7 +38,7 @@ AGGREGATES = ("individual", "attribute", "template", "step")
 
 @dataclass(frozen=True)
 class AttributionConfig:
-    """Influence of the training sequences of steps [start, end) on a probe of head (layer, head) at
+    """Influence of the training sequences of steps [start, end) on a measure of head (layer, head) at
     checkpoint `step` (0: the first checkpoint at or after `end`)."""
 
     layer: int
@@ -45,8 +46,8 @@ class AttributionConfig:
     start: int
     end: int
     step: int = 0
-    probe: str = "attention"  # a name in PROBES: attention (attribute -> name; Q|K) | logit (direct logit; Q|K, V, O) | yours
-    probe_size: int = 256  # fixed probe set: seen individuals on evaluation templates
+    measure: str = "attention"  # a name in MEASURES: attention (attribute -> name; Q|K) | logit (direct logit; Q|K, V, O) | yours
+    measure_size: int = 256  # fixed measure set: seen individuals on evaluation templates
     fit_size: int = 4096  # window sequences (seeded subset) that fit the EK-FAC factors; 0 = all
     damping: float = 0.0  # 0: 0.1 x the mean eigenvalue (the usual heuristic)
     fisher: str = "sampled"  # sampled (labels from the model: the true Fisher) | empirical (the data's labels)
@@ -58,8 +59,8 @@ class AttributionConfig:
         check_int("attribution.start", self.start, 0)
         check_int("attribution.end", self.end, self.start + 1)
         check_int("attribution.step", self.step, 0)
-        check(self.probe in PROBES, "attribution.probe", " | ".join(PROBES), self.probe)
-        check_int("attribution.probe_size", self.probe_size, 1)
+        check(self.measure in MEASURES, "attribution.measure", " | ".join(MEASURES), self.measure)
+        check_int("attribution.measure_size", self.measure_size, 1)
         check_int("attribution.fit_size", self.fit_size, 0)
         check_number("attribution.damping", self.damping, 0.0)
         check(self.fisher in ("sampled", "empirical"), "attribution.fisher", "sampled | empirical", self.fisher)
@@ -67,7 +68,7 @@ class AttributionConfig:
 
     @property
     def name(self) -> str:
-        return f"L{self.layer}H{self.head}-{self.probe}-w{self.start}-{self.end}-s{self.step}"
+        return f"L{self.layer}H{self.head}-{self.measure}-w{self.start}-{self.end}-s{self.step}"
 
 
 def resolve(run, config: AttributionConfig) -> AttributionConfig:
@@ -82,12 +83,22 @@ def resolve(run, config: AttributionConfig) -> AttributionConfig:
           "each sequence's one individual and sentence; packed sequences are not supported yet)",
           run.config.data.packing.k)
     check_head(run.config.model, config.layer, config.head)
-    trained = run.checkpoint_steps[-1] if run.checkpoint_steps else 0
-    check_int("attribution.end", config.end, config.start + 1, min(run.config.train.steps, trained))
+    check_window(run, config.start, config.end, f"attribution.start, attribution.end = {config.start}, {config.end}",
+                 "start < end")
     steps = run.checkpoint_steps
+
     step = config.step or next((s for s in steps if s >= config.end), 0)
     check(step in steps, "attribution.step", f"a checkpoint step of the run: {steps}", config.step or "none after end")
     return dataclasses.replace(config, step=step)
+
+
+def check_window(run, start: int, end: int, given: str, form: str = "START < END") -> None:
+    """A window of steps [start, end) within what the run trained (its planned steps and its last checkpoint);
+    else a ValueError: '<given>: allowed <form> within the run's steps [0, N]'."""
+    trained = min(run.config.train.steps, run.checkpoint_steps[-1] if run.checkpoint_steps else 0)
+    if not 0 <= start < end <= trained:
+        raise ValueError(f"{given}: allowed {form} within the run's steps [0, {trained}]")
+
 
 
 def window_batch(data, start: int, end: int):
@@ -97,30 +108,54 @@ def window_batch(data, start: int, end: int):
     return cat_batches([data.train_batch(s) for s in range(start, end)], data.tokenizer.pad_id)
 
 
-def attribute(run, config: AttributionConfig, progress: bool = True) -> "Attribution":
-    """Score the window's sequences (module docstring); load the saved scores when they exist."""
+def attribute(run, config: AttributionConfig | None = None, progress: bool = True, **fields) -> "Attribution":
+    """Score the window's sequences (module docstring); load the saved scores when they exist.
+
+    Without `config`, one is built from `fields` (AttributionConfig's): the window `start`, `end` defaults to the
+    run's plateau, the head (`layer`, `head`) to `find_recall_head`'s choice (within `layer` when given)."""
     from workbench.run import load_run
 
     run = load_run(run) if isinstance(run, (str, os.PathLike)) else run
-    config = resolve(run, config)
+    config = resolve(run, config if config is not None else _default_config(run, fields, progress))
     return saved_or_computed(run.path / "attribution" / config.name, "attribution.json", load_attribution,
                              lambda tmp: _compute(run, config, tmp, progress), config, "attribution", "or remove it")
 
 
+def _default_config(run, fields: dict, progress: bool) -> AttributionConfig:
+    """An AttributionConfig from `fields`, the window and the head found on the run where not given."""
+    from workbench.attribution.heads import find_recall_head
+
+    fields = dict(fields)
+    if fields.get("head") is not None and fields.get("layer") is None:
+        raise ValueError("head is given without layer: allowed both, or neither (the recall head is found)")
+    if fields.get("start") is None or fields.get("end") is None:
+        phases = run.phases()
+        if not phases.exists or phases.censored:
+            raise ValueError(f"run {run.path} has {phases.describe()}: allowed a run whose plateau ends, or give "
+                             f"start and end (the window of steps)")
+        fields["start"] = int(phases.plateau_start) if fields.get("start") is None else fields["start"]
+        fields["end"] = int(phases.plateau_end) if fields.get("end") is None else fields["end"]
+    if fields.get("head") is None:
+        layer = fields.get("layer")
+        found = find_recall_head(run, layers=None if layer is None else (layer,), progress=progress)
+        fields["layer"], fields["head"] = found.layer, found.head
+    return AttributionConfig(**fields)
+
+
 def _compute(run, config: AttributionConfig, tmp: Path, progress: bool) -> None:
     from workbench.attribution.influence import ekfac_influence
-    from workbench.attribution.probes import PROBES
+    from workbench.attribution.measures import MEASURES
     from workbench.attribution.shim import HeadView
 
     t0 = time.perf_counter()
     data = run.data
     train = window_batch(data, config.start, config.end)
-    probe_batch = data.eval_batch("seen", config.probe_size, seed_offset=PROBE_SEED_OFFSET)
+    measure_batch = data.eval_batch("seen", config.measure_size, seed_offset=MEASURE_SEED_OFFSET)
     view = HeadView(run.load_model(config.step), config.layer, config.head)
-    probe = PROBES[config.probe]()
+    measure = MEASURES[config.measure]()
     t1 = time.perf_counter()
     influence, per_token = ekfac_influence(
-        view, probe, train, probe_batch, damping=config.damping or None, fisher=config.fisher,
+        view, measure, train, measure_batch, damping=config.damping or None, fisher=config.fisher,
         fit_size=config.fit_size or None, per_token=True, batch_size=config.batch_size,
         workdir=tmp / "kronfluence", progress=progress)
     t2 = time.perf_counter()
@@ -139,7 +174,7 @@ def write_attribution(out: Path, config: AttributionConfig, run, sequences: pd.D
     atomic_write_json(out / "attribution.json", {
         "config": dataclasses.asdict(config), "run": str(run.path), "seed": run.config.seed,
         "n_sequences": len(sequences), "attributes": list(run.config.data.attributes),
-        "sign": "influence > 0: training on the sequence raises the probe (promotes the head)",
+        "sign": "influence > 0: training on the sequence raises the measure (promotes the head)",
         "seconds": seconds, "sha256": {n: hashlib.sha256((out / n).read_bytes()).hexdigest() for n in files}})
 
 
@@ -213,11 +248,20 @@ def load_attribution(path: str | os.PathLike) -> Attribution:
     if not meta_file.exists():
         raise ValueError(f"{path} is not an attribution folder (no attribution.json): allowed "
                          f"<run>/attribution/<name> written by workbench.attribution.attribute")
-    meta = json.loads(meta_file.read_text())
+    meta = read_json(meta_file)
+
     for name, sha in meta["sha256"].items():
         if hashlib.sha256((path / name).read_bytes()).hexdigest() != sha:
             raise ValueError(f"{path / name} does not match its sha256 in attribution.json (edited or truncated)")
-    return Attribution(path, AttributionConfig(**meta["config"]), meta)
+    return Attribution(path, AttributionConfig(**_current_keys(meta["config"])), meta)
+
+
+_OLD_KEYS = {"probe": "measure", "probe_size": "measure_size"}  # saved before the head's probe became a measure
+
+
+def _current_keys(config: dict) -> dict:
+    """A saved config's fields under their current names (attributions saved with `probe` still load)."""
+    return {_OLD_KEYS.get(k, k): v for k, v in config.items()}
 
 
 def remove_attribution(path: str | os.PathLike) -> None:

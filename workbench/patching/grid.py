@@ -15,11 +15,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import pandas as pd
 
-from workbench.config import PatchConfig, RunConfig
+from workbench.config import PatchConfig, RunConfig, assign
+from workbench.naming import run_name, under_root
 from workbench.patching.training import validate_patch
 from workbench.run import Run, load_run
 from workbench.atomic import atomic_write_csv
@@ -28,11 +29,6 @@ from workbench.training.rundir import RunDir
 GRID_COLUMNS = ("reference_step", "start_step", "run", "final_attribute_loss", "final_attribute_accuracy",
                 "steps_to_50pct_accuracy")
 CURVE_COLUMNS = ("reference_step", "start_step", "step", "attribute_loss", "attribute_accuracy")
-
-
-def run_name(reference_step: int, start_step: int) -> str:
-    """The directory name of one patched run of a grid."""
-    return f"patch-ref{reference_step}-start{start_step}"
 
 
 def default_out_root(reference: Run) -> Path:
@@ -47,16 +43,36 @@ def default_reference_steps(reference: Run, fractions=(0, 1 / 16, 1 / 8, 1 / 4, 
     return sorted({reference.nearest_step(round(f * last)) for f in fractions})
 
 
+def twin_config(reference_path: str | Path, reference_config: RunConfig, reference_step: int, start_step: int = 0,
+                config: RunConfig | None = None) -> RunConfig:
+    """The study's twin model (docs/method.md §4.3): the reference run's config (or `config`, derived from it with
+    fields changed) with the patch spec; a seed other than the reference's is recorded as chosen on purpose.
+    The one place a patched run's config is built (CLI `--patch-from`, grids, sweeps with a [patch] base)."""
+    base = (reference_config if config is None else config).replace(patch=None)
+    spec = PatchConfig(reference_run=str(Path(reference_path).absolute()), reference_step=reference_step,
+                       start_step=start_step, allow_other_seed=base.seed != reference_config.seed)
+    return base.replace(patch=spec)
+
+
 def grid_config(reference: Run, reference_step: int, start_step: int,
                 config_overrides: dict[str, Any] | None = None) -> RunConfig:
     """The config of one patched run: the reference's config (+ overrides) with the patch spec."""
     overrides = dict(config_overrides or {})
     if "patch" in overrides:
         raise ValueError("config_overrides must not contain 'patch': the grid sets it per run")
-    base = reference.config.replace(**overrides) if overrides else reference.config
-    spec = PatchConfig(reference_run=str(reference.path.absolute()), reference_step=reference_step,
-                       start_step=start_step)
-    return base.replace(patch=spec)
+    base = reference.config.replace(**overrides) if overrides else None
+    return twin_config(reference.path, reference.config, reference_step, start_step, base)
+
+
+def sweep_config(table: Mapping[str, Any], values: Mapping[str, Any]) -> RunConfig:
+    """One point of a sweep whose base is a `[patch]` table (`reference_run`): the twin at the point's
+    patch.reference_step / patch.start_step (default 0), the point's other values assigned, validated."""
+    reference = load_run(RunDir.require(under_root(table["reference_run"]), "patch.reference_run").path)
+    steps = {k: values.get(f"patch.{k}", 0) for k in ("reference_step", "start_step")}
+    cfg = assign(twin_config(reference.path, reference.config, **steps),
+                 {k: v for k, v in values.items() if k not in ("patch.reference_step", "patch.start_step")})
+    validate_patch(cfg)
+    return cfg
 
 
 @dataclass(frozen=True)
@@ -83,7 +99,7 @@ def plan_grid(reference_run: str | Path, reference_steps: Iterable[int], start_s
         for s in starts:
             cfg = grid_config(reference, r, s, config_overrides)
             validate_patch(cfg)
-            out = root / run_name(r, s)
+            out = root / run_name(cfg)
             RunDir(out).check_resumable(cfg)
             jobs.append(GridJob(r, s, cfg, out))
     return reference, root, jobs

@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import os
 import time
+
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from workbench.atomic import atomic_write_csv, atomic_write_json, saved_or_computed
+from workbench.atomic import atomic_write_csv, atomic_write_json, read_json, saved_or_computed
+
 from workbench.config import check, check_indices, check_int
 from workbench.retrieval.augment import MODES, augmented_items, check_room
 from workbench.retrieval.datastore import DatastoreConfig, build_datastore
@@ -98,17 +99,25 @@ class Retrieval:
 
 def load_retrieval(path: str | Path) -> Retrieval:
     path = Path(path)
-    meta = json.loads((path / "retrieval.json").read_text())
+    meta = read_json(path / "retrieval.json")
+
     cfg = RetrievalConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["config"].items()})
     return Retrieval(path, cfg, meta, *(pd.read_csv(path / f"{n}.csv", keep_default_na=True)
                                         for n in ("items", "summary", "multipliers")))
 
 
-def retrieve(run, config: RetrievalConfig = RetrievalConfig(), progress: bool = True) -> Retrieval:
+def retrieve(run, config: RetrievalConfig | None = None, progress: bool = True, **fields) -> Retrieval:
     """Evaluate with and without retrieval at the config's checkpoints (module docstring); load the saved
-    study when it exists with the same config."""
+    study when it exists with the same config. Without `config`, one is built from `fields` (RetrievalConfig's;
+    `source=` is short for `datastore=DatastoreConfig(source=...)`)."""
     from workbench.run import load_run
 
+    if config is None:
+        if "source" in fields:
+            fields["datastore"] = DatastoreConfig(source=fields.pop("source"))
+        config = RetrievalConfig(**fields)
+    elif fields:
+        raise ValueError(f"retrieve: {sorted(fields)[0]} given with a config: allowed one or the other")
     run = load_run(run) if isinstance(run, (str, os.PathLike)) else run
     config = resolve(run, config)
     return saved_or_computed(run.path / "retrieval" / config.name, "retrieval.json", load_retrieval,

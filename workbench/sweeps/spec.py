@@ -31,6 +31,7 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 from workbench.config import PRESETS, check, check_int, check_number
+from workbench.naming import point_name
 
 SPEC_DIR = Path(__file__).with_name("specs")
 SPEC_KEYS = ("name", "preset", "finetune", "patch", "edit", "set", "grid", "cases", "out", "trial_name", "resources")
@@ -130,18 +131,9 @@ class SweepSpec:
         return out
 
     def _name(self, case_name: str | None, varying: dict[str, Any], values: dict[str, Any]) -> str:
-        if self.trial_name:
-            def sub(m: re.Match) -> str:
-                if m.group(1) not in values:
-                    raise ValueError(f"trial_name={self.trial_name!r}: {m.group(1)} is not a path of the sweep; "
-                                     f"allowed {sorted(values)}")
-                return _fmt(values[m.group(1)])
-            return re.sub(r"\{([\w.]+)\}", sub, self.trial_name)
-        if case_name:  # a named case stands for its values
+        if case_name and not self.trial_name:  # a named case stands for its values
             varying = {k: v for k, v in varying.items() if k in self.grid}
-        parts = [str(case_name)] if case_name else []
-        parts += [f"{_leaf(k, varying)}{_fmt(v)}" for k, v in varying.items()]
-        return "-".join(parts) or "base"
+        return point_name(values, varying, self.trial_name, case_name)
 
     def to_dict(self) -> dict[str, Any]:
         d = {"name": self.name, "preset": self.preset, "set": dict(self.set),
@@ -159,19 +151,6 @@ class SweepSpec:
         unknown = sorted(set(d) - set(SPEC_KEYS))
         check(not unknown, unknown[0] if unknown else "", f"top-level keys of {SPEC_KEYS}", unknown)
         return cls(**dict(d))
-
-
-def _leaf(path: str, varying: dict[str, Any]) -> str:
-    """The last part of a dotted path, or the whole path where two varying paths share it."""
-    leaf = path.rsplit(".", 1)[-1]
-    return leaf if sum(k.rsplit(".", 1)[-1] == leaf for k in varying) == 1 else path
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, (list, tuple)):
-        return "_".join(_fmt(v) for v in value)
-    text = f"{value:g}" if isinstance(value, float) else str(value).lower() if isinstance(value, bool) else str(value)
-    return re.sub(r"[^\w.+-]", "_", text)
 
 
 def _from_table(cls: type, table: Mapping[str, Any], section: str):
