@@ -19,20 +19,56 @@ T = TypeVar("T")
 TMP_SUFFIX = ".tmp"
 
 
+def umask() -> int:
+    """The process's umask (read without changing it where /proc allows)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to `path`; when the block succeeds, it is fsynced and renamed onto
-    `path`, otherwise removed. For writers that want a file name (safetensors, savefig)."""
+    """Yield a temporary path next to `path`; when the block succeeds, it is fsynced, given the mode a
+    plain `open()` would (0o666 less the umask: some writers, e.g. safetensors, make 0600 files), and renamed
+    onto `path`, otherwise removed. For writers that want a file name (safetensors, savefig). An OSError
+    names `path`, not the temporary file (ENOSPC: "No space left on device")."""
     path = Path(path)
     tmp = path.with_name(path.name + TMP_SUFFIX)
     try:
         yield tmp
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~umask())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.errno and str(e.filename) == str(tmp):
+            raise OSError(e.errno, e.strerror or os.strerror(e.errno), str(path)) from e
         raise
+
+
+def os_error(code: int, path: str | os.PathLike) -> OSError:
+    """The OSError (its errno subclass) a failed write of `path` with errno `code` raises."""
+    return OSError(code, os.strerror(code), str(path))
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """A JSON file the workbench wrote; a one-line ValueError naming it when it is not valid JSON."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_bytes())
+    except json.JSONDecodeError as e:
+        why = f"{e.msg.removesuffix(' at')} at line {e.lineno} column {e.colno}"
+    except UnicodeDecodeError as e:
+        why = f"not UTF-8 text at byte {e.start}"
+    raise ValueError(f"{path} is not valid JSON ({why}): allowed the file as the workbench wrote it "
+                     f"(restore it, or remove the run)")
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

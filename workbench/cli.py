@@ -13,7 +13,6 @@ import errno
 import json
 import re
 import sys
-
 from pathlib import Path
 
 from workbench.config import PRESETS, preset
@@ -95,7 +94,6 @@ def _check_window(run_path: str, window: list[int]) -> None:
     from workbench.training.rundir import RunDir
 
     check_window(load_run(RunDir.require(run_path, "run").path), *window, f"--window {window[0]} {window[1]}")
-
 
 
 def _check_file_out(path: str, flag: str) -> Path:
@@ -236,7 +234,6 @@ def cmd_attribute(args) -> None:
     start, end = args.window if args.window else (None, None)
     if args.window:
         _check_window(args.run, args.window)
-
     given = {"layer": args.layer, "head": args.head, "start": start, "end": end, "step": args.step,
              "measure": args.measure, "fit_size": args.fit_size}
     a = experiment.attribute(args.run, progress=not args.quiet, **{k: v for k, v in given.items() if v is not None})
@@ -286,7 +283,6 @@ def cmd_main(args) -> None:
                       "final_attribute_loss": last["attribute_loss"], "no_knowledge_baseline": last["no_knowledge_baseline"],
                       "wall_s": run.dir.manifest()["wall_s"]}, indent=2, default=float))
     print(f"report: {write_report(run, strict=True)}")
-
     print(summary_line(run.path))
 
 
@@ -298,7 +294,6 @@ def cmd_report(args) -> None:
     print(f"report: {write_report(load_run(args.run), out, strict=True)}")
 
 
-
 def build_parser() -> argparse.ArgumentParser:
     from workbench import __version__
 
@@ -307,7 +302,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"workbench {__version__}")
     parser.add_argument("--debug", action="store_true", help="full tracebacks instead of one-line errors "
                                                              "(also WORKBENCH_DEBUG=1)")
-
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     data = sub.add_parser("data", help="inspect the synthetic biographies")
@@ -447,7 +441,6 @@ def _error(e: BaseException, message: str, code: int = 2) -> int:
         lines[0] += " (rerun with --debug for the full message and traceback)"
     print(f"workbench: error: {lines[0]}", file=sys.stderr)
     return code
-
 
 
 if __name__ == "__main__":

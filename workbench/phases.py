@@ -55,6 +55,18 @@ class PlateauRule:
         check_number("rule.escape", self.escape, 0.0, 1.0, lo_open=True, hi_open=True)
         check_int("rule.sustain", self.sustain, 1)
 
+    def describe(self) -> str:
+        """The rule in one paragraph, with its thresholds (the module docstring's definition): what the
+        report shows under the plateau, so the two cannot disagree."""
+        return (f"Plateau: the first run of at least {self.min_evals} consecutive evaluations whose attribute loss is "
+                f"within {self.level_tol:.0%} of the no-knowledge baseline and flat (local slope |d log loss / d log "
+                f"step| at most {self.max_slope:g}, fitted over the evaluations from a step to {self.span:g} times it, "
+                f"at least {self.window}); one failing evaluation between two good ones does not break the run. "
+                f"It starts at the first of them; it ends at the first later evaluation from which the loss stays "
+                f"{self.escape:.0%} below the plateau's level (its median loss) for {self.sustain} consecutive "
+                f"evaluations, and is censored when that does not happen within the run. 95% intervals: bootstrap "
+                f"over the evaluation set's sequences, the lower end moved back to the evaluation before it.")
+
 
 @dataclass(frozen=True)
 class Phases:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numbers
 from functools import cached_property
-
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,7 +17,6 @@ from workbench.config import RunConfig
 from workbench.phases import Phases, PlateauRule, detect_phases
 from workbench.naming import checkpoints_root  # noqa: F401  (re-exported)
 from workbench.training.rundir import RunDir, saved_step
-
 
 if TYPE_CHECKING:
     from transformer_lens import HookedTransformer
@@ -84,7 +82,6 @@ class Run:
                              f"allowed a checkpoint step of run {self.path}: {steps}")
         step = int(step)
         if step not in steps:
-
             raise ValueError(f"step={step} has no checkpoint in run {self.path}: allowed {steps}")
         entry = self.manifest_entry(step)
         from workbench.model import attach_tokenizer, build_model, context_length
@@ -138,8 +135,6 @@ def list_runs(root: str | Path = "checkpoints") -> pd.DataFrame:
         rows.append({"run": manifest.parent.name, "preset": m.get("preset"), "status": status,
                      "last_step": saved_step(m), "checkpoints": len(m.get("checkpoints", {})),
 
-
                      "wall_s": round(m.get("wall_s", 0.0), 1), "path": str(manifest.parent), "error": ""})
     return pd.DataFrame(rows, columns=list(RUN_COLUMNS)).astype({"last_step": "Int64"})
-
 

@@ -20,7 +20,6 @@ import dataclasses
 import hashlib
 import os
 import shutil
-
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +29,6 @@ import pandas as pd
 
 from workbench.attribution.measures import MEASURE_SEED_OFFSET, MEASURES
 from workbench.atomic import atomic_write_csv, atomic_write_json, read_json, saved_or_computed
-
 from workbench.config import check, check_int, check_number
 
 AGGREGATES = ("individual", "attribute", "template", "step")
@@ -86,7 +84,6 @@ def resolve(run, config: AttributionConfig) -> AttributionConfig:
     check_window(run, config.start, config.end, f"attribution.start, attribution.end = {config.start}, {config.end}",
                  "start < end")
     steps = run.checkpoint_steps
-
     step = config.step or next((s for s in steps if s >= config.end), 0)
     check(step in steps, "attribution.step", f"a checkpoint step of the run: {steps}", config.step or "none after end")
     return dataclasses.replace(config, step=step)
@@ -98,7 +95,6 @@ def check_window(run, start: int, end: int, given: str, form: str = "START < END
     trained = min(run.config.train.steps, run.checkpoint_steps[-1] if run.checkpoint_steps else 0)
     if not 0 <= start < end <= trained:
         raise ValueError(f"{given}: allowed {form} within the run's steps [0, {trained}]")
-
 
 
 def window_batch(data, start: int, end: int):
@@ -249,7 +245,6 @@ def load_attribution(path: str | os.PathLike) -> Attribution:
         raise ValueError(f"{path} is not an attribution folder (no attribution.json): allowed "
                          f"<run>/attribution/<name> written by workbench.attribution.attribute")
     meta = read_json(meta_file)
-
     for name, sha in meta["sha256"].items():
         if hashlib.sha256((path / name).read_bytes()).hexdigest() != sha:
             raise ValueError(f"{path / name} does not match its sha256 in attribution.json (edited or truncated)")

@@ -14,7 +14,6 @@ import dataclasses
 import hashlib
 import os
 import time
-
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +21,6 @@ import numpy as np
 import pandas as pd
 
 from workbench.atomic import atomic_write_csv, atomic_write_json, read_json, saved_or_computed
-
 from workbench.config import check, check_indices, check_int
 from workbench.retrieval.augment import MODES, augmented_items, check_room
 from workbench.retrieval.datastore import DatastoreConfig, build_datastore
@@ -100,7 +98,6 @@ class Retrieval:
 def load_retrieval(path: str | Path) -> Retrieval:
     path = Path(path)
     meta = read_json(path / "retrieval.json")
-
     cfg = RetrievalConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["config"].items()})
     return Retrieval(path, cfg, meta, *(pd.read_csv(path / f"{n}.csv", keep_default_na=True)
                                         for n in ("items", "summary", "multipliers")))

@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterator, Mapping
 import pandas as pd
 from tqdm.auto import tqdm
 
-from workbench.atomic import atomic_write_json
+from workbench.atomic import atomic_write_json, read_json
 from workbench.config import RunConfig
 from workbench.sweeps.spec import Resources
 from workbench.training.rundir import RunDir
@@ -128,17 +128,38 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
     if ray.is_initialized():
         yield
         return
+    given = address or None
     address = address or os.environ.get("RAY_ADDRESS") or None
     kw: dict[str, Any] = {"include_dashboard": False, "logging_level": "ERROR", "log_to_driver": False}
-    if address:
-        ray.init(address=address, **kw)
-    else:  # a new local instance ("local": never one another process started), no dashboard, a small
-        # object store (trials exchange only their status)
-        ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), object_store_memory=100 * 2**20, **kw)
+    try:
+        if address:
+            ray.init(address=address, **kw)
+        else:  # a new local instance ("local": never one another process started), no dashboard, a small
+            # object store (trials exchange only their status)
+            ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), object_store_memory=100 * 2**20, **kw)
+    except Exception as e:  # Ray's start-up failures: ConnectionError, TimeoutError, RuntimeError, bare Exception
+        with contextlib.suppress(Exception):
+            ray.shutdown()  # whatever half-started
+        raise ValueError(ray_start_error(e, address, given)) from e
+
     try:
         yield
     finally:
         ray.shutdown()
+
+
+def ray_start_error(e: BaseException, address: str | None, given: str | None) -> str:
+    """One line: which Ray failed to start or connect, Ray's first line, and what to do instead."""
+    reason = (str(e).strip().splitlines() or [""])[0]
+    reason = f"{type(e).__name__}: {reason}" if reason else type(e).__name__
+    if address:
+        source = "--address" if given else "RAY_ADDRESS"
+        return (f"sweep: cannot connect to the Ray cluster at {source}={address!r} ({reason}): allowed the address "
+                f"of a running cluster (check it with `ray status --address {address}`), or no --address and no "
+                f"RAY_ADDRESS for a local Ray on this machine")
+    return (f"sweep: the local Ray instance did not start ({reason}): check this machine's free memory, CPUs and "
+            f"/tmp space, or stop leftover Ray processes (`ray stop`); or give --address HOST:PORT (or RAY_ADDRESS) "
+            f"of a running cluster")
 
 
 def run_trials(root: str | Path, trials: list[Trial], run_trial: RunTrial, resources: Resources = Resources(),
@@ -222,4 +243,4 @@ def read_plan(root: str | Path) -> dict:
     path = Path(root) / "sweep.json"
     if not path.is_file():
         raise ValueError(f"sweep={str(root)!r} is not a sweep folder (no sweep.json): run the sweep first")
-    return _json(path)
+    return read_json(path)

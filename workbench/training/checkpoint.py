@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from workbench.atomic import atomic_path
+from workbench.atomic import atomic_path, os_error
 
 STUDY_STEPS = 16_000
 
@@ -49,9 +50,16 @@ def sha256(path: Path) -> str:
 
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> str:
-    """Atomic safetensors write; returns the file's sha256."""
+    """Atomic safetensors write; returns the file's sha256. A failed write (a full disk: ENOSPC) is the
+    OSError naming `path` (safetensors reports it as a SafetensorError carrying the OS error code)."""
     with atomic_path(path) as tmp:
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+        try:
+            save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+        except SafetensorError as e:
+            code = re.search(r"\(os error (\d+)\)|\bcode: (\d+)", str(e))  # "I/O error: ... (os error 28)"
+            if code is None:
+                raise
+            raise os_error(int(code.group(1) or code.group(2)), path) from e
     return sha256(Path(path))
 
 

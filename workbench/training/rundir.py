@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import platform
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 from typing import Iterator
 
@@ -21,7 +21,7 @@ import pandas as pd
 
 from workbench.config import RunConfig
 from workbench.data.tokenizer import BiographyTokenizer
-from workbench.atomic import TMP_SUFFIX, atomic_write_bytes, atomic_write_csv, atomic_write_json
+from workbench.atomic import TMP_SUFFIX, atomic_write_bytes, atomic_write_csv, atomic_write_json, read_json
 from workbench.training.checkpoint import sha256
 
 
@@ -167,12 +167,24 @@ class RunDir:
 
     # -- reading ------------------------------------------------------------------------------
     def manifest(self) -> dict:
+        """manifest.json; a ValueError naming it when it is not the JSON object the workbench writes."""
         if not self.exists():
             raise ValueError(f"{self.path} is not a run directory (no manifest.json)")
-        return json.loads(self.manifest_path.read_text())
+        m = read_json(self.manifest_path)
+        if not isinstance(m, dict) or not isinstance(m.get("checkpoints"), dict) or not isinstance(m.get("status"), str):
+            raise ValueError(f"{self.manifest_path} is not a run manifest: allowed a JSON object with status and "
+                             f"checkpoints, as the workbench writes it (restore it, or remove the run)")
+        return m
 
     def config(self) -> RunConfig:
-        return RunConfig.from_dict(json.loads(self.config_path.read_text()))
+        """config.json; a ValueError naming it when it is not valid JSON or not a valid config."""
+        d = read_json(self.config_path)
+        if not isinstance(d, dict):
+            raise ValueError(f"{self.config_path} is not a run config: allowed a JSON object, as the workbench writes it")
+        try:
+            return RunConfig.from_dict(d)
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"{self.config_path}: {_first_line(e)}") from e
 
     def tokenizer(self) -> BiographyTokenizer:
         m = self.manifest()
@@ -184,7 +196,17 @@ class RunDir:
         """metrics.csv; columns of runs written before the vocabulary was unified are renamed on read."""
         if not self.metrics_path.is_file():
             return pd.DataFrame({"step": pd.Series(dtype=int)})
-        df = pd.read_csv(self.metrics_path, engine="python")  # float(): exact round trip
+        where = f"{self.metrics_path} is not the metrics table the workbench writes"
+        try:
+            df = pd.read_csv(self.metrics_path, engine="python")  # float(): exact round trip
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as e:
+            raise ValueError(f"{where} ({_first_line(e)}): allowed a CSV of numbers with a step column "
+                             f"(restore it, or remove the run)") from None
+        bad = [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])]
+        if "step" not in df or bad:
+            why = "no step column" if "step" not in df else f"column {bad[0]!r} holds text"
+            raise ValueError(f"{where} ({why}): allowed a CSV of numbers with a step column "
+                             f"(restore it, or remove the run)")
         return df.rename(columns={k: v for k, v in OLD_COLUMNS.items() if k in df and v not in df})
 
     def checkpoint_steps(self) -> list[int]:
@@ -222,5 +244,20 @@ class RunDir:
     def read_scores(self) -> dict[str, np.ndarray]:
         if not self.scores_path.is_file():
             return {}
-        with np.load(self.scores_path) as f:
-            return {k: f[k] for k in f.files}
+        try:
+            with np.load(self.scores_path) as f:
+                return {k: f[k] for k in f.files}
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+            raise ValueError(f"{self.scores_path} is not the evaluation scores the workbench writes "
+                             f"({_first_line(e)}): allowed an .npz archive of arrays (restore it, or remove the run)") from None
+
+
+def saved_step(manifest: dict) -> int | None:
+    """The newest step whose training state a run saved: its newest checkpoint (`last_step`) or, for a
+    run stopped between checkpoints, its resume point; where a resume continues. None before any."""
+    saved = [s for s in (manifest.get("last_step"), (manifest.get("resume") or {}).get("step")) if s is not None]
+    return max(saved) if saved else None
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]

@@ -52,9 +52,7 @@ def summary_section(run) -> str:
         rows["final attribute loss / accuracy (held-out)"] = \
             f"{_fmt(float(last['heldout_attribute_loss']))} / {_fmt(float(last['heldout_attribute_accuracy']))}"
     body = "".join(f"<tr><th>{html.escape(k)}</th><td>{_fmt(v)}</td></tr>" for k, v in rows.items())
-    note = ("Plateau: first evaluation with attribute loss within 10% above the baseline (start) and the "
-            "first one after it 10% below the baseline (end); 95% intervals by bootstrap over the evaluation set.")
-    return f'<table class="summary">{body}</table><p class="note">{note}</p>'
+    return f'<table class="summary">{body}</table><p class="note">{html.escape(ph.rule.describe())}</p>'
 
 
 def phases_section(run) -> str:
@@ -161,25 +159,77 @@ def default_sections(run=None) -> list[tuple[str, Section]]:
 _CSS = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;color:#222}
 h1{font-size:1.5em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
 table.summary th{text-align:left;padding-right:2em;font-weight:600}img.figure{max-width:100%}
+.banner{background:#fff3cd;border:1px solid #e0b000;padding:.5em;font-weight:600}
 .note{color:#666;font-size:.9em}nav.toc ol{columns:2}pre{font-size:.8em;background:#f6f6f6;padding:.5em}.error{color:#b00;white-space:pre-wrap;font-family:monospace;font-size:.8em}"""
 
 
-def write_report(run, out: str | os.PathLike | None = None, sections: list[tuple[str, Section]] | None = None) -> Path:
-    """Write the run's report (default: <run>/report.html) atomically and return its path."""
+class ReportIncomplete(ValueError):
+    """`write_report(..., strict=True)`: the report was written, but some of its sections failed."""
+
+
+def check_inputs(run) -> None:
+    """The run files every section reads (manifest, metrics, evaluation scores), checked before any figure is
+    computed: a ValueError naming the file that is broken, or saying the run has no evaluation yet."""
+    run.dir.manifest()
+    if run.metrics.empty or "attribute_loss" not in run.metrics:
+        raise ValueError(f"run {run.path} has no evaluation yet ({run.dir.metrics_path.name} has no attribute_loss "
+                         f"rows): allowed a run evaluated at least once")
+    if "loss" not in run.dir.read_scores():
+        raise ValueError(f"run {run.path} has no evaluation scores ({run.dir.scores_path.name}): allowed a run "
+                         f"evaluated at least once")
+
+
+def partial_note(run) -> str:
+    """'' for a finished run, else one line: its status and the step it saved vs the steps planned."""
+    from workbench.training.rundir import saved_step
+
+    status, planned = run.status, run.config.train.steps
+    if status == "finished":
+        return ""
+    step = saved_step(run.dir.manifest())
+    return (f"Partial run: status {status}, trained to step {step if step is not None else 0} of {planned} planned "
+            f"steps; the curves stop there (continue it with: workbench train --resume {run.path})")
+
+
+def write_report(run, out: str | os.PathLike | None = None, sections: list[tuple[str, Section]] | None = None,
+                 strict: bool = False) -> Path:
+    """Write the run's report (default: <run>/report.html) atomically and return its path. Broken run files
+    raise a ValueError naming the file before anything is computed or written (`check_inputs`). A section that
+    fails shows its error in one line and the page says at its top that it is incomplete; with `strict` the
+    report is still written, then `ReportIncomplete` (a ValueError) names the failed sections. A partial run
+    (stopped, failed, interrupted) says so at the top of the page."""
+    from workbench import debug
+
     out = Path(out) if out is not None else run.path / "report.html"
-    parts, toc = [], []
+    check_inputs(run)
+    parts, toc, failed = [], [], []
     for title, section in (sections or default_sections(run)):
         try:
             body = section(run, out) if section is files_section else section(run)
-        except Exception:  # a broken section must not lose the rest of the report
-            body = f'<div class="error">section failed:\n{html.escape(traceback.format_exc())}</div>'
+        except Exception as e:  # a broken section must not lose the rest of the report
+            if debug.enabled():
+                traceback.print_exc()
+            error = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"
+            failed.append((title, error))
+            body = f'<div class="error">section failed: {html.escape(error)}</div>'
         slug = html.escape(title.lower().replace(" ", "-").replace(",", ""))
         toc.append(f'<li><a href="#{slug}">{html.escape(title)}</a></li>')
         parts.append(f'<section id="{slug}"><h2>{html.escape(title)}</h2>{body}</section>')
+    banners = []
+    if failed:
+        banners.append(f"INCOMPLETE REPORT: {len(failed)} section(s) failed: {', '.join(t for t, _ in failed)}")
+    if partial_note(run):
+        banners.append(partial_note(run))
+    top = "".join(f"<p class='banner'>{html.escape(b)}</p>" for b in banners)
     written = time.strftime("%Y-%m-%d %H:%M:%S")
-    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>workbench report: {html.escape(run.name)}</title>"
-            f"<style>{_CSS}</style></head><body><h1>workbench report: {html.escape(run.name)}</h1>"
+    title = ("[incomplete] " if failed else "") + ("[partial] " if partial_note(run) else "") + run.name
+    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>workbench report: {html.escape(title)}</title>"
+            f"<style>{_CSS}</style></head><body>{top}<h1>workbench report: {html.escape(run.name)}</h1>"
             f"<p class='note'>{html.escape(run.config.preset)} preset, seed {run.config.seed}; written {written}</p>"
             f"<nav class='toc'><h2>Contents</h2><ol>{''.join(toc)}</ol></nav>{''.join(parts)}</body></html>")
     atomic_write_text(out, page)
+    if failed and strict:
+        title, error = failed[0]
+        raise ReportIncomplete(f"report {out} is incomplete: {len(failed)} section(s) failed, first {title!r} "
+                               f"({error}); rerun with --debug for the traceback")
     return out
