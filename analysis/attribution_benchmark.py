@@ -1,7 +1,7 @@
 """Benchmark: the cost of attributing one plateau window at cpu-quick scale, against training through it.
 
     python analysis/attribution_benchmark.py [--run RUN] [--start 250] [--end 700] [--fit-size 4096]
-        [--probe attention] [--threads 2]
+        [--measure attention] [--threads 2]
 
 Without --run: the cpu-quick model at initialisation (the cost does not depend on the weights) and the
 cpu-quick reference run's plateau window, steps 250-700 (analysis/NOTES.md): 450 steps x 32 = 14,400
@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from workbench.attribution.influence import ekfac_influence
-from workbench.attribution.probes import PROBES
+from workbench.attribution.measures import MEASURES
 from workbench.attribution.shim import HeadView
 from workbench.attribution.window import AttributionConfig, sequence_table, window_batch
 from workbench.config import preset
@@ -42,7 +42,7 @@ def main() -> None:
     p.add_argument("--start", type=int, default=250)
     p.add_argument("--end", type=int, default=700)
     p.add_argument("--fit-size", type=int, default=4096)
-    p.add_argument("--probe", choices=sorted(PROBES), default="attention")
+    p.add_argument("--measure", choices=sorted(MEASURES), default="attention")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -61,20 +61,20 @@ def main() -> None:
     layer, head = config.model.n_layers - 1, 0
     n_steps = args.end - args.start
     print(f"cpu-quick window [{args.start}, {args.end}): {n_steps * config.train.batch_size} sequences, head "
-          f"L{layer}H{head}, probe {args.probe}, fit on {args.fit_size}, {args.threads} threads")
+          f"L{layer}H{head}, measure {args.measure}, fit on {args.fit_size}, {args.threads} threads")
 
     baseline = training_seconds(model, data, config, args.start, min(30, n_steps)) * n_steps / min(30, n_steps)
     t0 = time.perf_counter()
     train = window_batch(data, args.start, args.end)
-    probe_batch = data.eval_batch("seen", 256, seed_offset=1)
+    measure_batch = data.eval_batch("seen", 256, seed_offset=1)
     t1 = time.perf_counter()
     view = HeadView(model, layer, head)
     with tempfile.TemporaryDirectory() as tmp:
-        influence, per_token = ekfac_influence(view, PROBES[args.probe](), train, probe_batch,
+        influence, per_token = ekfac_influence(view, MEASURES[args.measure](), train, measure_batch,
                                                fit_size=args.fit_size, per_token=True, workdir=Path(tmp),
                                                progress=True)
     t2 = time.perf_counter()
-    cfg = AttributionConfig(layer, head, args.start, args.end, args.end, args.probe, fit_size=args.fit_size)
+    cfg = AttributionConfig(layer, head, args.start, args.end, args.end, args.measure, fit_size=args.fit_size)
     sequence_table(data, cfg, train, influence, per_token)
     t3 = time.perf_counter()
     total = t3 - t0

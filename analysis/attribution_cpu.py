@@ -5,10 +5,10 @@
 1. The reference runs: the shipped sweep `cpu/attribution` (cpu-sweep, N = 2000, 1,000 steps, a
    checkpoint every 25 steps), trained when absent.
 2. Per run: the recall head (`find_recall_head`, last layer) and the attribution of its plateau window
-   (the attention probe at the first checkpoint after the plateau end).
+   (the attention measure at the first checkpoint after the plateau end).
 3. The retrains, one sweep through the engine (Ray): per run, the arms below, `--steps` steps each
    (the preset's learning rate is constant, so a shorter run has the same dynamics up to its end).
-4. Per run: plateau end (95% interval), the head's formation step (its probe reaching halfway from
+4. Per run: plateau end (95% interval), the head's formation step (its measure reaching halfway from
    initialisation to the reference's last value), accuracy at the last common step; then each arm
    against random removal of the same size, paired by seed (mean difference, 95% t-interval over seeds).
 

@@ -23,7 +23,7 @@ def dense_run(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def attribution(dense_run):
-    """The attention-probe attribution of head L1H0 over steps [10, 20) of `dense_run`."""
+    """The attention-measure attribution of head L1H0 over steps [10, 20) of `dense_run`."""
     from workbench.attribution.window import AttributionConfig, attribute
 
     return attribute(dense_run, AttributionConfig(*HEAD, *WINDOW, fit_size=0), progress=False)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from workbench.attribution.influence import compare, ekfac_influence, exact_influence, sequence_loss
-from workbench.attribution.probes import PROBES
+from workbench.attribution.measures import MEASURES
 from workbench.attribution.shim import HeadView
 from workbench.attribution.window import window_batch
 
@@ -16,38 +16,38 @@ WINDOW, HEAD = (10, 20), (1, 0)  # as in conftest
 
 @pytest.fixture(scope="module")
 def case(dense_run):
-    """Head L1H0 of the tiny run at checkpoint 20, the window's 160 sequences, a 32-sequence probe set."""
+    """Head L1H0 of the tiny run at checkpoint 20, the window's 160 sequences, a 32-sequence measure set."""
     view = HeadView(dense_run.load_model(WINDOW[1]), *HEAD)
     return view, window_batch(dense_run.data, *WINDOW), dense_run.data.eval_batch("seen", 32, seed_offset=1)
 
 
-@pytest.mark.parametrize("probe", ["attention", "logit"])
-def test_with_dominant_damping_ekfac_is_the_exact_gradient_product(case, probe):
+@pytest.mark.parametrize("measure", ["attention", "logit"])
+def test_with_dominant_damping_ekfac_is_the_exact_gradient_product(case, measure):
     """(F + λI)⁻¹ ≈ I/λ for λ ≫ F, in both: the scores must agree exactly, scale included."""
-    view, train, probes = case
-    ek = ekfac_influence(view, PROBES[probe](), train, probes, damping=1e6, fisher="empirical")
-    ex = exact_influence(view, PROBES[probe](), train, probes, damping=1e6, fisher="empirical")
+    view, train, measure_batch = case
+    ek = ekfac_influence(view, MEASURES[measure](), train, measure_batch, damping=1e6, fisher="empirical")
+    ex = exact_influence(view, MEASURES[measure](), train, measure_batch, damping=1e6, fisher="empirical")
     assert compare(ex, ek)["spearman"] > 0.999
     assert np.allclose(ek, ex, rtol=1e-3, atol=1e-3 * np.abs(ex).max())
 
 
-@pytest.mark.parametrize("probe", ["attention", "logit"])
-def test_with_the_heuristic_damping_ekfac_ranks_like_the_exact_influence(case, probe):
+@pytest.mark.parametrize("measure", ["attention", "logit"])
+def test_with_the_heuristic_damping_ekfac_ranks_like_the_exact_influence(case, measure):
     """The Kronecker approximation is not exact: rank agreement clearly above chance, and the same
     magnitude (measured values in analysis/NOTES.md)."""
-    view, train, probes = case
-    ek = ekfac_influence(view, PROBES[probe](), train, probes, fisher="empirical")
-    ex = exact_influence(view, PROBES[probe](), train, probes, fisher="empirical")
+    view, train, measure_batch = case
+    ek = ekfac_influence(view, MEASURES[measure](), train, measure_batch, fisher="empirical")
+    ex = exact_influence(view, MEASURES[measure](), train, measure_batch, fisher="empirical")
     agreement = compare(ex, ek)
     assert agreement["spearman"] > 0.3 and agreement["top_overlap"] > 0.1
     assert 0.2 < np.median(np.abs(ek)) / np.median(np.abs(ex)) < 5
 
 
 def test_a_gradient_step_on_the_top_promoters_raises_the_probe_more_than_on_the_bottom(case):
-    """The sign convention: influence > 0 means training on the sequence raises the probe."""
-    view, train, probes = case
-    probe = PROBES["attention"]()
-    influence = exact_influence(view, probe, train, probes, fisher="empirical")
+    """The sign convention: influence > 0 means training on the sequence raises the measure."""
+    view, train, measure_batch = case
+    measure = MEASURES["attention"]()
+    influence = exact_influence(view, measure, train, measure_batch, fisher="empirical")
     order = np.argsort(-influence)
 
     def probe_after_step(rows) -> float:
@@ -57,17 +57,17 @@ def test_a_gradient_step_on_the_top_promoters_raises_the_probe_more_than_on_the_
         with torch.no_grad():
             for p in v.qk.parameters():
                 p -= 1e-3 * p.grad
-            return probe(v, probes).mean().item()
+            return measure(v, measure_batch).mean().item()
 
     assert probe_after_step(order[:16]) > probe_after_step(order[-16:])
 
 
 @pytest.mark.parametrize("kw, message", [({"fisher": "diagonal"}, "fisher"), ({"damping": -1.0}, "damping")])
 def test_bad_arguments_raise_before_any_compute(case, kw, message):
-    view, train, probes = case
+    view, train, measure_batch = case
     for fn in (ekfac_influence, exact_influence):
         with pytest.raises(ValueError, match=message):
-            fn(view, PROBES["attention"](), train, probes, **kw)
+            fn(view, MEASURES["attention"](), train, measure_batch, **kw)
 
 
 def test_compare_known_answers():

@@ -1,9 +1,9 @@
-"""Probes against an independent computation from the plain model's activation cache."""
+"""Measures against an independent computation from the plain model's activation cache."""
 
 import pytest
 import torch
 
-from workbench.attribution.probes import PROBES
+from workbench.attribution.measures import MEASURES
 from workbench.attribution.shim import HeadView
 from workbench.config import preset
 from workbench.data.corpus import BiographyData
@@ -30,7 +30,7 @@ def _queries(batch, i):
 
 def test_attention_probe_is_the_mean_name_mass_at_value_queries(setup):
     model, batch, cache = setup
-    got = PROBES["attention"]()(HeadView(model, LAYER, HEAD), batch)
+    got = MEASURES["attention"]()(HeadView(model, LAYER, HEAD), batch)
     pattern = cache[f"blocks.{LAYER}.attn.hook_pattern"][:, HEAD]
     for i in range(len(batch)):
         names = [k for k in range(batch.tokens.shape[1]) if batch.kind[i, k] == NAME]
@@ -40,7 +40,7 @@ def test_attention_probe_is_the_mean_name_mass_at_value_queries(setup):
 
 def test_logit_probe_is_the_heads_direct_logit_attribution(setup):
     model, batch, cache = setup
-    got = PROBES["logit"]()(HeadView(model, LAYER, HEAD), batch)
+    got = MEASURES["logit"]()(HeadView(model, LAYER, HEAD), batch)
     out = cache[f"blocks.{LAYER}.attn.hook_z"][:, :, HEAD] @ model.blocks[LAYER].attn.W_O[HEAD]
     scale = cache["ln_final.hook_scale"]
     for i in range(len(batch)):
@@ -54,8 +54,8 @@ def test_logit_probe_is_the_heads_direct_logit_attribution(setup):
 def test_the_attention_probe_depends_only_on_query_and_key(setup):
     model, batch, _ = setup
     view = HeadView(model, LAYER, HEAD)
-    probe = PROBES["attention"]()
-    probe(view, batch).sum().backward()
-    assert probe.modules == ("qk",)
+    measure = MEASURES["attention"]()
+    measure(view, batch).sum().backward()
+    assert measure.modules == ("qk",)
     assert view.qk.weight.grad.abs().sum() > 0
     assert view.v.weight.grad is None and view.o.weight.grad is None

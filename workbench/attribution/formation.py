@@ -1,8 +1,8 @@
 """The recall head's formation over training, and the effect of a retrain on it.
 
-`probe_over_training` measures a head's probe (`workbench.attribution.probes`) at a run's checkpoints,
-on the attribution's fixed probe set (seen individuals on evaluation templates), cached like every
-analysis over checkpoints. A head *forms* when its probe first reaches `level`, by default halfway
+`measure_over_training` computes a head's measure (`workbench.attribution.measures`) at a run's checkpoints,
+on the attribution's fixed measure set (seen individuals on evaluation templates), cached like every
+analysis over checkpoints. A head *forms* when its measure first reaches `level`, by default halfway
 from its value at initialisation to its last value in the reference run (linear interpolation between
 checkpoints; NaN when it never does): one level for a reference run and all its retrains, so their
 formation steps compare.
@@ -20,42 +20,42 @@ import math
 import numpy as np
 import pandas as pd
 
-from workbench.attribution.probes import PROBE_SEED_OFFSET, PROBES
+from workbench.attribution.measures import MEASURE_SEED_OFFSET, MEASURES
 from workbench.attribution.window import Attribution
 from workbench.over_checkpoints import over_checkpoints
 from workbench.run import Run, load_run
 
 
-def probe_over_training(run: Run, layer: int, head: int, probe: str = "attention", size: int = 256,
+def measure_over_training(run: Run, layer: int, head: int, measure: str = "attention", size: int = 256,
                         steps: list[int] | None = None, progress: bool = True) -> pd.DataFrame:
-    """step, probe: the head's probe (mean over the probe set) at checkpoints of `run`."""
+    """step, measure: the head's measure (mean over the measure set) at checkpoints of `run`."""
     import torch
 
     from workbench.attribution.heads import check_head
     from workbench.attribution.shim import HeadView
 
     check_head(run.config.model, layer, head)
-    if probe not in PROBES:
-        raise ValueError(f"probe={probe!r} is unknown: allowed {' | '.join(PROBES)}")
-    batch = functools.cache(lambda: run.data.eval_batch("seen", size, seed_offset=PROBE_SEED_OFFSET))
-    fn = PROBES[probe]()
+    if measure not in MEASURES:
+        raise ValueError(f"measure={measure!r} is unknown: allowed {' | '.join(MEASURES)}")
+    batch = functools.cache(lambda: run.data.eval_batch("seen", size, seed_offset=MEASURE_SEED_OFFSET))
+    fn = MEASURES[measure]()
 
     def compute(step, models):
         with torch.no_grad():
             value = fn(HeadView(models(step), layer, head), batch()).mean().item()
-        return pd.DataFrame({"probe": [value]})
+        return pd.DataFrame({"measure": [value]})
 
-    return over_checkpoints(run, f"probe-L{layer}H{head}-{probe}", compute, steps, {"size": size}, progress)
+    return over_checkpoints(run, f"measure-L{layer}H{head}-{measure}", compute, steps, {"size": size}, progress)
 
 
 def formation_level(curve: pd.DataFrame) -> float:
-    """Halfway from the probe at the first checkpoint to the last one."""
-    return float(curve["probe"].iloc[0] + 0.5 * (curve["probe"].iloc[-1] - curve["probe"].iloc[0]))
+    """Halfway from the measure at the first checkpoint to the last one."""
+    return float(curve["measure"].iloc[0] + 0.5 * (curve["measure"].iloc[-1] - curve["measure"].iloc[0]))
 
 
 def formation_step(curve: pd.DataFrame, level: float) -> float:
-    """The first step at which the probe reaches `level` (interpolated), NaN if it never does."""
-    step, value = curve["step"].to_numpy(float), curve["probe"].to_numpy(float)
+    """The first step at which the measure reaches `level` (interpolated), NaN if it never does."""
+    step, value = curve["step"].to_numpy(float), curve["measure"].to_numpy(float)
     rising = value[-1] >= value[0]
     above = value >= level if rising else value <= level
     if not above.any():
@@ -85,17 +85,17 @@ def _runs_with_heads(attributions, runs) -> list[tuple[Run, Attribution]]:
 
 
 def retrain_curves(attributions, runs, size: int = 256, progress: bool = False) -> pd.DataFrame:
-    """run, step, probe: the attributed head's probe over training, for the references and their retrains."""
-    frames = [probe_over_training(run, a.config.layer, a.config.head, a.config.probe, size, progress=progress)
+    """run, step, measure: the attributed head's measure over training, for the references and their retrains."""
+    frames = [measure_over_training(run, a.config.layer, a.config.head, a.config.measure, size, progress=progress)
               .assign(run=str(run.path)) for run, a in _runs_with_heads(attributions, runs)]
-    return pd.concat(frames, ignore_index=True)[["run", "step", "probe"]]
+    return pd.concat(frames, ignore_index=True)[["run", "step", "measure"]]
 
 
 def retrain_table(attributions, runs, size: int = 256, progress: bool = False) -> pd.DataFrame:
     """One row per run, the attributed runs first (selection 'none'), then their retrains: seed, action,
     selection, percent, selection_seed, plateau_end (lo, hi, censored), accuracy (at accuracy_step, the last
     step every run reached) and formation_step
-    (the attributed head's probe reaching halfway, the level set by the attributed run of that seed)."""
+    (the attributed head's measure reaching halfway, the level set by the attributed run of that seed)."""
     curves = retrain_curves(attributions, runs, size, progress)
     pairs = _runs_with_heads(attributions, runs)
     common = min(int(run.metrics["step"].max()) for run, _ in pairs)  # retrains may be shorter

@@ -74,7 +74,7 @@ def find_recall_head(run, step: int | None = None, size: int = 256, layers: tupl
                      ablation: str = "mean", progress: bool = False) -> RecallHead:
     """The recall head of `run` at checkpoint `step` (default: the first at or after the plateau end,
     else the last), among `layers` (default: the last layer), on `size` seen individuals."""
-    from workbench.attribution.probes import PROBE_SEED_OFFSET
+    from workbench.attribution.measures import MEASURE_SEED_OFFSET
 
     steps = run.checkpoint_steps
     if not steps:
@@ -86,7 +86,7 @@ def find_recall_head(run, step: int | None = None, size: int = 256, layers: tupl
     check(step in steps, "step", f"a checkpoint step of the run: {steps}", step)
     n_layers = run.config.model.n_layers
     layers = (n_layers - 1,) if layers is None else tuple(layers)
-    batch = run.data.eval_batch("seen", size, seed_offset=PROBE_SEED_OFFSET)
+    batch = run.data.eval_batch("seen", size, seed_offset=MEASURE_SEED_OFFSET)
     scores = head_scores(run.load_model(step), batch, len(run.config.data.attributes), ablation, layers)
     best = scores.iloc[0]
     return RecallHead(int(best["layer"]), int(best["head"]), int(step), scores)

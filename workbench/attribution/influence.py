@@ -1,13 +1,13 @@
-"""EK-FAC influence of training sequences on a head's probe (kronfluence), and an exact reference.
+"""EK-FAC influence of training sequences on a head's measure (kronfluence), and an exact reference.
 
-The influence of a training sequence s on the probe P (mean over the probe set) is the change of P when
-s is up-weighted, through the head's parameters θ only (the `HeadView` modules the probe tracks):
+The influence of a training sequence s on the measure P (mean over the measure set) is the change of P when
+s is up-weighted, through the head's parameters θ only (the `HeadView` modules the measure tracks):
 
     influence(s) = - ∇P(θ)ᵀ (F + λI)⁻¹ ∇L_s(θ)
 
 with L_s the sequence's summed next-token loss and F the Fisher of the training loss over the window.
 Sign: a gradient step on s changes θ by -η ∇L_s, which changes P by -η ∇Pᵀ ∇L_s, so influence > 0 means
-training on s raises the probe. (Kronfluence's score is ∇Pᵀ (F+λ)⁻¹ ∇L_s, hence the minus sign.)
+training on s raises the measure. (Kronfluence's score is ∇Pᵀ (F+λ)⁻¹ ∇L_s, hence the minus sign.)
 
 `ekfac_influence` approximates F by EK-FAC per module (kronfluence's default damping λ: 0.1 × the mean
 eigenvalue of each module's block) and can split each score over the sequence's positions: the
@@ -69,7 +69,7 @@ class _Rows(torch.utils.data.Dataset):
                 "value_start": b.value_start[i], "individuals": b.individuals[i]}
 
 
-def _make_task(probe):
+def _make_task(measure):
     from kronfluence.task import Task
 
     class HeadTask(Task):
@@ -77,10 +77,10 @@ def _make_task(probe):
             return sequence_loss(model(batch["tokens"]), Batch(**batch), sample).sum()
 
         def compute_measurement(self, batch, model):
-            return probe(model, Batch(**batch)).sum()
+            return measure(model, Batch(**batch)).sum()
 
         def get_influence_tracked_modules(self):
-            return list(probe.modules)
+            return list(measure.modules)
 
         def get_attention_mask(self, batch):
             return (batch["kind"] != PAD).long()
@@ -88,26 +88,26 @@ def _make_task(probe):
     return HeadTask()
 
 
-def _check(probe, train: Batch, probe_batch: Batch, damping, fisher: str) -> None:
+def _check(measure, train: Batch, measure_batch: Batch, damping, fisher: str) -> None:
     check(fisher in FISHERS, "fisher", " | ".join(FISHERS), fisher)
     check(damping is None or damping > 0, "damping", "None (the heuristic) or a number > 0", damping)
     check(len(train) > 0, "train", "at least one sequence", len(train))
-    check(len(probe_batch) > 0, "probe_batch", "at least one sequence", len(probe_batch))
-    check(bool(probe.modules), "probe.modules", "at least one of qk | v | o", probe.modules)
+    check(len(measure_batch) > 0, "measure_batch", "at least one sequence", len(measure_batch))
+    check(bool(measure.modules), "measure.modules", "at least one of qk | v | o", measure.modules)
 
 
-def ekfac_influence(view, probe, train: Batch, probe_batch: Batch, damping: float | None = None,
+def ekfac_influence(view, measure, train: Batch, measure_batch: Batch, damping: float | None = None,
                     fisher: str = "sampled", fit: Batch | None = None, fit_size: int | None = None, per_token: bool = False,
                     batch_size: int = 32, workdir: str | Path | None = None, progress: bool = False, seed: int = 0):
-    """EK-FAC influence [n_train] of each training sequence on the probe's mean over `probe_batch`;
+    """EK-FAC influence [n_train] of each training sequence on the measure's mean over `measure_batch`;
     with `per_token`, also its split over positions [n_train, pos]. The factors are fitted on `fit`
     (default: `train`), or on a seeded subset of `fit_size` of its sequences."""
     from kronfluence.analyzer import Analyzer, prepare_model
     from kronfluence.arguments import FactorArguments, ScoreArguments
     from kronfluence.utils.dataset import DataLoaderKwargs
 
-    _check(probe, train, probe_batch, damping, fisher)
-    task = _make_task(probe)
+    _check(measure, train, measure_batch, damping, fisher)
+    task = _make_task(measure)
     model = prepare_model(copy.deepcopy(view), task)
     fit = train if fit is None else fit
     if fit_size is not None and fit_size < len(fit):
@@ -125,11 +125,11 @@ def ekfac_influence(view, probe, train: Batch, probe_batch: Batch, damping: floa
                                  overwrite_output_dir=True)
         score_args = ScoreArguments(damping_factor=damping, compute_per_token_scores=per_token,
                                     aggregate_query_gradients=True)
-        analyzer.compute_pairwise_scores("scores", "factors", _Rows(probe_batch), _Rows(train),
+        analyzer.compute_pairwise_scores("scores", "factors", _Rows(measure_batch), _Rows(train),
                                          per_device_query_batch_size=batch_size, per_device_train_batch_size=batch_size,
                                          score_args=score_args, overwrite_output_dir=True)
         scores = analyzer.load_pairwise_scores("scores")
-    raw = scores["all_modules"][0].double() * (-1.0 / len(probe_batch))  # [n_train] or [n_train, pos]
+    raw = scores["all_modules"][0].double() * (-1.0 / len(measure_batch))  # [n_train] or [n_train, pos]
     if per_token:
         return raw.sum(1).numpy(), raw.numpy()
     return raw.numpy()
@@ -139,13 +139,13 @@ def _flat_grad(value: Tensor, params: list[Tensor]) -> Tensor:
     return torch.cat([g.flatten() for g in torch.autograd.grad(value, params)]).double()
 
 
-def exact_influence(view, probe, train: Batch, probe_batch: Batch, damping: float | None = None,
+def exact_influence(view, measure, train: Batch, measure_batch: Batch, damping: float | None = None,
                     fisher: str = "sampled", fit: Batch | None = None, seed: int = 0) -> np.ndarray:
     """The influence [n_train] with the Fisher of the tracked parameters built from the per-sequence
     gradients of `fit` (default: `train`) and solved exactly (module docstring); for small heads."""
-    _check(probe, train, probe_batch, damping, fisher)
+    _check(measure, train, measure_batch, damping, fisher)
     view = copy.deepcopy(view)
-    params = [p for name in probe.modules for p in getattr(view, name).parameters()]
+    params = [p for name in measure.modules for p in getattr(view, name).parameters()]
     device = params[0].device
     generator = torch.Generator(device=device).manual_seed(seed)
     fit = train if fit is None else fit
@@ -157,8 +157,8 @@ def exact_influence(view, probe, train: Batch, probe_batch: Batch, damping: floa
     g_fit = grads(fit, fisher == "sampled")
     fisher_matrix = g_fit.T @ g_fit / len(fit)
     lam = damping if damping is not None else DAMPING_SCALE * torch.diagonal(fisher_matrix).mean().item()
-    g_probe = _flat_grad(probe(view, probe_batch).mean(), params)
-    solved = torch.linalg.solve(fisher_matrix + lam * torch.eye(len(g_probe), dtype=torch.float64), g_probe)
+    g_measure = _flat_grad(measure(view, measure_batch).mean(), params)
+    solved = torch.linalg.solve(fisher_matrix + lam * torch.eye(len(g_measure), dtype=torch.float64), g_measure)
     return (-(grads(train, False) @ solved)).numpy()
 
 

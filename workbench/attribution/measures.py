@@ -1,6 +1,6 @@
-"""Probes of a head: one differentiable number per sequence that says how much the head does recall.
+"""Measures of a head: one differentiable number per sequence that says how much the head does recall.
 
-A probe is what the influence function measures (the "measurement" of kronfluence): its gradient with
+A measure is what the influence function measures (the "measurement" of kronfluence): its gradient with
 respect to the tracked modules of the `HeadView` is what training sequences are scored against.
 
 * ``attention`` (tracks ``qk``): at every value-query position (the one predicting an attribute value's
@@ -22,11 +22,11 @@ from torch import Tensor
 
 from workbench.data.batch import Batch
 
-PROBE_SEED_OFFSET = 1  # the probe set: eval_batch("seen", size, seed_offset=1), seen individuals on evaluation templates
+MEASURE_SEED_OFFSET = 1  # the measure set: eval_batch("seen", size, seed_offset=1), seen individuals on evaluation templates
 
 
 @dataclass(frozen=True)
-class Probe:
+class Measure:
     """name, the HeadView modules whose parameters it depends on, and fn(view, batch) -> [batch]."""
 
     name: str
@@ -63,14 +63,14 @@ def _logit(view, batch: Batch) -> Float[Tensor, "batch"]:
     return _query_mean(dla, batch)
 
 
-def attention_probe() -> Probe:
-    return Probe("attention", ("qk",), _attention)
+def attention_measure() -> Measure:
+    return Measure("attention", ("qk",), _attention)
 
 
-def logit_probe() -> Probe:
-    return Probe("logit", ("qk", "v", "o"), _logit)
+def logit_measure() -> Measure:
+    return Measure("logit", ("qk", "v", "o"), _logit)
 
 
-# name -> a Probe factory. Register your own (PROBES["mine"] = lambda: Probe("mine", ("qk",), fn)) to use it
-# by name in AttributionConfig, `workbench.attribute(..., probe="mine")` and `probe_over_training`.
-PROBES: dict[str, Callable[[], Probe]] = {"attention": attention_probe, "logit": logit_probe}
+# name -> a Measure factory. Register your own (MEASURES["mine"] = lambda: Measure("mine", ("qk",), fn)) to use it
+# by name in AttributionConfig, `workbench.attribute(..., measure="mine")` and `measure_over_training`.
+MEASURES: dict[str, Callable[[], Measure]] = {"attention": attention_measure, "logit": logit_measure}

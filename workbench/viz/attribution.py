@@ -31,7 +31,7 @@ def plot_influence(sequences: pd.DataFrame, by_step: pd.DataFrame) -> Figure:
     ax_h, ax_s = fig.subplots(1, 2)
     ax_h.hist(sequences["influence"], bins=80, color="C0")
     ax_h.axvline(0, color="k", lw=0.8)
-    ax_h.set(xlabel="influence on the probe (> 0 promotes the head)", ylabel="sequences", yscale="log")
+    ax_h.set(xlabel="influence on the measure (> 0 promotes the head)", ylabel="sequences", yscale="log")
     s = by_step.sort_values("step")
     ax_s.plot(s["step"], s["total"], lw=0.8)
     ax_s.axhline(0, color="k", lw=0.8)
@@ -50,15 +50,15 @@ def plot_exact_vs_ekfac(exact: np.ndarray, ekfac: np.ndarray, stats: dict) -> Fi
 
 
 def plot_retrains(curves: pd.DataFrame, table: pd.DataFrame) -> Figure:
-    """Left: the head's probe over training per retrain arm (mean over seeds); right: plateau end per arm,
-    each seed a point with its 95% interval. `curves`: run, step, probe; `table`: `retrain_table`."""
+    """Left: the head's measure over training per retrain arm (mean over seeds); right: plateau end per arm,
+    each seed a point with its 95% interval. `curves`: run, step, measure; `table`: `retrain_table`."""
     fig = Figure(figsize=(11, 4), layout="constrained")
     ax_c, ax_p = fig.subplots(1, 2)
     arm = table.assign(arm=table["action"] + " " + table["selection"] + " " + table["percent"].map("{:g}%".format))
     arm.loc[arm["selection"] == "none", "arm"] = "reference"
     merged = curves.merge(arm[["run", "arm"]], on="run")
     for i, (name, g) in enumerate(merged.groupby("arm", sort=True)):
-        m = g.groupby("step")["probe"].mean()
+        m = g.groupby("step")["measure"].mean()
         ax_c.plot(m.index, m.to_numpy(), color=f"C{i}", label=name)
         rows = arm[arm["arm"] == name]
         x = np.full(len(rows), i) + np.linspace(-0.15, 0.15, len(rows))
@@ -66,7 +66,7 @@ def plot_retrains(curves: pd.DataFrame, table: pd.DataFrame) -> Figure:
         ax_p.errorbar(x, rows["plateau_end"], yerr=np.clip(np.nan_to_num(err, posinf=0), 0, None), fmt="o",
                       color=f"C{i}", capsize=3)
     names = sorted(merged["arm"].unique())
-    ax_c.set(xlabel="training step", ylabel="probe (attribute -> name attention)", title="the head's formation")
+    ax_c.set(xlabel="training step", ylabel="measure (attribute -> name attention)", title="the head's formation")
     ax_c.legend(fontsize=7)
     ax_p.set(xticks=range(len(names)), ylabel="plateau end (step, 95% CI)", title="plateau end per arm")
     ax_p.set_xticklabels(names, rotation=30, ha="right", fontsize=7)

@@ -83,8 +83,8 @@ def attribution_section(run) -> str:
     for meta in sorted((run.path / "attribution").glob("*/attribution.json")):
         a = load_attribution(meta.parent)
         c = a.config
-        parts.append(f"<h3>{html.escape(meta.parent.name)}</h3><p class='note'>head L{c.layer}H{c.head}, probe "
-                     f"{c.probe} at step {c.step}, window [{c.start}, {c.end}); influence &gt; 0 promotes the head</p>"
+        parts.append(f"<h3>{html.escape(meta.parent.name)}</h3><p class='note'>head L{c.layer}H{c.head}, measure "
+                     f"{c.measure} at step {c.step}, window [{c.start}, {c.end}); influence &gt; 0 promotes the head</p>"
                      + figure_html(plot_influence(a.sequences, a.aggregate("step")), "influence of training sequences"))
     return "".join(parts)
 
