@@ -11,8 +11,18 @@ def test_attribute_prints_the_head_window_and_top_individuals(dense_run, attribu
                  "--fit-size", "0", "--quiet"]) == 0
     out = capsys.readouterr().out
     assert f"attribution: {attribution.path}" in out
-    assert "head L1H0, probe attention at step 20, window [10, 20): 160 sequences" in out
+    assert "head L1H0, measure attention at step 20, window [10, 20): 160 sequences" in out
     assert "by individual (top 5)" in out and "by attribute (top 5)" in out
+
+
+def test_the_deprecated_probe_flag_still_names_the_measure(dense_run, attribution, capsys):
+    """`--probe` (the old name of `--measure`) still works, hidden from --help."""
+    assert main(["attribute", str(dense_run.path), "--layer", "1", "--head", "0", "--window", "10", "20",
+                 "--fit-size", "0", "--probe", "attention", "--quiet"]) == 0
+    assert f"attribution: {attribution.path}" in capsys.readouterr().out
+    assert main(["attribute", "--help"]) == 0
+    help_text = capsys.readouterr().out
+    assert "--measure" in help_text and "--probe" not in help_text
 
 
 @pytest.mark.parametrize("args, message", [

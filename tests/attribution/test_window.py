@@ -57,6 +57,22 @@ def test_an_existing_attribution_is_loaded_not_recomputed(dense_run, attribution
         attribute(dense_run, other, progress=False)
 
 
+def test_an_attribution_saved_with_the_old_probe_keys_still_loads(attribution, tmp_path):
+    """attribution.json written before `probe` was renamed `measure` (and `probe_size` `measure_size`)."""
+    import shutil
+
+    old = tmp_path / attribution.path.name
+    shutil.copytree(attribution.path, old)
+    meta = json.loads((old / "attribution.json").read_text())
+    config = meta["config"]
+    meta["config"] = {("probe" if k == "measure" else "probe_size" if k == "measure_size" else k): v
+                      for k, v in config.items()}
+    assert "probe" in meta["config"] and "measure" not in meta["config"]
+    (old / "attribution.json").write_text(json.dumps(meta))
+    loaded = load_attribution(old)
+    assert loaded.config == attribution.config and loaded.config.measure == "attention"
+
+
 def test_a_tampered_table_is_refused(attribution, tmp_path):
     import shutil
 
@@ -88,7 +104,7 @@ def test_bad_configs_for_the_run_raise_before_any_compute(dense_run, kw, message
 
 @pytest.mark.parametrize("kw, message", [
     ({"start": 10, "end": 10}, r"attribution.end=10 is out of range: allowed an integer in \[11, inf\]"),
-    ({"probe": "value"}, "attribution.probe='value' is out of range: allowed attention | logit"),
+    ({"measure": "value"}, "attribution.measure='value' is out of range: allowed attention | logit"),
     ({"fisher": "exact"}, "attribution.fisher='exact' is out of range"),
     ({"damping": -1.0}, "attribution.damping=-1.0 is out of range"),
     ({"layer": -1}, "attribution.layer=-1 is out of range"),
@@ -99,16 +115,16 @@ def test_bad_configs_raise_on_construction(kw, message):
 
 
 def test_a_registered_probe_of_ones_own_is_used_by_name(dense_run, monkeypatch):
-    """A user probe (attention to BOS at the value queries) registered in PROBES is attributed by name."""
-    from workbench.attribution.probes import PROBES, Probe
+    """A user measure (attention to BOS at the value queries) registered in MEASURES is attributed by name."""
+    from workbench.attribution.measures import MEASURES, Measure
 
     def to_bos(view, batch):
         view(batch.tokens)
         queries = batch.value_query_mask.float()
         return (view.captured["pattern"][:, :, 0] * queries).sum(1) / queries.sum(1)
 
-    monkeypatch.setitem(PROBES, "bos", lambda: Probe("bos", ("qk",), to_bos))
-    a = attribute(dense_run, AttributionConfig(1, 0, 10, 12, probe="bos", probe_size=32, fit_size=0), progress=False)
-    assert a.config.probe == "bos" and len(a.sequences) == 32 and a.sequences["influence"].std() > 0
-    with pytest.raises(ValueError, match="attribution.probe"):
-        AttributionConfig(1, 0, 10, 12, probe="nope")
+    monkeypatch.setitem(MEASURES, "bos", lambda: Measure("bos", ("qk",), to_bos))
+    a = attribute(dense_run, AttributionConfig(1, 0, 10, 12, measure="bos", measure_size=32, fit_size=0), progress=False)
+    assert a.config.measure == "bos" and len(a.sequences) == 32 and a.sequences["influence"].std() > 0
+    with pytest.raises(ValueError, match="attribution.measure"):
+        AttributionConfig(1, 0, 10, 12, measure="nope")
