@@ -13,7 +13,7 @@ CHECKED_MODULES = ("workbench.metrics", "workbench.data.batch", "workbench.atten
                    "workbench.patching.hooks", "workbench.patching.sources", "workbench.patching.ablations",
                    "workbench.probes.sites", "workbench.probes.keyvalue", "workbench.probes.linear",
                    "workbench.probes.localisation", "workbench.probes.toy_memory",
-                   "workbench.attribution.shim", "workbench.attribution.probes", "workbench.attribution.influence")
+                   "workbench.attribution.shim", "workbench.attribution.measures", "workbench.attribution.influence")
 install_import_hook(CHECKED_MODULES, "beartype.beartype")
 
 import math  # noqa: E402

@@ -43,14 +43,14 @@ def test_with_the_heuristic_damping_ekfac_ranks_like_the_exact_influence(case, m
     assert 0.2 < np.median(np.abs(ek)) / np.median(np.abs(ex)) < 5
 
 
-def test_a_gradient_step_on_the_top_promoters_raises_the_probe_more_than_on_the_bottom(case):
+def test_a_gradient_step_on_the_top_promoters_raises_the_measure_more_than_on_the_bottom(case):
     """The sign convention: influence > 0 means training on the sequence raises the measure."""
     view, train, measure_batch = case
     measure = MEASURES["attention"]()
     influence = exact_influence(view, measure, train, measure_batch, fisher="empirical")
     order = np.argsort(-influence)
 
-    def probe_after_step(rows) -> float:
+    def measure_after_step(rows) -> float:
         v = copy.deepcopy(view)
         batch = train[torch.as_tensor(rows)]
         sequence_loss(v(batch.tokens), batch).sum().backward()
@@ -59,7 +59,7 @@ def test_a_gradient_step_on_the_top_promoters_raises_the_probe_more_than_on_the_
                 p -= 1e-3 * p.grad
             return measure(v, measure_batch).mean().item()
 
-    assert probe_after_step(order[:16]) > probe_after_step(order[-16:])
+    assert measure_after_step(order[:16]) > measure_after_step(order[-16:])
 
 
 @pytest.mark.parametrize("kw, message", [({"fisher": "diagonal"}, "fisher"), ({"damping": -1.0}, "damping")])

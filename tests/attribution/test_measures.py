@@ -28,7 +28,7 @@ def _queries(batch, i):
     return [p for p in range(batch.tokens.shape[1] - 1) if batch.value_start[i, p + 1]]
 
 
-def test_attention_probe_is_the_mean_name_mass_at_value_queries(setup):
+def test_attention_measure_is_the_mean_name_mass_at_value_queries(setup):
     model, batch, cache = setup
     got = MEASURES["attention"]()(HeadView(model, LAYER, HEAD), batch)
     pattern = cache[f"blocks.{LAYER}.attn.hook_pattern"][:, HEAD]
@@ -38,7 +38,7 @@ def test_attention_probe_is_the_mean_name_mass_at_value_queries(setup):
         assert got[i].item() == pytest.approx(sum(masses) / len(masses), abs=1e-5)
 
 
-def test_logit_probe_is_the_heads_direct_logit_attribution(setup):
+def test_logit_measure_is_the_heads_direct_logit_attribution(setup):
     model, batch, cache = setup
     got = MEASURES["logit"]()(HeadView(model, LAYER, HEAD), batch)
     out = cache[f"blocks.{LAYER}.attn.hook_z"][:, :, HEAD] @ model.blocks[LAYER].attn.W_O[HEAD]
@@ -51,7 +51,7 @@ def test_logit_probe_is_the_heads_direct_logit_attribution(setup):
         assert got[i].item() == pytest.approx(torch.stack(dlas).mean().item(), abs=1e-5)
 
 
-def test_the_attention_probe_depends_only_on_query_and_key(setup):
+def test_the_attention_measure_depends_only_on_query_and_key(setup):
     model, batch, _ = setup
     view = HeadView(model, LAYER, HEAD)
     measure = MEASURES["attention"]()
