@@ -247,13 +247,22 @@ def test_attribute_window_outside_the_run_names_the_flag_and_the_runs_steps(run_
     assert _hashes(run_copy) == before
 
 
-def test_attribution_config_window_outside_the_run_names_the_fields(tiny_run):
-    from workbench.attribution.window import AttributionConfig, resolve
+def test_attribution_config_window_outside_the_run_names_the_fields(tiny_run, monkeypatch):
+    from workbench.attribution import heads
+    from workbench.attribution.window import AttributionConfig, attribute, resolve
 
+    message = "attribution.start, attribution.end = 500, 600: allowed start < end within the run's steps [0, 40]"
     with pytest.raises(ValueError) as e:
         resolve(tiny_run, AttributionConfig(0, 0, 500, 600))
-    assert str(e.value) == ("attribution.start, attribution.end = 500, 600: allowed start < end within the run's "
-                            "steps [0, 40]")
+    assert str(e.value) == message
+
+    def no_compute(*args, **kw):
+        raise AssertionError("the recall head was searched before the window was checked")
+
+    monkeypatch.setattr(heads, "find_recall_head", no_compute)
+    with pytest.raises(ValueError) as e:
+        attribute(tiny_run, start=500, end=600, progress=False)
+    assert str(e.value) == message
 
 
 # 7 ------------------------------------------------------------------------------------------------
@@ -386,3 +395,18 @@ def test_a_corrupt_checkpoint_is_named(run_copy, capsys):
     assert main(["finetune", f"{run_copy}@40", "--new-individuals", "5", "--out", str(run_copy.parent / "ft")]) == 2
     assert "step_000040.safetensors is corrupted or truncated" in _one_line(capsys)
     assert _hashes(run_copy) == before
+
+
+def test_an_edited_retrieval_table_is_named(tmp_path):
+    from workbench.retrieval.study import load_retrieval
+
+    study = tmp_path / "retrieval" / "default"
+    study.mkdir(parents=True)
+    (study / "items.csv").write_bytes(b'a,b\n"unterminated\n')
+    (study / "retrieval.json").write_text(json.dumps({"config": {}, "sha256": {"items.csv": "0" * 64}}))
+    before = _hashes(tmp_path)
+    with pytest.raises(ValueError) as e:
+        load_retrieval(study)
+    assert str(e.value) == (f"{study / 'items.csv'} does not match its sha256 in retrieval.json (edited, truncated "
+                            f"or missing): allowed the file as the workbench wrote it (or remove {study})")
+    assert _hashes(tmp_path) == before

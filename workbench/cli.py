@@ -4,6 +4,8 @@ Imports stay cheap (`--help` loads neither torch nor TransformerLens): each comm
 needs when it runs. Every failure of an input, a path or a run directory is one line on stderr,
 exit code 2, before any compute; an option that a mode would ignore is refused. A run stopped by
 Ctrl-C or SIGTERM saves its state, prints the resume command and exits 128 + the signal number.
+`workbench --debug COMMAND ...` or WORKBENCH_DEBUG=1 prints the traceback before the one line. Other
+exceptions (bugs, not bad input) are not caught: Python prints their traceback, exit code 1.
 """
 
 from __future__ import annotations

@@ -131,6 +131,9 @@ def _default_config(run, fields: dict, progress: bool) -> AttributionConfig:
                              f"start and end (the window of steps)")
         fields["start"] = int(phases.plateau_start) if fields.get("start") is None else fields["start"]
         fields["end"] = int(phases.plateau_end) if fields.get("end") is None else fields["end"]
+    start, end = fields["start"], fields["end"]
+    if type(start) is int and type(end) is int:  # before the head search (compute); other types: the config's check
+        check_window(run, start, end, f"attribution.start, attribution.end = {start}, {end}", "start < end")
     if fields.get("head") is None:
         layer = fields.get("layer")
         found = find_recall_head(run, layers=None if layer is None else (layer,), progress=progress)

@@ -98,6 +98,10 @@ class Retrieval:
 def load_retrieval(path: str | Path) -> Retrieval:
     path = Path(path)
     meta = read_json(path / "retrieval.json")
+    for name, sha in meta.get("sha256", {}).items():  # a table edited or truncated since: named, not a parser error
+        if not (path / name).is_file() or hashlib.sha256((path / name).read_bytes()).hexdigest() != sha:
+            raise ValueError(f"{path / name} does not match its sha256 in retrieval.json (edited, truncated or "
+                             f"missing): allowed the file as the workbench wrote it (or remove {path})")
     cfg = RetrievalConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["config"].items()})
     return Retrieval(path, cfg, meta, *(pd.read_csv(path / f"{n}.csv", keep_default_na=True)
                                         for n in ("items", "summary", "multipliers")))
