@@ -16,7 +16,9 @@ CHECKED_MODULES = ("workbench.metrics", "workbench.data.batch", "workbench.atten
                    "workbench.attribution.shim", "workbench.attribution.measures", "workbench.attribution.influence")
 install_import_hook(CHECKED_MODULES, "beartype.beartype")
 
+import rayproc  # noqa: E402,F401  (tags this session's processes before any is started: leak guards count only ours)
 import math  # noqa: E402
+import os  # noqa: E402
 from dataclasses import dataclass
 from statistics import NormalDist
 
@@ -246,3 +248,35 @@ def tiny_run_copy(tiny_run_dir, tmp_path):
 
     shutil.copytree(tiny_run_dir, tmp_path / "tiny", ignore=shutil.ignore_patterns("analysis"))
     return load_run(tmp_path / "tiny")
+
+
+# ---------------------------------------------------------------------------------------------
+# test tiers: `pytest -m "not slow"` is the fast tier (development), plain `pytest` the full suite (CI)
+
+FAST_TIER_CPU_LIMIT_S = 5.0  # CPU seconds (this process and the subprocesses it waited for) of an unmarked test
+
+
+def pytest_collection_modifyitems(config, items):
+    """A browser or Ray test is slow too (so the fast tier is simply `-m "not slow"`)."""
+    for item in items:
+        if item.get_closest_marker("browser") or item.get_closest_marker("ray"):
+            item.add_marker(pytest.mark.slow)
+
+
+def _cpu_seconds() -> float:
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    """The guard that keeps the fast tier fast: an unmarked test whose call takes more than
+    FAST_TIER_CPU_LIMIT_S of CPU fails, naming the marker to add. CPU time, not wall time, so a loaded machine
+    does not fail a test that is fast on its own."""
+    start = _cpu_seconds()
+    result = yield
+    used = _cpu_seconds() - start
+    if used > FAST_TIER_CPU_LIMIT_S and item.get_closest_marker("slow") is None:
+        pytest.fail(f"{item.nodeid} used {used:.1f} s of CPU, over the fast tier's {FAST_TIER_CPU_LIMIT_S:g} s: "
+                    f"mark it @pytest.mark.slow (or make it faster)", pytrace=False)
+    return result

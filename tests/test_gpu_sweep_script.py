@@ -3,6 +3,8 @@ per-trial table with tokens/s and an aggregate line, finished run directories, a
 
 from __future__ import annotations
 
+import pytest
+
 import json
 import os
 import re
@@ -11,6 +13,8 @@ import sys
 from pathlib import Path
 
 from rayproc import ray_pids, wait_gone
+
+pytestmark = pytest.mark.ray
 
 SCRIPT = Path(__file__).resolve().parents[1] / "analysis" / "gpu_sweep.py"
 STEPS = 10

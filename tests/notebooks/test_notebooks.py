@@ -21,6 +21,8 @@ import workbench as wb
 from workbench.patching import default_reference_steps
 from workbench.sweeps import read_plan
 
+pytestmark = pytest.mark.slow
+
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
 EXPECTED = ["01_three_phases", "02_name_attention", "03_attention_patching", "04_finetuning_and_memory",

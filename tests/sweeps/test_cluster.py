@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 from rayproc import ray_pids, wait_gone
 
+pytestmark = pytest.mark.ray
+
 
 def free_port() -> int:
     with socket.socket() as s:

@@ -21,6 +21,8 @@ from workbench.sweeps import read_plan
 from workbench.training.loop import Callback
 from workbench.training.stopping import Stopped
 
+pytestmark = pytest.mark.ray
+
 STEPS = 20
 
 

@@ -122,6 +122,8 @@ def dying(*args, **kwargs):
     return out
 target.{function} = dying
 from workbench.cli import main
+
+pytestmark = pytest.mark.slow
 sys.exit(main(sys.argv[1:]))
 """
 

@@ -89,6 +89,7 @@ def test_offline_html_is_self_contained(tiny_run, batch, views, tmp_path):
         save_offline_html({}, tmp_path / "none.html")
 
 
+@pytest.mark.browser
 def test_offline_html_renders_in_a_browser(tiny_run, views, tmp_path):
     """Headless Chromium, network off: every view is drawn by React from the inlined bundle."""
     dom = rendered_dom(save_offline_html(views, tmp_path / "attention.html"))
@@ -118,6 +119,7 @@ RECORD_RENDER = ("<script>window.CircuitsVis = {AttentionHeads: 'AttentionHeads'
                  "e.textContent = JSON.stringify({id, component, props}); document.body.appendChild(e); }};</script>")
 
 
+@pytest.mark.browser
 def test_notebook_view_unpacks_to_the_rounded_patterns(tiny_run, batch, tmp_path, monkeypatch):
     """The packed numbers, decoded by the view's own script in Chromium, are the 3-decimal patterns and
     zeros above the diagonal; the other props are circuitsvis's."""

@@ -23,6 +23,8 @@ from browser import non_blank_fraction, probe_counts, rendered_dom, screenshot, 
 from workbench.viz import attention_view, save_offline_html
 from workbench.viz.report import default_sections, write_report
 
+pytestmark = pytest.mark.browser
+
 # Thresholds for screenshots (1280 x 2000 px). Measured on the tiny run: the report's text alone (its
 # images and scripts removed) inks 2.7% of the pixels and has no coloured pixel at all (text, tables and
 # rules are grey-scale); with its figures and views: 5.3% and ~14,000 coloured pixels. The view inks
