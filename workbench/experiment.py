@@ -32,7 +32,7 @@ from workbench.attribution import retrain
 from workbench.attribution.window import attribute
 from workbench.config import RunConfig, assign, preset
 from workbench.naming import default_run_path
-from workbench.patching import grid, training as patching
+from workbench.patching import grid, twin
 from workbench.retrieval.study import retrieve
 from workbench.run import Run, load_run
 from workbench.sweeps import engine, plan
@@ -62,7 +62,7 @@ class Feature:
 
 FEATURES: tuple[Feature, ...] = (
     Feature("fine-tuning", "finetune", finetuning.prepare_finetune, finetuning.base_tokenizer, finetuning.sweep_config),
-    Feature("attention patching", "patch", patching.prepare_patching, patching.reference_tokenizer, grid.sweep_config),
+    Feature("attention patching", "patch", twin.prepare_patching, twin.reference_tokenizer, grid.sweep_config),
     Feature("data edit (attribution retrain)", "edit", retrain.prepare_edit, retrain.edit_tokenizer,
             retrain.sweep_config),
 )

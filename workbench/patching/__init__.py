@@ -8,7 +8,8 @@ Training grids:       plan_grid(reference_run, reference_steps, start_steps) -> 
 One biography:        make_pair(data, individual, attribute) -> PatchingPair; activation_patching,
                       pattern_patching_scores, ablate
 Figures of all of these live in workbench.viz (plot_grid, plot_layer_position, plot_heads).
-Patched training itself is `workbench.train(config.replace(patch=PatchConfig(...)), out)`.
+Patched training itself (the twin model, `workbench.patching.twin`) is
+`workbench.train(config.replace(patch=PatchConfig(...)), out)`.
 """
 
 from workbench.patching.ablations import (PatchingPair, ValueTarget, ablate, activation_patching, make_pair,

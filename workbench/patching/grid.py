@@ -21,7 +21,7 @@ import pandas as pd
 
 from workbench.config import PatchConfig, RunConfig, assign
 from workbench.naming import run_name, under_root
-from workbench.patching.training import validate_patch
+from workbench.patching.twin import validate_patch
 from workbench.run import Run, load_run
 from workbench.atomic import atomic_write_csv
 from workbench.training.rundir import RunDir

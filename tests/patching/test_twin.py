@@ -1,4 +1,4 @@
-"""Training with attention patching end to end, and patch specs rejected before any training."""
+"""The twin model (training with attention patching) end to end, and patch specs rejected before any training."""
 
 import json
 
@@ -41,7 +41,7 @@ def test_patched_run_records_its_spec_and_starts_from_the_patched_untrained_mode
     assert row["attribute_loss"] != pytest.approx(tiny_run.metrics.iloc[0]["attribute_loss"], rel=1e-4)
 
 
-class _Probe(Callback):
+class _Recorder(Callback):
     """Records, at each step start, whether patterns are hooked and the optimizer state size."""
 
     def __init__(self):
@@ -60,13 +60,13 @@ class _Probe(Callback):
 
 
 def test_start_step_resets_the_optimizer_and_does_not_patch_before(tiny_run, tiny_run_dir, tmp_path):
-    probe = _Probe()
-    run = load_run(train(_patched(tiny_run_dir, start=3), tmp_path / "late", progress=False, callbacks=[probe]).path)
-    assert [probe.at_start[s][0] for s in range(6)] == [False] * 3 + [True] * 3
-    assert probe.before_reset > 0  # there was optimizer state to reset ...
-    assert probe.at_start[3][1] == 0  # ... and it is empty right after patching is installed
-    assert probe.at_start[4][1] > 0
-    assert probe.hooked_at_end is False  # removed when training ends
+    recorder = _Recorder()
+    run = load_run(train(_patched(tiny_run_dir, start=3), tmp_path / "late", progress=False, callbacks=[recorder]).path)
+    assert [recorder.at_start[s][0] for s in range(6)] == [False] * 3 + [True] * 3
+    assert recorder.before_reset > 0  # there was optimizer state to reset ...
+    assert recorder.at_start[3][1] == 0  # ... and it is empty right after patching is installed
+    assert recorder.at_start[4][1] > 0
+    assert recorder.hooked_at_end is False  # removed when training ends
     # step 0 is evaluated unpatched: identical to the unpatched tiny run's untrained model
     assert run.metrics.iloc[0]["attribute_loss"] == tiny_run.metrics.iloc[0]["attribute_loss"]
 

@@ -1,4 +1,5 @@
-"""Training with attention patching (docs/method.md §4.3): a callback plus the validation of its spec.
+"""The twin model: training with attention patching (docs/method.md §4.3), a callback plus the validation
+of its spec.
 
 From `patch.start_step` on, every forward pass of the trained model uses the patterns that a frozen
 reference checkpoint computes on the same input; the optimizer state is reset when patching starts.
