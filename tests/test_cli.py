@@ -11,7 +11,8 @@ from workbench import __version__
 from workbench.cli import build_parser, main
 from workbench.config import PRESETS, preset
 from workbench.run import load_run
-from workbench.training.checkpoint import schedule
+from workbench.training import checkpoint
+from workbench.training.checkpoint import scheduled_steps
 
 
 def test_version_and_help_show_defaults(capsys):
@@ -35,11 +36,12 @@ def test_set_overrides_any_field_and_is_recorded(tmp_path, capsys):
 
 
 def test_a_presets_checkpoints_follow_its_steps():
-    assert schedule(preset("tiny").train) == (0, 10, 20, 30, 40)
-    assert schedule(preset("tiny", train={"steps": 400}).train) == (0, 100, 200, 300, 400)
-    assert schedule(preset("tiny", train={"checkpoint_steps": (0, 7), "steps": 9}).train) == (0, 7, 9)
-    study = schedule(preset("cpu-quick").train)
+    assert scheduled_steps(preset("tiny").train) == (0, 10, 20, 30, 40)
+    assert scheduled_steps(preset("tiny", train={"steps": 400}).train) == (0, 100, 200, 300, 400)
+    assert scheduled_steps(preset("tiny", train={"checkpoint_steps": (0, 7), "steps": 9}).train) == (0, 7, 9)
+    study = scheduled_steps(preset("cpu-quick").train)
     assert study[0] == 0 and study[-1] == 3500 and len(study) > 32
+    assert not hasattr(checkpoint, "schedule")  # one name: `schedule` is TrainConfig's learning-rate schedule
 
 
 def test_patch_from_trains_the_twin_model_of_the_reference(tiny_run, tmp_path, capsys):

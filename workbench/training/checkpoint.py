@@ -29,9 +29,10 @@ def study_checkpoint_steps(steps: int) -> tuple[int, ...]:
     return tuple(sorted(s for s in early | late | {0, steps} if 0 <= s <= steps))
 
 
-def schedule(cfg) -> tuple[int, ...]:
-    """The checkpoint steps of a `TrainConfig`: its explicit list (steps past the end dropped), else
-    `n_checkpoints` evenly spaced intervals, else the study's schedule; the last step is always saved."""
+def scheduled_steps(cfg) -> tuple[int, ...]:
+    """The steps a run saves checkpoints at, for a `TrainConfig` (not its learning-rate `schedule`): its
+    explicit list (steps past the end dropped), else `n_checkpoints` evenly spaced intervals, else the study's
+    checkpoint steps; the last step is always saved."""
     if cfg.checkpoint_steps:
         steps = {s for s in cfg.checkpoint_steps if s <= cfg.steps}
     elif cfg.n_checkpoints:

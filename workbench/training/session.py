@@ -21,7 +21,7 @@ from workbench.config import RunConfig
 from workbench.data.corpus import BiographyData
 from workbench.model import build_model, context_length
 from workbench.training.callbacks import Checkpointer, Evaluator, Progress
-from workbench.training.checkpoint import load_optimizer, load_weights, schedule
+from workbench.training.checkpoint import load_optimizer, load_weights, scheduled_steps
 from workbench.training.loop import Callback, TrainState, make_optimizer, resolve_device, train_loop
 from workbench.training.rundir import RunDir
 from workbench.training.stopping import Stopped, stop_on_signals
@@ -88,7 +88,7 @@ def _restore_loop_state(state: TrainState, path: Path) -> None:
 
 
 def _run(run: RunDir, state: TrainState, device: str, progress: bool, extra: list[Callback]) -> None:
-    callbacks = [*extra, Evaluator(run, device), Checkpointer(run, schedule(state.config.train)),
+    callbacks = [*extra, Evaluator(run, device), Checkpointer(run, scheduled_steps(state.config.train)),
                  Progress(progress, desc=run.path.name)]
     was_deterministic = torch.are_deterministic_algorithms_enabled()
     if device == "cpu":  # multithreaded CPU reductions are otherwise not bit-reproducible (exact resume)
