@@ -28,7 +28,7 @@ from workbench.attribution.measures import MEASURES
 from workbench.attribution.shim import HeadView
 from workbench.attribution.window import AttributionConfig, sequence_table, window_batch
 from workbench.config import preset
-from workbench.data.corpus import BiographyData
+from workbench.data.biography_data import BiographyData
 from workbench.metrics import next_token_loss
 from workbench.model import build_model, context_length
 from workbench.training.loop import make_optimizer

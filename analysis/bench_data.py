@@ -3,7 +3,7 @@
 
 What it measures
 ----------------
-(b) build: seconds to build the default world (64k training + 16k held-out individuals, the
+(b) build: seconds to build the default population (64k training + 16k held-out individuals, the
     default `DataConfig`) and train its tokenizer, i.e. `BiographyData(RunConfig())`, versus a
     10 s target. Measured first, from a cold start (pools and imports already loaded).
 (a) throughput: training biographies per second from `BiographyData.train_batch(step)` with the
@@ -32,7 +32,7 @@ import time  # noqa: E402
 import torch  # noqa: E402
 
 from workbench.config import RunConfig  # noqa: E402
-from workbench.data.corpus import BiographyData  # noqa: E402
+from workbench.data.biography_data import BiographyData  # noqa: E402
 from workbench.data.pools import Pools  # noqa: E402
 
 THROUGHPUT_TARGET = 20_000  # biographies / s on one core
@@ -49,7 +49,7 @@ def main() -> dict:
     d = cfg.data
     Pools.from_sizes(d.pool_sizes)  # read the pool files once, outside the timed region
 
-    # (b) build world + tokenizer
+    # (b) build population + tokenizer
     t0 = time.perf_counter()
     data = BiographyData(cfg)
     build_s = time.perf_counter() - t0

@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from workbench.config import ModelConfig
-from workbench.data.corpus import BiographyData
+from workbench.data.biography_data import BiographyData
 from workbench.experiment import sweep
 from workbench.model import build_model, context_length
 from workbench.run import checkpoints_root

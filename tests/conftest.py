@@ -1,4 +1,4 @@
-"""Shared fixtures: small worlds and tokenizers, a biography parser, and statistical tolerances.
+"""Shared fixtures: small populations and tokenizers, a biography parser, and statistical tolerances.
 
 Everything here is sized to run in well under a second on one CPU core.
 """
@@ -28,7 +28,7 @@ import torch
 
 from workbench.config import DataConfig, PoolSizes, RunConfig, preset
 from workbench.data.kinds import NAME, PAD, TEXT, VALUE
-from workbench.data.corpus import BiographyData
+from workbench.data.biography_data import BiographyData
 from workbench.data.templates import TEMPLATES
 from workbench.data.tokenizer import template_pieces
 
@@ -101,7 +101,7 @@ def tiny_config() -> RunConfig:
 
 @pytest.fixture(scope="session")
 def tiny_data(tiny_config) -> BiographyData:
-    """The tiny preset's world, tokenizer and sampler (treat as read-only)."""
+    """The tiny preset's population, tokenizer and sampler (treat as read-only)."""
     return BiographyData(tiny_config)
 
 

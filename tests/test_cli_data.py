@@ -9,7 +9,7 @@ import pytest
 
 from workbench.cli import main
 from workbench.config import preset
-from workbench.data.corpus import BiographyData
+from workbench.data.biography_data import BiographyData
 
 
 def test_data_stats_json(capsys):
@@ -48,7 +48,7 @@ def test_data_sample_three(capsys):
     lines = _biography_lines(capsys.readouterr().out)
     assert [line.split(".", 1)[0] for line in lines] == ["1", "2", "3"]
     data = BiographyData(preset("tiny"))
-    names = {data.world.full_name(i) for i in data.world.seen}
+    names = {data.population.full_name(i) for i in data.population.seen}
     n_attr = len(data.config.data.attributes)
     for line in lines:
         marked_names = re.findall(r"\[\[(.+?)\]\]", line)
@@ -56,8 +56,8 @@ def test_data_sample_three(capsys):
         assert len(marked_names) == n_attr and len(set(marked_names)) == 1  # one person, every sentence
         assert marked_names[0] in names
         assert len(values) == n_attr
-        ind = next(i for i in data.world.seen if data.world.full_name(i) == marked_names[0])
-        assert sorted(values) == sorted(data.world.describe(ind)[a] for a in data.config.data.attributes)
+        ind = next(i for i in data.population.seen if data.population.full_name(i) == marked_names[0])
+        assert sorted(values) == sorted(data.population.describe(ind)[a] for a in data.config.data.attributes)
 
 
 def test_data_sample_matches_the_training_batch(capsys):

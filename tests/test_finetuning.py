@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from workbench.config import FinetuneConfig, preset
-from workbench.data.population import make_world
+from workbench.data.population import make_population
 from workbench.experiment import finetune
 from workbench.finetuning import finetune_config
 from workbench.metrics import evaluate, summarize
@@ -53,7 +53,7 @@ def test_config_is_derived_from_the_base_run(tiny_run):
 
 def test_population_is_prefix_stable(tiny_run):
     cfg = finetune_config(tiny_run.path, 40, 200)
-    ft, base = make_world(cfg.data, cfg.seed), make_world(tiny_run.config.data, tiny_run.config.seed)
+    ft, base = make_population(cfg.data, cfg.seed), make_population(tiny_run.config.data, tiny_run.config.seed)
     assert ft.fingerprint("seen") == tiny_run.manifest["population_fingerprint"]
     assert ft.fingerprint("heldout") == base.fingerprint("heldout")
     assert len(ft.new) == 200
@@ -93,10 +93,10 @@ def test_step_zero_is_the_base_checkpoint(ft_runs, tiny_run):
 
 def test_replay_mixes_pretraining_individuals(ft_runs):
     for w, run in ft_runs.items():
-        world = run.data.world
+        population = run.data.population
         ids = np.concatenate([run.data.train_batch(s).individuals.numpy() for s in range(STEPS)])
-        new = (ids >= world.new.start) & (ids < world.new.start + 16)
-        old = ids < world.seen.stop
+        new = (ids >= population.new.start) & (ids < population.new.start + 16)
+        old = ids < population.seen.stop
         assert (new | old).all()
         assert old.any() == (w > 0)
         assert new.any()

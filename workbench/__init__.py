@@ -4,7 +4,7 @@ Public API (loaded lazily, PEP 562: `import workbench` stays cheap and Transform
 when a model is needed):
     configs      RunConfig, DataConfig, ModelConfig, TrainConfig, SamplerConfig, PoolSizes,
                  PatchConfig, FinetuneConfig, EditConfig, PackingConfig, preset(name), PRESETS, override(config, ["train.lr=1e-3"])
-    data         BiographyData (world, tokenizer, biographies, samplers)
+    data         BiographyData (population, tokenizer, biographies, samplers)
     experiments  train(config, out), resume(path), train_or_resume, finetune(base_run, step, n_new),
                  patch_grid(reference_run, reference_steps), reference_run(), Stopped,
                  sweep(spec) / plan_sweep(spec) (a grid of runs on Ray; specs: workbench.sweeps),
@@ -29,7 +29,7 @@ except PackageNotFoundError:  # a source tree that is not installed
 _EXPORTS = {
     "workbench.config": ("PRESETS", "DataConfig", "EditConfig", "FinetuneConfig", "ModelConfig", "PackingConfig", "PatchConfig", "PoolSizes",
                          "RunConfig", "SamplerConfig", "TrainConfig", "preset", "override"),
-    "workbench.data.corpus": ("BiographyData",),
+    "workbench.data.biography_data": ("BiographyData",),
     "workbench.experiment": ("train", "resume", "train_or_resume", "finetune", "patch_grid", "reference_run",
                              "sweep", "plan_sweep", "attribute", "retrieve"),
     "workbench.training.stopping": ("Stopped",),

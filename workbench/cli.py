@@ -130,7 +130,7 @@ def summary_line(path) -> str:
 
 
 def cmd_data_stats(args) -> None:
-    from workbench.data.corpus import BiographyData
+    from workbench.data.biography_data import BiographyData
 
     print(json.dumps(BiographyData(_run_config(args)).stats(), indent=2))
 
@@ -141,7 +141,7 @@ def cmd_data_sample(args) -> None:
     cfg = _run_config(args)
     import numpy as np
 
-    from workbench.data.corpus import BiographyData
+    from workbench.data.biography_data import BiographyData
 
     data = BiographyData(cfg)
     if args.n <= data.config.train.batch_size:

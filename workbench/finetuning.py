@@ -60,7 +60,7 @@ def check_compatible(config: RunConfig, data, base: Run) -> None:
         raise ValueError(f"finetune.base_run={spec.base_run!r} uses another tokenizer than this run "
                          f"(data.vocab_size={config.data.vocab_size}, base: {base.config.data.vocab_size}): "
                          "allowed the base run's tokenizer")
-    own, theirs = data.world.fingerprint("seen"), base.manifest["population_fingerprint"]
+    own, theirs = data.population.fingerprint("seen"), base.manifest["population_fingerprint"]
     if own != theirs:
         raise ValueError(f"finetune.base_run={spec.base_run!r} is a checkpoint from another population: the "
                          f"pre-training individuals rebuilt from this config (seed={config.seed}, "
@@ -71,7 +71,7 @@ def check_compatible(config: RunConfig, data, base: Run) -> None:
         if f.name not in _FREE_DATA_FIELDS and mine != base_value:
             raise ValueError(f"data.{f.name}={mine!r} differs from finetune.base_run={spec.base_run!r}: "
                              f"allowed the base run's value {base_value!r}")
-    n_available = len(data.world.new)
+    n_available = len(data.population.new)
     if spec.n_new > n_available:
         raise ValueError(f"finetune.n_new={spec.n_new} is out of range: allowed [1, {n_available}] "
                          "(data.n_finetune new individuals)")

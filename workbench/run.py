@@ -21,7 +21,7 @@ from workbench.training.rundir import RunDir, saved_step
 if TYPE_CHECKING:
     from transformer_lens import HookedTransformer
 
-    from workbench.data.corpus import BiographyData
+    from workbench.data.biography_data import BiographyData
 
 
 class Run:
@@ -62,11 +62,11 @@ class Run:
 
     @cached_property
     def data(self) -> "BiographyData":
-        """The run's world, tokenizer (the saved one) and sampler, rebuilt from config and seed."""
-        from workbench.data.corpus import BiographyData
+        """The run's population, tokenizer (the saved one) and sampler, rebuilt from config and seed."""
+        from workbench.data.biography_data import BiographyData
 
         data = BiographyData(self.config, tokenizer=self.tokenizer)
-        self.dir.check_population(data.world)
+        self.dir.check_population(data.population)
         return data
 
     def nearest_step(self, step: int) -> int:

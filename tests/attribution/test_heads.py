@@ -8,7 +8,7 @@ import torch
 from workbench.attention import attention_metrics
 from workbench.attribution.heads import check_head, find_recall_head, head_scores
 from workbench.config import preset
-from workbench.data.corpus import BiographyData
+from workbench.data.biography_data import BiographyData
 from workbench.metrics import evaluate
 from workbench.model import build_model
 

@@ -6,7 +6,7 @@ import torch
 from workbench.attribution.measures import MEASURES
 from workbench.attribution.shim import HeadView
 from workbench.config import preset
-from workbench.data.corpus import BiographyData
+from workbench.data.biography_data import BiographyData
 from workbench.data.kinds import NAME
 from workbench.model import build_model
 

@@ -5,7 +5,7 @@ import torch
 
 from workbench.attribution.shim import HeadView
 from workbench.config import preset
-from workbench.data.corpus import BiographyData
+from workbench.data.biography_data import BiographyData
 from workbench.model import build_model
 
 

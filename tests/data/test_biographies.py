@@ -31,7 +31,7 @@ def parsed_train(tiny_data, train_batches, parser_for):
 
 def _filled(data, individual, sentence):
     a = data.config.data.attributes[sentence.attribute]
-    d = data.world.describe(individual)
+    d = data.population.describe(individual)
     return TEMPLATES[a][sentence.template].format(name=d["name"], value=d[a])
 
 
@@ -39,7 +39,7 @@ def _filled(data, individual, sentence):
 
 
 def test_every_pool_value_decodes_exactly(full_pool_data):
-    bio, pools, tok = full_pool_data.biographer, full_pool_data.world.pools, full_pool_data.tokenizer
+    bio, pools, tok = full_pool_data.biographer, full_pool_data.population.pools, full_pool_data.tokenizer
     for j, a in enumerate(full_pool_data.config.data.attributes):
         if a == "birth_date":
             assert bio.values[j] is None
@@ -55,26 +55,26 @@ def test_every_pool_value_decodes_exactly(full_pool_data):
 
 
 def test_every_date_decodes_exactly(full_pool_data):
-    world, tok = full_pool_data.world, full_pool_data.tokenizer
-    j = world.config.attributes.index("birth_date")
-    n_dates = world.pools.n_values("birth_date")
-    values = np.zeros((n_dates, len(world.config.attributes)), dtype=np.int32)
+    population, tok = full_pool_data.population, full_pool_data.tokenizer
+    j = population.config.attributes.index("birth_date")
+    n_dates = population.pools.n_values("birth_date")
+    values = np.zeros((n_dates, len(population.config.attributes)), dtype=np.int32)
     values[:, j] = np.arange(n_dates)
-    bio = Biographer(dataclasses.replace(world, values=values), tok)
+    bio = Biographer(dataclasses.replace(population, values=values), tok)
     comma = tok.encode_segment(",")
     for idx in range(n_dates):
         ids = bio.value_tokens(idx, j)
-        assert tok.decode(ids) == " " + world.pools.value("birth_date", idx)
+        assert tok.decode(ids) == " " + population.pools.value("birth_date", idx)
         y, m, d = split_date(idx)
         # the comma is its own splice: it never merges with the day or the year
         assert ids == bio.month[m] + bio.day[d] + comma + bio.year[y]
 
 
 def test_value_tokens_are_the_value_encoded_alone(full_pool_data):
-    bio, world, tok = full_pool_data.biographer, full_pool_data.world, full_pool_data.tokenizer
-    for i in range(0, len(world.names), 7):
-        d = world.describe(i)
-        for j, a in enumerate(world.config.attributes):
+    bio, population, tok = full_pool_data.biographer, full_pool_data.population, full_pool_data.tokenizer
+    for i in range(0, len(population.names), 7):
+        d = population.describe(i)
+        for j, a in enumerate(population.config.attributes):
             ids = bio.value_tokens(i, j)
             assert tok.decode(ids) == " " + d[a]
             if a != "birth_date":
@@ -82,9 +82,9 @@ def test_value_tokens_are_the_value_encoded_alone(full_pool_data):
 
 
 def test_name_tokens_decode_to_full_name(full_pool_data):
-    bio, world, tok = full_pool_data.biographer, full_pool_data.world, full_pool_data.tokenizer
-    for i in range(len(world.names)):
-        assert tok.decode(bio.name_tokens(i)) == " " + world.full_name(i)
+    bio, population, tok = full_pool_data.biographer, full_pool_data.population, full_pool_data.tokenizer
+    for i in range(len(population.names)):
+        assert tok.decode(bio.name_tokens(i)) == " " + population.full_name(i)
 
 
 # ---- text ---------------------------------------------------------------------------------------
@@ -102,7 +102,7 @@ def test_each_sentence_decodes_to_its_filled_template(tiny_data, parsed_train):
     tok = tiny_data.tokenizer
     for batch, r, sentences in parsed_train[:200]:
         ind = int(batch.individuals[r])
-        name = tiny_data.world.full_name(ind)
+        name = tiny_data.population.full_name(ind)
         for s in sentences:
             text = tok.decode(s.tokens)
             assert text == " " + _filled(tiny_data, ind, s)
@@ -112,14 +112,14 @@ def test_each_sentence_decodes_to_its_filled_template(tiny_data, parsed_train):
 
 def test_values_spliced_not_merged(tiny_data, parsed_train):
     # the value's tokens are exactly the value encoded on its own, whatever follows it
-    bio, world = tiny_data.biographer, tiny_data.world
+    bio, population = tiny_data.biographer, tiny_data.population
     for batch, r, sentences in parsed_train:
         ind = int(batch.individuals[r])
         for s in sentences:
             assert s.value_tokens == bio.value_tokens(ind, s.attribute)
             assert s.name_tokens == bio.name_tokens(ind)
-            assert tiny_data.tokenizer.decode(s.value_tokens) == " " + world.describe(ind)[
-                world.config.attributes[s.attribute]]
+            assert tiny_data.tokenizer.decode(s.value_tokens) == " " + population.describe(ind)[
+                population.config.attributes[s.attribute]]
 
 
 # ---- labels ------------------------------------------------------------------------------------
@@ -174,31 +174,31 @@ def test_label_dtypes(tiny_data, train_batches):
 
 
 def test_training_biographies_use_only_training_templates(tiny_data, parsed_train):
-    world = tiny_data.world
+    population = tiny_data.population
     seen = 0
     for batch, r, sentences in parsed_train:
         ind = int(batch.individuals[r])
         for s in sentences:
-            assert s.template in set(world.training_templates(ind, s.attribute).tolist())
-            assert s.template not in set(world.evaluation_templates(ind, s.attribute).tolist())
+            assert s.template in set(population.training_templates(ind, s.attribute).tolist())
+            assert s.template not in set(population.evaluation_templates(ind, s.attribute).tolist())
             seen += 1
     assert seen == N_TRAIN_BATCHES * tiny_data.config.train.batch_size * len(tiny_data.config.data.attributes)
 
 
 def test_evaluation_biographies_use_only_evaluation_templates(tiny_data, parser_for):
-    parser, world = parser_for(tiny_data), tiny_data.world
+    parser, population = parser_for(tiny_data), tiny_data.population
     for group in ("seen", "heldout", "new"):
         batch = tiny_data.eval_batch(group, size=64)
-        assert set(batch.individuals.tolist()) <= set(world.group(group))
+        assert set(batch.individuals.tolist()) <= set(population.group(group))
         for r in range(len(batch)):
             ind = int(batch.individuals[r])
             for s in parser.row(batch, r):
-                assert s.template in set(world.evaluation_templates(ind, s.attribute).tolist())
+                assert s.template in set(population.evaluation_templates(ind, s.attribute).tolist())
 
 
 @pytest.mark.parametrize("split, lo, hi", [("training", 0, 20), ("evaluation", 20, 25)])
 def test_one_individual_uses_exactly_its_split_uniformly(tiny_data, parser_for, stats, split, lo, hi):
-    parser, world = parser_for(tiny_data), tiny_data.world
+    parser, population = parser_for(tiny_data), tiny_data.population
     ind = 5
     batch = tiny_data.biographer.batch(np.full(1500, ind), split, np.random.default_rng(0))
     used = {j: Counter() for j in range(6)}
@@ -206,7 +206,7 @@ def test_one_individual_uses_exactly_its_split_uniformly(tiny_data, parser_for, 
         for s in parser.row(batch, r):
             used[s.attribute][s.template] += 1
     for j in range(6):
-        allowed = world.template_order[ind, j, lo:hi].tolist()
+        allowed = population.template_order[ind, j, lo:hi].tolist()
         assert set(used[j]) == set(allowed)
         stats.assert_matches([used[j][t] for t in allowed], np.full(len(allowed), 1 / len(allowed)))
 
@@ -223,7 +223,7 @@ def test_sentence_order_is_shuffled_uniformly(tiny_data, parsed_train, stats):
 
 def test_heldout_eval_batch_never_contains_training_individuals(tiny_data):
     batch = tiny_data.eval_batch("heldout", size=100)
-    assert not set(batch.individuals.tolist()) & set(tiny_data.world.seen)
+    assert not set(batch.individuals.tolist()) & set(tiny_data.population.seen)
 
 
 def test_eval_batch_is_fixed(tiny_data):
@@ -277,7 +277,7 @@ def test_marked_text(tiny_data, train_batches):
     for r in range(len(batch)):
         ind = int(batch.individuals[r])
         marked = bio.text(batch, r, mark=True)
-        d = tiny_data.world.describe(ind)
+        d = tiny_data.population.describe(ind)
         assert marked.count(f"[[{d['name']}]]") == 6
         for a in tiny_data.config.data.attributes:
             assert f"<<{d[a]}>>" in marked
@@ -306,7 +306,7 @@ def test_token_roles_on_a_hand_checked_biography():
 
 
 def test_name_partner_is_the_one_corruption_rule(tiny_data):
-    bio, seen = tiny_data.biographer, tiny_data.world.seen
+    bio, seen = tiny_data.biographer, tiny_data.population.seen
     for ind in range(10):
         partner = bio.name_partner(ind, seen, seed=0)
         assert partner is not None and partner != ind
@@ -322,7 +322,7 @@ def test_name_partner_is_the_one_corruption_rule(tiny_data):
 def test_with_names_rejects_a_name_of_another_length(tiny_data, monkeypatch):
     """A partner name whose length divides the row's name-token count (2 into 6 x 3) must still be refused."""
     bio = tiny_data.biographer
-    row, short, same = (int(i) for i in tiny_data.world.seen[:3])
+    row, short, same = (int(i) for i in tiny_data.population.seen[:3])
     original = bio.name_tokens
     monkeypatch.setattr(bio, "name_tokens", lambda i: original(row)[:2] if i == short else original(i))
     assert len(bio.name_tokens(row)) == len(bio.name_tokens(same)) == 3

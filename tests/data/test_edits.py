@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from workbench.config import preset
-from workbench.data.corpus import BiographyData
+from workbench.data.biography_data import BiographyData
 from workbench.data.edits import SequenceEdit
 
 B = 16  # the tiny preset's batch size

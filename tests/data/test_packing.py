@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from workbench.config import PackingConfig, RunConfig, preset
-from workbench.data.corpus import BiographyData
+from workbench.data.biography_data import BiographyData
 from workbench.data.kinds import BOS, PAD
 from workbench.metrics import value_scores
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from workbench.config import DataConfig, PoolSizes
-from workbench.data.population import make_world
+from workbench.data.population import make_population
 from workbench.data.templates import ATTRIBUTES
 
 
@@ -14,7 +14,7 @@ def _world(small_pools, seed=0, **kw):
     kw.setdefault("n_individuals", 300)
     kw.setdefault("n_heldout", 100)
     kw.setdefault("n_finetune", 50)
-    return make_world(DataConfig(pool_sizes=small_pools, vocab_size=512, **kw), seed)
+    return make_population(DataConfig(pool_sizes=small_pools, vocab_size=512, **kw), seed)
 
 
 def test_group_ranges(small_pools):
@@ -57,15 +57,15 @@ def test_names_use_the_pools(small_pools):
 
 def test_whole_name_space_can_be_used():
     p = PoolSizes(first_names=3, last_names=4)
-    w = make_world(DataConfig(n_individuals=30, n_heldout=6, pool_sizes=p), seed=1)
+    w = make_population(DataConfig(n_individuals=30, n_heldout=6, pool_sizes=p), seed=1)
     assert len({w.full_name(i) for i in range(36)}) == 3 * 3 * 4
 
 
 def test_prefix_stable_when_groups_grow():
     # n_individuals above one generation chunk (4096), so chunk boundaries are exercised
     p = PoolSizes(first_names=100, last_names=100)
-    base = make_world(DataConfig(n_individuals=4200, n_heldout=10, pool_sizes=p), seed=3)
-    more = make_world(DataConfig(n_individuals=4200, n_heldout=4000, n_finetune=500, pool_sizes=p), seed=3)
+    base = make_population(DataConfig(n_individuals=4200, n_heldout=10, pool_sizes=p), seed=3)
+    more = make_population(DataConfig(n_individuals=4200, n_heldout=4000, n_finetune=500, pool_sizes=p), seed=3)
     r = base.seen
     np.testing.assert_array_equal(base.names[r.start:r.stop], more.names[r.start:r.stop])
     np.testing.assert_array_equal(base.values[r.start:r.stop], more.values[r.start:r.stop])
@@ -75,7 +75,7 @@ def test_prefix_stable_when_groups_grow():
     h = base.heldout
     np.testing.assert_array_equal(base.names[h.start:h.stop], more.names[h.start:h.stop])
     # and adding fine-tuning individuals does not touch the held-out ones
-    more2 = make_world(DataConfig(n_individuals=4200, n_heldout=4000, n_finetune=900, pool_sizes=p), seed=3)
+    more2 = make_population(DataConfig(n_individuals=4200, n_heldout=4000, n_finetune=900, pool_sizes=p), seed=3)
     assert more2.fingerprint("heldout") == more.fingerprint("heldout")
     assert more2.fingerprint("seen") == base.fingerprint("seen")
 
@@ -116,7 +116,7 @@ def test_attribute_subset_keeps_values_and_splits(small_pools):
 
 def test_attribute_values_uniform_and_independent(stats):
     p = PoolSizes(first_names=100, last_names=100, cities=6, universities=5, majors=4, companies=7, years=2)
-    w = make_world(DataConfig(n_individuals=6000, n_heldout=0, pool_sizes=p), seed=11)
+    w = make_population(DataConfig(n_individuals=6000, n_heldout=0, pool_sizes=p), seed=11)
     for j, a in enumerate(w.config.attributes):
         k = w.pools.n_values(a)
         stats.assert_matches(np.bincount(w.values[:, j], minlength=k), np.full(k, 1.0 / k))
@@ -163,7 +163,7 @@ def test_template_split_differs_between_individuals_and_is_seeded(small_pools):
 
 def test_each_template_equally_likely_to_be_held_out(stats):
     p = PoolSizes(first_names=100, last_names=100)
-    w = make_world(DataConfig(n_individuals=4000, n_heldout=0, pool_sizes=p), seed=2)
+    w = make_population(DataConfig(n_individuals=4000, n_heldout=0, pool_sizes=p), seed=2)
     ev = w.template_order[:, :, 20:]
     for j in range(6):
         counts = np.bincount(ev[:, j].ravel(), minlength=25)

@@ -145,7 +145,7 @@ def test_warmup_switches_at_exactly_warmup_steps(stats):
 
 
 def test_warmup_through_biography_data(tiny_config):
-    from workbench.data.corpus import BiographyData
+    from workbench.data.biography_data import BiographyData
 
     cfg = tiny_config.replace(data={"sampler": SamplerConfig(kind="warmup", indiv_warmup=4, epochs_warmup=8)})
     data = BiographyData(cfg, tokenizer=None)

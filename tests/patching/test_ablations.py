@@ -6,7 +6,7 @@ import torch
 from matplotlib.figure import Figure
 
 from workbench.config import preset
-from workbench.data.corpus import BiographyData
+from workbench.data.biography_data import BiographyData
 from workbench.patching.ablations import (ValueTarget, ablate, activation_patching, make_pair,
                                           pattern_patching_scores)
 from workbench.viz import plot_heads, plot_layer_position
@@ -33,14 +33,14 @@ def test_pair_is_aligned_and_differs_exactly_at_name_tokens(tiny_run, pair):
     a = data.config.data.attributes.index("birth_city")
     assert pair.target.tokens == tuple(data.biographer.value_tokens(3, a))
     assert pair.clean[0, list(pair.value_positions)].tolist() == list(pair.target.tokens)
-    assert pair.value == data.world.describe(3)["birth_city"]
+    assert pair.value == data.population.describe(3)["birth_city"]
     assert all(pair.labels[p].startswith("[") for p in pair.name_positions)
     assert data.tokenizer.decode(pair.target.tokens).strip() == pair.value
 
 
 @pytest.fixture(scope="module")
 def coarse_data():
-    """A world whose small vocabulary splits names into varying numbers of tokens."""
+    """Data whose small vocabulary splits names into varying numbers of tokens."""
     return BiographyData(preset("tiny", data={"vocab_size": 512}))
 
 
@@ -50,7 +50,7 @@ def test_make_pair_matches_name_lengths_and_rejects_bad_input(coarse_data):
     n = len(bio.name_tokens(3))
     assert len(bio.name_tokens(pair.corrupt_with)) == n and len({len(bio.name_tokens(i)) for i in range(96)}) > 1
     assert torch.nonzero(pair.clean[0] != pair.corrupted[0])[:, 0].tolist() == list(pair.name_positions)
-    longer = next(i for i in range(len(coarse_data.world.names)) if len(bio.name_tokens(i)) != n)
+    longer = next(i for i in range(len(coarse_data.population.names)) if len(bio.name_tokens(i)) != n)
     for kwargs, match in [({"corrupt_with": longer}, "same number of tokens"), ({"corrupt_with": 3}, "corrupt_with"),
                           ({"attribute": "hobby"}, "attribute"), ({"individual": 10**6}, "individual")]:
         args = {"individual": 3, "attribute": "major", **kwargs}

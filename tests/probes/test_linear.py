@@ -82,12 +82,12 @@ def test_value_query_positions_precede_each_value(tiny_data, tiny_model):
 def test_targets_are_the_individuals_values(tiny_data):
     ids = np.array([0, 5, 9])
     targets = probe_targets(tiny_data, ids)
-    world, attrs = tiny_data.world, tiny_data.config.data.attributes
-    assert targets["major"][0].tolist() == world.values[ids, attrs.index("major")].tolist()
+    population, attrs = tiny_data.population, tiny_data.config.data.attributes
+    assert targets["major"][0].tolist() == population.values[ids, attrs.index("major")].tolist()
     for name, (y, n_classes) in targets.items():
         assert 0 <= y.min() and y.max() < n_classes
-    years = [world.describe(i)["birth_date"].split()[-1] for i in ids]
-    assert [world.pools.years[y] for y in targets["birth_date.year"][0]] == years
+    years = [population.describe(i)["birth_date"].split()[-1] for i in ids]
+    assert [population.pools.years[y] for y in targets["birth_date.year"][0]] == years
 
 
 @pytest.fixture(scope="module")

@@ -51,7 +51,7 @@ def test_restoring_the_whole_clean_residual_recovers_the_clean_loss(tiny_model, 
     n_attr = len(tiny_data.config.data.attributes)
     last = tiny_model.cfg.n_layers - 1
     site = "hook_resid_post"
-    kept, corrupted = tiny_data.biographer.corrupt_names(clean, tiny_data.world.seen)
+    kept, corrupted = tiny_data.biographer.corrupt_names(clean, tiny_data.population.seen)
     everything = torch.ones_like(kept.tokens, dtype=torch.bool)
     _, cache = tiny_model.run_with_cache(kept.tokens, names_filter=f"blocks.{last}.{site}")
     clean_loss = intervened_loss(tiny_model, kept, last, everything, None, n_attr)
@@ -63,11 +63,11 @@ def test_restoring_the_whole_clean_residual_recovers_the_clean_loss(tiny_model, 
 
 
 def test_corrupted_biographies_change_only_the_name(tiny_data, clean):
-    kept, corrupted = tiny_data.biographer.corrupt_names(clean, tiny_data.world.seen, seed=3)
+    kept, corrupted = tiny_data.biographer.corrupt_names(clean, tiny_data.population.seen, seed=3)
     assert len(kept) == len(corrupted) > 0
     is_name = kept.name_mask
     assert torch.equal(kept.tokens[~is_name], corrupted.tokens[~is_name])
-    names = {tuple(tiny_data.biographer.name_tokens(i)) for i in tiny_data.world.seen}
+    names = {tuple(tiny_data.biographer.name_tokens(i)) for i in tiny_data.population.seen}
     for r in range(len(kept)):
         own = tiny_data.biographer.name_tokens(int(kept.individuals[r]))
         new = corrupted.tokens[r, is_name[r]].tolist()

@@ -11,13 +11,13 @@ from workbench.retrieval.study import name_recall
 
 def _assert_training_only(data, store) -> None:
     """Independently of the datastore's own check: decode each document's sentences' templates."""
-    world, n_train = data.world, data.config.data.n_train_templates
-    seen = set(world.seen)
+    population, n_train = data.population, data.config.data.n_train_templates
+    seen = set(population.seen)
     for d in range(len(store)):
         ind = int(store.individuals[d])
         assert ind in seen
         for a in range(len(data.config.data.attributes)):
-            assert store.templates[d, a] in set(world.template_order[ind, a, :n_train].tolist())
+            assert store.templates[d, a] in set(population.template_order[ind, a, :n_train].tolist())
         # the document's tokens are that individual's: its name appears in every sentence
         name = data.biographer.name_tokens(ind)
         toks = store.tokens[d].tolist()
@@ -27,9 +27,9 @@ def _assert_training_only(data, store) -> None:
 
 def test_generated_datastore_holds_training_templates_of_seen_individuals(packed_run, store):
     data = packed_run.data
-    assert len(store) == 2 * len(data.world.seen)  # docs_per_individual=2
-    assert set(store.individuals.tolist()) == set(data.world.seen)
-    assert not set(store.individuals.tolist()) & set(data.world.heldout)
+    assert len(store) == 2 * len(data.population.seen)  # docs_per_individual=2
+    assert set(store.individuals.tolist()) == set(data.population.seen)
+    assert not set(store.individuals.tolist()) & set(data.population.heldout)
     _assert_training_only(data, store)
 
 
@@ -47,18 +47,18 @@ def test_trained_datastore_holds_every_biography_trained_on(packed_run):
 
 def test_the_check_rejects_held_out_individuals_and_evaluation_templates(packed_run):
     data = packed_run.data
-    world, n_train, n_attr = data.world, data.config.data.n_train_templates, len(data.config.data.attributes)
-    ind = np.array([world.seen[0]])
-    ok = world.template_order[ind, :, 0]  # [1, attribute]: training templates
+    population, n_train, n_attr = data.population, data.config.data.n_train_templates, len(data.config.data.attributes)
+    ind = np.array([population.seen[0]])
+    ok = population.template_order[ind, :, 0]  # [1, attribute]: training templates
     _check_training_only(data, ind, ok)
     with pytest.raises(AssertionError, match="evaluation template"):
-        _check_training_only(data, ind, world.template_order[ind, :, n_train])
+        _check_training_only(data, ind, population.template_order[ind, :, n_train])
     with pytest.raises(AssertionError, match="outside the seen"):
-        _check_training_only(data, np.array([world.heldout[0]]), np.zeros((1, n_attr), dtype=np.int64))
+        _check_training_only(data, np.array([population.heldout[0]]), np.zeros((1, n_attr), dtype=np.int64))
 
 
 def test_queried_with_a_name_retrieval_finds_that_individual(packed_run, store):
-    seen = np.asarray(packed_run.data.world.seen)
+    seen = np.asarray(packed_run.data.population.seen)
     recall = name_recall(store, packed_run.data, seen)
     print(f"recall@1 by name over {len(seen)} individuals: {recall:.3f}")
     assert recall >= 0.95

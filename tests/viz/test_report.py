@@ -29,7 +29,7 @@ def test_report_has_contents_links_config_and_the_runs_retrieval(packed_run, tmp
     # the biography the attention views show, its name and values highlighted
     block = re.search(r"<blockquote class='biography'>(.*?)</blockquote>", page, re.S).group(1)
     first = packed_run.data.eval_batch("seen", 256)[:1]
-    name = packed_run.data.world.full_name(int(first.individuals[0]))
+    name = packed_run.data.population.full_name(int(first.individuals[0]))
     assert name.split()[0] in block and block.count("background:#cfe3ff") >= len(packed_run.config.data.attributes)
     # no figure twice
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)

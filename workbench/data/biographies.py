@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from workbench.data.pools import ATTRIBUTE_POOL, MONTHS, split_date
-from workbench.data.population import World
+from workbench.data.population import Population
 from workbench.data.templates import TEMPLATES
 from workbench.data.kinds import BOS, NAME, TEXT, VALUE
 from workbench.data.tokenizer import BiographyTokenizer, template_pieces
@@ -25,11 +25,11 @@ SPLITS = ("training", "evaluation")  # the template split (docs/method.md §1.3)
 
 
 class Biographer:
-    """Builds token-level biographies for a world with a tokenizer."""
+    """Builds token-level biographies for a population with a tokenizer."""
 
-    def __init__(self, world: World, tokenizer: BiographyTokenizer):
-        self.world, self.tokenizer = world, tokenizer
-        cfg, pools, enc = world.config, world.pools, tokenizer.encode_segment
+    def __init__(self, population: Population, tokenizer: BiographyTokenizer):
+        self.population, self.tokenizer = population, tokenizer
+        cfg, pools, enc = population.config, population.pools, tokenizer.encode_segment
         self.attributes = cfg.attributes
         self.first = [enc(" " + n) for n in pools.first_names]
         self.last = [enc(" " + n) for n in pools.last_names]
@@ -44,7 +44,7 @@ class Biographer:
                        for a in cfg.attributes]
 
     def name_tokens(self, individual: int) -> list[int]:
-        f, m, last = self.world.names[individual]
+        f, m, last = self.population.names[individual]
         return self.first[f] + self.first[m] + self.last[last]
 
     # -- the one name-corruption rule (activation patching, localisation) ----------------------------
@@ -86,7 +86,7 @@ class Biographer:
         return clean, self.with_names(clean, [partners[r] for r in keep])
 
     def value_tokens(self, individual: int, attribute: int) -> list[int]:
-        v = int(self.world.values[individual, attribute])
+        v = int(self.population.values[individual, attribute])
         if self.values[attribute] is None:
             y, mo, d = split_date(v)
             return self.month[mo] + self.day[d] + self.comma + self.year[y]
@@ -141,13 +141,13 @@ class Biographer:
         templates [batch, attribute]: each sentence's template (index into TEMPLATES[attribute])."""
         if split not in SPLITS:
             raise ValueError(f"split={split!r} is out of range: allowed training | evaluation")
-        cfg = self.world.config
+        cfg = self.population.config
         individuals = np.asarray(individuals, dtype=np.int64)
         b, n_attr = len(individuals), len(self.attributes)
         lo, n = (0, cfg.n_train_templates) if split == "training" else (cfg.n_train_templates, cfg.n_templates - cfg.n_train_templates)
         order = np.argsort(rng.random((b, n_attr)), axis=1)
         slot = lo + rng.integers(n, size=(b, n_attr))
-        templates = self.world.template_order[individuals[:, None], np.arange(n_attr)[None, :], slot]
+        templates = self.population.template_order[individuals[:, None], np.arange(n_attr)[None, :], slot]
 
         flat: list[int] = []
         lengths = np.empty(b, dtype=np.int64)

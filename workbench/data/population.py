@@ -1,6 +1,6 @@
 """Populations of individuals: unique full names, independently sampled attributes, template splits.
 
-One `World` holds every individual of a run in one set of arrays, ordered
+One `Population` holds every individual of a run in one set of arrays, ordered
 [seen (pre-training) | held-out | new (fine-tuning)]; the three are index ranges.
 Generation is chunked and seeded per chunk, so it is prefix-stable: asking for more held-out or
 new individuals never changes the ones before them (a fine-tuning run sees exactly the same
@@ -43,7 +43,7 @@ def column_prefix(group: str) -> str:
 
 
 @dataclass(frozen=True)
-class World:
+class Population:
     """All individuals of a run. Arrays are indexed by a global individual id."""
 
     config: DataConfig
@@ -96,7 +96,7 @@ class World:
         return h.hexdigest()[:16]
 
 
-def make_world(config: DataConfig, seed: int) -> World:
+def make_population(config: DataConfig, seed: int) -> Population:
     """Generate every individual of a run from one seed (see module docstring)."""
     pools = Pools.from_sizes(config.pool_sizes)
     total = config.n_individuals + config.n_heldout + config.n_finetune
@@ -114,7 +114,7 @@ def make_world(config: DataConfig, seed: int) -> World:
     cols = [ATTRIBUTES.index(a) for a in config.attributes]
     values_arr = np.concatenate(values)[:total, cols].astype(np.int32)
     order_arr = np.concatenate(orders)[:total][:, cols].astype(np.uint8)
-    return World(config, pools, names, values_arr, order_arr)
+    return Population(config, pools, names, values_arr, order_arr)
 
 
 def _unique_names(pools: Pools, total: int, seed: int) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 Every sampler is a pure function of (seed, step): `sampler.individuals(step)` draws from a generator
 seeded with [seed, stream, step], so a resumed run sees exactly the batches an uninterrupted one
-would. Individuals are global ids in the run's `World`.
+would. Individuals are global ids in the run's `Population`.
 """
 
 from __future__ import annotations

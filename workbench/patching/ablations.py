@@ -105,9 +105,9 @@ def make_pair(data, individual: int, attribute: str | int, corrupt_with: int | N
     corrupt_with: the individual whose name replaces the clean one; None picks (with `seed`) a
     training individual whose name has as many tokens and differs at every name token.
     """
-    world, bio = data.world, data.biographer
+    population, bio = data.population, data.biographer
     attributes = data.config.data.attributes
-    n_total = len(world.names)
+    n_total = len(population.names)
     if not isinstance(individual, (int, np.integer)) or not 0 <= individual < n_total:
         raise ValueError(f"individual={individual!r} is out of range: allowed integers in [0, {n_total - 1}]")
     if isinstance(attribute, (int, np.integer)):
@@ -119,7 +119,7 @@ def make_pair(data, individual: int, attribute: str | int, corrupt_with: int | N
     a = attributes.index(attribute)
     name = bio.name_tokens(int(individual))
     if corrupt_with is None:
-        corrupt_with = bio.name_partner(int(individual), world.seen, seed)
+        corrupt_with = bio.name_partner(int(individual), population.seen, seed)
         if corrupt_with is None:
             raise ValueError(f"individual={individual}: no seen individual has a name of {len(name)} tokens "
                              "differing at every token; pass corrupt_with explicitly")
@@ -140,7 +140,7 @@ def make_pair(data, individual: int, attribute: str | int, corrupt_with: int | N
         labels=tuple(token_labels(data.tokenizer, clean[0], kind)),
         corrupted_labels=tuple(token_labels(data.tokenizer, corrupted[0], kind)),
         name_positions=tuple(torch.nonzero(is_name)[:, 0].tolist()), individual=int(individual),
-        corrupt_with=int(corrupt_with), attribute=attribute, value=world.describe(int(individual))[attribute])
+        corrupt_with=int(corrupt_with), attribute=attribute, value=population.describe(int(individual))[attribute])
 
 
 def activation_patching(model: HookedTransformer, clean: Int[Tensor, "1 pos"], corrupted: Int[Tensor, "1 pos"],

@@ -22,7 +22,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from transformer_lens import HookedTransformer
 
-from workbench.data.corpus import BiographyData
+from workbench.data.biography_data import BiographyData
 from workbench.over_checkpoints import model_sha256, over_checkpoints
 from workbench.probes.sites import activations_at, biographies, check_layers, sample_individuals
 
@@ -165,7 +165,7 @@ def overwrite_over_checkpoints(finetune_run, base_model: HookedTransformer | Non
               "seed": seed, "individuals": None if individuals is None else [int(i) for i in individuals]}
     data = finetune_run.data
     if individuals is None:
-        individuals = sample_individuals(data, "seen", min(n, len(data.world.seen)), seed)
+        individuals = sample_individuals(data, "seen", min(n, len(data.population.seen)), seed)
 
     def compute(step, models):
         rows = [overwrite(base_model, models(step), data, individuals, l, k, decode, seed) for l in layers]

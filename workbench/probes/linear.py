@@ -25,7 +25,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
-from workbench.data.corpus import BiographyData
+from workbench.data.biography_data import BiographyData
 from workbench.over_checkpoints import bound_params, over_checkpoints
 from workbench.probes.sites import (activations_at, biographies, check_layers, probe_targets,
                                     sample_individuals)

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
 from workbench.data.batch import Batch
-from workbench.data.corpus import BiographyData
+from workbench.data.biography_data import BiographyData
 from workbench.metrics import evaluate
 from workbench.over_checkpoints import bound_params, over_checkpoints
 from workbench.probes.sites import biographies, check_layers, sample_individuals
@@ -107,7 +107,7 @@ def localise(model: HookedTransformer, data: BiographyData, n: int = 64, group: 
     bar = tqdm(total=len(layers) * len(methods), disable=not progress, desc="localise")
     base = intervened_loss(model, clean, 0, clean.name_mask, None, n_attr, chunk=chunk).mean(0)
     if "mean_ablation" in methods:
-        ref_ids = sample_individuals(data, group, min(n, len(data.world.group(group))), seed + 1)
+        ref_ids = sample_individuals(data, group, min(n, len(data.population.group(group))), seed + 1)
         ref = biographies(data, ref_ids, seed + 1)
         ref_acts = _cache_site(model, ref, layers, chunk)
         ref_mask = ref.name_mask
@@ -128,7 +128,7 @@ def localise(model: HookedTransformer, data: BiographyData, n: int = 64, group: 
 def _patching_rows(model, data, batch, layers, group, seed, chunk, bar) -> list[dict]:
     attributes = data.config.data.attributes
     n_attr = len(attributes)
-    clean, corrupted = data.biographer.corrupt_names(batch, data.world.group(group), seed)
+    clean, corrupted = data.biographer.corrupt_names(batch, data.population.group(group), seed)
     mask = clean.name_mask
     l_clean = intervened_loss(model, clean, 0, mask, None, n_attr, chunk=chunk).mean(0)
     l_corrupt = intervened_loss(model, corrupted, 0, mask, None, n_attr, chunk=chunk).mean(0)

@@ -16,7 +16,7 @@ from torch import Tensor
 from transformer_lens import HookedTransformer
 
 from workbench.data.batch import Batch
-from workbench.data.corpus import BiographyData
+from workbench.data.biography_data import BiographyData
 from workbench.data.pools import split_date
 from workbench.data.population import GROUPS
 
@@ -25,7 +25,7 @@ _STREAM_PROBES = 31  # rng stream of the probes' biographies (distinct from the 
 
 def sample_individuals(data: BiographyData, group: str, n: int, seed: int = 0) -> np.ndarray:
     """`n` distinct individuals of a group (seen | heldout | new), drawn with `seed`."""
-    ids = np.asarray(data.world.group(group))
+    ids = np.asarray(data.population.group(group))
     if not isinstance(n, (int, np.integer)) or not 1 <= n <= len(ids):
         raise ValueError(f"n={n!r} is out of range: allowed an integer in [1, {len(ids)}] (group {group!r})")
     rng = np.random.default_rng([seed, _STREAM_PROBES, GROUPS.index(group)])
@@ -35,7 +35,7 @@ def sample_individuals(data: BiographyData, group: str, n: int, seed: int = 0) -
 def biographies(data: BiographyData, individuals, seed: int = 0, split: str = "evaluation") -> Batch:
     """One biography per individual (evaluation templates by default), fixed by `seed`."""
     individuals = np.asarray(individuals, dtype=np.int64)
-    n_total = len(data.world.names)
+    n_total = len(data.population.names)
     if individuals.ndim != 1 or len(individuals) == 0 or individuals.min() < 0 or individuals.max() >= n_total:
         raise ValueError(f"individuals must be a non-empty list of ids in [0, {n_total - 1}]")
     rng = np.random.default_rng([seed, _STREAM_PROBES, 99])
@@ -67,10 +67,10 @@ def probe_targets(data: BiographyData, individuals) -> dict[str, tuple[np.ndarra
     into its independently sampled components birth_date.year, birth_date.month, birth_date.day.
     """
     individuals = np.asarray(individuals, dtype=np.int64)
-    world, cfg = data.world, data.config.data
+    population, cfg = data.population, data.config.data
     out: dict[str, tuple[np.ndarray, int]] = {}
     for j, a in enumerate(cfg.attributes):
-        v = world.values[individuals, j].astype(np.int64)
+        v = population.values[individuals, j].astype(np.int64)
         if a == "birth_date":
             parts = np.array([split_date(x) for x in v], dtype=np.int64).reshape(-1, 3)
             for k, (part, size) in enumerate((("year", cfg.pool_sizes.years), ("month", 12), ("day", 31))):

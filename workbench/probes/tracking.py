@@ -40,7 +40,7 @@ class OverwriteTracker(Callback):
 
     def on_train_start(self, state: TrainState) -> None:
         self.layers = check_layers(self.layers, state.model.cfg.n_layers)
-        n = min(self.n, len(state.data.world.seen))
+        n = min(self.n, len(state.data.population.seen))
         self.individuals = sample_individuals(state.data, "seen", n, self.seed)
         self.base = copy.deepcopy(state.model).eval()
         self.measure(state)

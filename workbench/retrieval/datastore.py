@@ -72,9 +72,9 @@ def _terms(tokens: np.ndarray, bos_id: int) -> list[str]:
 
 def build_datastore(data, config: DatastoreConfig = DatastoreConfig()) -> Datastore:
     """The datastore of a run's data (`BiographyData`), as `config` describes it."""
-    world, bio = data.world, data.biographer
+    population, bio = data.population, data.biographer
     if config.source == "generated":
-        ids = np.repeat(np.asarray(world.seen, dtype=np.int64), config.docs_per_individual)
+        ids = np.repeat(np.asarray(population.seen, dtype=np.int64), config.docs_per_individual)
         arrays = [bio.arrays(ids, "training", np.random.default_rng([data.config.seed, _STREAM_DOCS]))]
     else:
         last = config.up_to_step or data.config.train.steps
@@ -107,10 +107,10 @@ def _trained_arrays(data, step: int) -> dict:
 
 def _check_training_only(data, individuals: np.ndarray, templates: np.ndarray) -> None:
     """Every document is about a seen individual and every sentence uses one of its training templates."""
-    seen = np.asarray(data.world.seen)
+    seen = np.asarray(data.population.seen)
     if not np.isin(individuals, seen).all():
         raise AssertionError("datastore: a document is about an individual outside the seen population")
     n_train = data.config.data.n_train_templates
-    train_templates = data.world.template_order[individuals][:, :, :n_train]  # [doc, attribute, slot]
+    train_templates = data.population.template_order[individuals][:, :, :n_train]  # [doc, attribute, slot]
     if not (train_templates == templates[:, :, None]).any(-1).all():
         raise AssertionError("datastore: a document uses an evaluation template")

@@ -142,7 +142,7 @@ def _compute(run, config: RetrievalConfig, out: Path, progress: bool) -> None:
     store = build_datastore(data, config.datastore)
     size = config.eval_size or run.config.train.eval_size
     batches = {g: data.eval_batch(g, size) for g in config.groups}
-    seen_ids = np.unique(batches["seen"].individuals.numpy()) if "seen" in batches else np.asarray(data.world.seen)
+    seen_ids = np.unique(batches["seen"].individuals.numpy()) if "seen" in batches else np.asarray(data.population.seen)
     recall = name_recall(store, data, seen_ids)
     t1 = time.perf_counter()
     parts = []

@@ -212,9 +212,9 @@ class RunDir:
     def checkpoint_steps(self) -> list[int]:
         return sorted(int(s) for s in self.manifest()["checkpoints"])
 
-    def check_population(self, world) -> None:
+    def check_population(self, population) -> None:
         """The population rebuilt from config.json must be the one the run was trained on."""
-        if world.fingerprint() != self.manifest()["population_fingerprint"]:
+        if population.fingerprint() != self.manifest()["population_fingerprint"]:
             raise ValueError(f"run {self.path}: the population rebuilt from config.json differs from the manifest's")
 
     def resume_point(self) -> dict | None:

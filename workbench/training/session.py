@@ -18,7 +18,7 @@ from typing import Callable, Iterable
 import torch
 
 from workbench.config import RunConfig
-from workbench.data.corpus import BiographyData
+from workbench.data.biography_data import BiographyData
 from workbench.model import build_model, context_length
 from workbench.training.callbacks import Checkpointer, Evaluator, Progress
 from workbench.training.checkpoint import load_optimizer, load_weights, scheduled_steps
@@ -51,7 +51,7 @@ def start(config: RunConfig, out: str | Path, prepare: Prepare = _no_features, t
     data, model, device = setup(config, tokenizer)
     extra = prepare(config, data, model, device, True)
     with run.lock():
-        run.create(config, data.tokenizer, data.world.fingerprint())
+        run.create(config, data.tokenizer, data.population.fingerprint())
         state = TrainState(model, make_optimizer(model, config.train), data, config)
         _run(run, state, device, progress, [*extra, *callbacks])
     return run
@@ -66,7 +66,7 @@ def resume(path: str | Path, prepare: Prepare = _no_features, progress: bool = T
         if run.manifest()["status"] == "finished" and point is not None and point["step"] >= config.train.steps:
             return run  # nothing to do: no data or model is built
         data, model, device = setup(config, tokenizer=run.tokenizer())
-        run.check_population(data.world)
+        run.check_population(data.population)
         if point is not None:
             load_weights(model, run.path / point["weights"], point["sha256"])
         extra = prepare(config, data, model, device, point is None)

@@ -39,7 +39,7 @@ from workbench.atomic import atomic_write_text
 from workbench.attention import resolve_layer
 from workbench.data.batch import Batch
 from workbench.data.kinds import token_labels
-from workbench.data.corpus import BiographyData
+from workbench.data.biography_data import BiographyData
 from workbench.viz.figures import png_base64, subplots
 
 

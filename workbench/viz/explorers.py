@@ -50,10 +50,10 @@ class AblationExplorer:
         import ipywidgets as w
 
         self.run, self.data = run, run.data
-        world, attrs = self.data.world, self.data.config.data.attributes
+        population, attrs = self.data.population, self.data.config.data.attributes
         self._models: dict[int, object] = {}
         self._mean_batch = self.data.eval_batch("seen", mean_size)
-        self._names = {f"{world.full_name(i)} ({i})": i for i in world.seen}
+        self._names = {f"{population.full_name(i)} ({i})": i for i in population.seen}
         steps = run.checkpoint_steps
         self.step = w.Dropdown(options=steps, value=steps[-1] if step is None else step, description="step")
         self.individual = w.Combobox(options=list(self._names), value=self._label(individual), description="individual",
@@ -74,7 +74,7 @@ class AblationExplorer:
 
     # -- values --------------------------------------------------------------------------------------
     def _label(self, individual: int) -> str:
-        return f"{self.data.world.full_name(int(individual))} ({int(individual)})"
+        return f"{self.data.population.full_name(int(individual))} ({int(individual)})"
 
     @property
     def individual_id(self) -> int:
@@ -83,7 +83,7 @@ class AblationExplorer:
     def _fill_partners(self) -> None:
         bio, me = self.data.biographer, self.individual_id
         n = len(bio.name_tokens(me))
-        same = [i for i in self.data.world.seen if i != me and len(bio.name_tokens(i)) == n][:50]
+        same = [i for i in self.data.population.seen if i != me and len(bio.name_tokens(i)) == n][:50]
         self.corruption.options = [("auto (name partner)", AUTO)] + [(self._label(i), i) for i in same]
         self.corruption.value = AUTO
 

@@ -1,4 +1,4 @@
-"""`BiographyData`: a run's world, tokenizer and sampler behind one object.
+"""`BiographyData`: a run's population, tokenizer and sampler behind one object.
 
 Training batches are a pure function of (seed, step); evaluation sets are fixed by the seed and
 drawn from the evaluation templates (seen individuals) or from the held-out / new individuals.
@@ -14,7 +14,7 @@ from workbench.config import RunConfig
 from workbench.data.biographies import Biographer
 from workbench.data.edits import SequenceEdit
 from workbench.data.packing import pack_individuals
-from workbench.data.population import GROUPS, World, make_world
+from workbench.data.population import GROUPS, Population, make_population
 from workbench.data.samplers import Sampler, finetune_sampler, make_sampler
 from workbench.data.tokenizer import BiographyTokenizer, train_tokenizer
 
@@ -27,28 +27,30 @@ _STREAM_BATCH, _STREAM_EVAL = 21, 22
 class BiographyData:
     """Everything a run needs from the data side."""
 
-    def __init__(self, config: RunConfig, tokenizer: BiographyTokenizer | None = None, world: World | None = None):
+    def __init__(self, config: RunConfig, tokenizer: BiographyTokenizer | None = None,
+                 population: Population | None = None):
         self.config = config
         d = config.data
-        self.world = world if world is not None else make_world(d, config.seed)
+        self.population = population if population is not None else make_population(d, config.seed)
         self.tokenizer = tokenizer if tokenizer is not None else train_tokenizer(
-            self.world.pools, d.attributes, d.n_templates, d.vocab_size)
-        self.biographer = Biographer(self.world, self.tokenizer)
+            self.population.pools, d.attributes, d.n_templates, d.vocab_size)
+        self.biographer = Biographer(self.population, self.tokenizer)
         self.sampler = self._make_sampler()
         self.edit: SequenceEdit | None = None  # removed / duplicated training sequences (data attribution)
 
     def _make_sampler(self) -> Sampler:
         c, t = self.config, self.config.train
         if c.finetune is not None:
-            new = self.world.new[: c.finetune.n_new]
-            return finetune_sampler(new, self.world.seen, c.finetune.replay_weight, t.batch_size, c.seed + 1)
+            new = self.population.new[: c.finetune.n_new]
+            return finetune_sampler(new, self.population.seen, c.finetune.replay_weight, t.batch_size, c.seed + 1)
         # a packed run draws k biographies per sequence from the same distribution
-        return make_sampler(c.data.sampler, self.world.seen, t.batch_size * c.data.packing.k, t.steps, c.seed)
+        return make_sampler(c.data.sampler, self.population.seen, t.batch_size * c.data.packing.k, t.steps, c.seed)
 
     @property
     def eval_groups(self) -> tuple[str, ...]:
         """The groups a run evaluates: seen, held-out (when any) and, in fine-tuning, new individuals."""
-        return tuple(g for g in GROUPS if len(self.world.group(g)) and (g != "new" or self.config.finetune is not None))
+        return tuple(g for g in GROUPS
+                     if len(self.population.group(g)) and (g != "new" or self.config.finetune is not None))
 
     @property
     def max_length(self) -> int:
@@ -96,7 +98,7 @@ class BiographyData:
         group: 'seen', 'heldout', or 'new' (the new individuals in use); see `population.GROUPS`.
         """
         size = size or self.config.train.eval_size
-        ids = np.asarray(self.world.group(group))
+        ids = np.asarray(self.population.group(group))
         if group == "new" and self.config.finetune is not None:
             ids = ids[: self.config.finetune.n_new]
         if len(ids) == 0:
@@ -107,7 +109,7 @@ class BiographyData:
 
     def stats(self) -> dict:
         """Pool sizes, templates per attribute, baseline, vocabulary and lengths (for `data stats`)."""
-        d, pools = self.config.data, self.world.pools
+        d, pools = self.config.data, self.population.pools
         lengths = self.biographer.arrays(self.sampler.individuals(0), "training", self._batch_rng(0))["lengths"]
         return {
             "pool_sizes": {k: len(getattr(pools, k)) for k in ("first_names", "last_names", "cities", "universities", "majors", "companies", "years")},

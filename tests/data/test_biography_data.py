@@ -1,4 +1,4 @@
-"""workbench.data.corpus: BiographyData batches are a pure function of (seed, step)."""
+"""workbench.data.biography_data: BiographyData batches are a pure function of (seed, step)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 
 from workbench.config import DataConfig, FinetuneConfig, PoolSizes, RunConfig, SamplerConfig
 from workbench.data.batch import Batch
-from workbench.data.corpus import BiographyData
+from workbench.data.biography_data import BiographyData
 
 FIELDS = [f.name for f in dataclasses.fields(Batch)]
 
@@ -24,14 +24,14 @@ def _equal(a, b) -> bool:
 def test_same_seed_identical_batches(tiny_config, tiny_data):
     other = BiographyData(tiny_config)
     assert other.tokenizer == tiny_data.tokenizer
-    assert other.world.fingerprint() == tiny_data.world.fingerprint()
+    assert other.population.fingerprint() == tiny_data.population.fingerprint()
     for step in (0, 1, 17):
         assert _equal(other.train_batch(step), tiny_data.train_batch(step))
 
 
 def test_different_seed_different_batches(tiny_config, tiny_data):
     other = BiographyData(tiny_config.replace(seed=1))
-    assert other.world.fingerprint() != tiny_data.world.fingerprint()
+    assert other.population.fingerprint() != tiny_data.population.fingerprint()
     assert not torch.equal(other.train_batch(0).tokens, tiny_data.train_batch(0).tokens)
 
 
@@ -48,7 +48,7 @@ def test_train_batch_is_pure_in_step(tiny_config):
 def test_train_batch_shape_and_population(tiny_data):
     b = tiny_data.train_batch(0)
     assert len(b) == tiny_data.config.train.batch_size
-    assert set(b.individuals.tolist()) <= set(tiny_data.world.seen)
+    assert set(b.individuals.tolist()) <= set(tiny_data.population.seen)
 
 
 def test_batches_vary_across_steps_for_same_individual(tiny_config):
@@ -59,15 +59,15 @@ def test_batches_vary_across_steps_for_same_individual(tiny_config):
 
 
 def test_reuses_given_tokenizer_and_world(tiny_config, tiny_data):
-    data = BiographyData(tiny_config, tokenizer=tiny_data.tokenizer, world=tiny_data.world)
-    assert data.tokenizer is tiny_data.tokenizer and data.world is tiny_data.world
+    data = BiographyData(tiny_config, tokenizer=tiny_data.tokenizer, population=tiny_data.population)
+    assert data.tokenizer is tiny_data.tokenizer and data.population is tiny_data.population
     assert _equal(data.train_batch(3), tiny_data.train_batch(3))
 
 
 def test_finetune_sampler_draws_new_and_replayed(tiny_config, stats):
     cfg = tiny_config.replace(finetune=FinetuneConfig(base_run="base", n_new=20, replay_weight=0.5))
     data = BiographyData(cfg)
-    w = data.world
+    w = data.population
     ids = torch.cat([data.train_batch(s).individuals for s in range(200)]).numpy()
     new = range(w.new.start, w.new.start + 20)
     assert set(ids.tolist()) <= set(w.seen) | set(new)
@@ -81,7 +81,7 @@ def test_finetune_eval_group_limited_to_new_in_use(tiny_config):
     cfg = tiny_config.replace(finetune=FinetuneConfig(base_run="base", n_new=5))
     data = BiographyData(cfg)
     b = data.eval_batch("new", size=50)
-    lo = data.world.new.start
+    lo = data.population.new.start
     assert set(b.individuals.tolist()) <= set(range(lo, lo + 5))
 
 
@@ -95,7 +95,7 @@ def test_old_group_names_are_refused_with_the_new_name(tiny_data):
     with pytest.raises(ValueError, match="'train' is now 'seen'"):
         tiny_data.eval_batch("train")
     with pytest.raises(ValueError, match="'finetune' is now 'new'"):
-        tiny_data.world.group("finetune")
+        tiny_data.population.group("finetune")
 
 
 def test_sampler_kind_from_config(tiny_config, stats):
