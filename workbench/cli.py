@@ -269,7 +269,8 @@ def cmd_runs(args) -> None:
     df = list_runs(root)
     if args.json:
         print(df.to_json(orient="records", indent=2))
-    else:
+    else:  # the error column only when a run is broken
+        df = df if df["error"].astype(bool).any() else df.drop(columns="error")
         print(df.to_string(index=False) if len(df) else f"no runs under {args.root}")
 
 
