@@ -9,7 +9,6 @@ from workbench.config import PatchConfig, RunConfig, preset
 from workbench.metrics import evaluate, summarize
 from workbench.patching.hooks import patch_patterns
 from workbench.patching.sources import ReferencePatterns
-from workbench.run import load_run
 from workbench.experiment import train
 from workbench.training.loop import Callback
 
@@ -23,7 +22,7 @@ def _patched(reference, step=40, start=0, train_cfg=SHORT, **spec):
 
 def test_patched_run_records_its_spec_and_starts_from_the_patched_untrained_model(tiny_run, tiny_run_dir, tmp_path):
     cfg = _patched(tiny_run_dir)
-    run = load_run(train(cfg, tmp_path / "patched", progress=False).path)
+    run = train(cfg, tmp_path / "patched", progress=False)
     assert run.status == "finished"
     saved = RunConfig.from_dict(json.loads((run.path / "config.json").read_text()))
     assert saved.patch == cfg.patch and saved == cfg
@@ -61,7 +60,7 @@ class _Recorder(Callback):
 
 def test_start_step_resets_the_optimizer_and_does_not_patch_before(tiny_run, tiny_run_dir, tmp_path):
     recorder = _Recorder()
-    run = load_run(train(_patched(tiny_run_dir, start=3), tmp_path / "late", progress=False, callbacks=[recorder]).path)
+    run = train(_patched(tiny_run_dir, start=3), tmp_path / "late", progress=False, callbacks=[recorder])
     assert [recorder.at_start[s][0] for s in range(6)] == [False] * 3 + [True] * 3
     assert recorder.before_reset > 0  # there was optimizer state to reset ...
     assert recorder.at_start[3][1] == 0  # ... and it is empty right after patching is installed

@@ -27,6 +27,21 @@ def test_tiny_run_loss_falls(tiny_run):
     assert tiny_run.checkpoint_steps == [0, 10, 20, 30, 40]
 
 
+@pytest.mark.slow
+def test_every_way_to_train_returns_the_loaded_run(tiny_run_dir, tmp_path):
+    """train, resume, train_or_resume and finetune all return the loaded `Run` (not a RunDir)."""
+    from workbench.experiment import finetune, train_or_resume
+    from workbench.run import Run
+
+    short = preset("tiny", train={"steps": 2, "checkpoint_steps": (0, 2), "eval_every": 2})
+    runs = [train(short, tmp_path / "short", progress=False), resume(tmp_path / "short", progress=False),
+            train_or_resume(short, tmp_path / "short", progress=False),
+            finetune(tiny_run_dir, 40, n_new=8, steps=2, out=tmp_path / "ft", progress=False)]
+    assert [type(r) for r in runs] == [Run] * 4
+    assert [r.path for r in runs] == [tmp_path / "short"] * 3 + [tmp_path / "ft"]
+    assert runs[0].metrics["step"].tolist() == [0, 2] and runs[3].config.finetune.n_new == 8
+
+
 def test_manifest_records_what_a_bit_identical_rerun_needs(tiny_run):
     m = tiny_run.dir.manifest()
     assert m["seed"] == tiny_run.config.seed and m["config_sha256"]
