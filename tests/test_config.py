@@ -34,6 +34,24 @@ def test_defaults_follow_the_study():
     assert d.pool_sizes.years == 2100 - 1900 + 1
 
 
+def test_check_indices_is_the_one_index_check():
+    """One check for lists of indices (config fields and patched layers/heads): sorted, distinct, in range;
+    with `n`, bounded by it and empty meaning all."""
+    from workbench.config import check_indices
+    from workbench.patching import hooks
+
+    assert check_indices("retrieval.steps", (30, 10)) == [10, 30]
+    assert check_indices("layers", None, n=3) == check_indices("layers", (), n=3) == [0, 1, 2]
+    assert check_indices("layers", [2, 0], n=3) == [0, 2]
+    with pytest.raises(ValueError, match=r"patch.layers\[\]=3 is out of range: allowed an integer in \[0, 2\]"):
+        check_indices("patch.layers", (3,), n=3)
+    with pytest.raises(ValueError, match=r"heads\[\]=True is out of range"):
+        check_indices("heads", [True], n=2)
+    with pytest.raises(ValueError, match="allowed distinct indices"):
+        check_indices("heads", [1, 1], n=2)
+    assert not hasattr(hooks, "validate_indices")  # the second copy is gone
+
+
 def test_n_values_per_attribute():
     p = PoolSizes(first_names=5, last_names=5, cities=7, universities=3, majors=4, companies=6, years=2)
     d = DataConfig(n_individuals=10, n_heldout=0, pool_sizes=p)

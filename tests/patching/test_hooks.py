@@ -126,7 +126,8 @@ def test_uniform_patterns_average_over_causal_positions(model, eval_tokens):
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    ({"layers": [2]}, "layers"), ({"layers": [-1]}, "layers"), ({"heads": [5]}, "heads"), ({"mix": 1.5}, "mix"),
+    ({"layers": [2]}, r"layers\[\]=2 is out of range: allowed an integer in \[0, 1\]"), ({"layers": [-1]}, "layers"),
+    ({"heads": [5]}, "heads"), ({"heads": [1, 1]}, "heads=.* allowed distinct indices"), ({"mix": 1.5}, "mix"),
 ])
 def test_bad_arguments_raise_before_any_hook(model, early, kwargs, match):
     with pytest.raises(ValueError, match=match):

@@ -31,8 +31,15 @@ def check_number(name: str, value: Any, lo: int | float, hi: int | float = math.
     check(ok, name, f"a number in {lo_s}, {hi_s}", value)
 
 
-def check_indices(name: str, values: tuple, lo: int = 0, hi: int | float = math.inf) -> None:
-    """Every entry an integer (not a bool) in [lo, hi], no repeats."""
+def check_indices(name: str, values, lo: int = 0, hi: int | float = math.inf, n: int | None = None) -> list[int]:
+    """Every entry an integer (not a bool) in [lo, hi], no repeats; returns them sorted. With `n`, the number
+    of things indexed (a model's layers, heads): entries lie in [lo, n - 1], and None or no entries mean all
+    of range(n)."""
+    if n is not None:
+        if values is None or len(values) == 0:
+            return list(range(n))
+        hi = min(hi, n - 1)
     for v in values:
         check_int(f"{name}[]", v, lo, hi)
     check(len(set(values)) == len(values), name, "distinct indices", values)
+    return sorted(values)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import torch
 from transformer_lens import HookedTransformer
 
+from workbench.config import check_indices
 from workbench.patching.sources import Patterns, PatternSource
 
 
@@ -35,8 +36,8 @@ class PatternPatcher:
 
     def __post_init__(self) -> None:
         cfg = self.model.cfg
-        self.layers = validate_indices("layers", self.layers, cfg.n_layers)
-        self.heads = validate_indices("heads", self.heads, cfg.n_heads)
+        self.layers = check_indices("layers", self.layers, n=cfg.n_layers)
+        self.heads = check_indices("heads", self.heads, n=cfg.n_heads)
         if not 0.0 <= self.mix <= 1.0:
             raise ValueError(f"mix={self.mix!r} is out of range: allowed [0, 1]")
         if (self.source.n_layers, self.source.n_heads) != (cfg.n_layers, cfg.n_heads):
@@ -92,13 +93,3 @@ def patch_patterns(model: HookedTransformer, source: PatternSource, layers=None,
         yield patcher
     finally:
         patcher.remove()
-
-
-def validate_indices(name: str, values, n: int) -> list[int]:
-    """None or () -> all of range(n); otherwise each must lie in [0, n - 1]."""
-    if values is None or len(values) == 0:
-        return list(range(n))
-    for v in values:
-        if not isinstance(v, int) or not 0 <= v < n:
-            raise ValueError(f"{name} contains {v!r}, out of range: allowed integers in [0, {n - 1}]")
-    return sorted(set(values))

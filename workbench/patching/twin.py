@@ -9,8 +9,8 @@ The patched run is an ordinary run (metrics, checkpoints, resume); its config re
 from __future__ import annotations
 
 from functools import lru_cache
-from workbench.config import DataConfig, RunConfig
-from workbench.patching.hooks import PatternPatcher, validate_indices
+from workbench.config import DataConfig, RunConfig, check_indices
+from workbench.patching.hooks import PatternPatcher
 from workbench.patching.sources import ReferencePatterns
 from workbench.training.loop import Callback, TrainState
 from workbench.training.rundir import RunDir
@@ -67,8 +67,8 @@ def validate_patch(config: RunConfig, tokenizer=None):
     RunDir.require(spec.reference_run, "patch.reference_run")
     if spec.start_step > config.train.steps:
         raise ValueError(f"patch.start_step={spec.start_step} is out of range: allowed [0, {config.train.steps}]")
-    validate_indices("patch.layers", list(spec.layers), config.model.n_layers)
-    validate_indices("patch.heads", list(spec.heads), config.model.n_heads)
+    check_indices("patch.layers", spec.layers, n=config.model.n_layers)
+    check_indices("patch.heads", spec.heads, n=config.model.n_heads)
     ref = load_run(spec.reference_run)
     if spec.reference_step not in ref.checkpoint_steps:
         raise ValueError(f"patch.reference_step={spec.reference_step} has no checkpoint in {spec.reference_run}: "
