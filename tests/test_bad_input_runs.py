@@ -59,6 +59,14 @@ def stopped_run(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def heavy_imports():
+    """torch, TransformerLens and Ray imported in a fixture's setup, not in a test's call (the 5 CPU-s guard)."""
+    import ray  # noqa: F401
+
+    import workbench.experiment  # noqa: F401
+
+
 # 1 ------------------------------------------------------------------------------------------------
 
 def test_garbage_manifest_is_named_and_runs_lists_the_others(run_copy, capsys):
@@ -146,7 +154,9 @@ def test_a_failing_section_marks_the_report_incomplete_without_a_traceback(run_c
 
 # 3 ------------------------------------------------------------------------------------------------
 
-def test_a_full_disk_is_one_line_naming_the_file_and_the_run_resumes(tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("writer", ["safetensors", "python"])
+def test_a_full_disk_is_one_line_naming_the_file_and_the_run_resumes(tmp_path, capsys, monkeypatch, writer,
+                                                                      tiny_run_dir):  # (imports done in its setup)
     from safetensors import SafetensorError
 
     from workbench.training import checkpoint
@@ -155,11 +165,13 @@ def test_a_full_disk_is_one_line_naming_the_file_and_the_run_resumes(tmp_path, c
 
     def full_disk(tensors, filename, metadata=None):
         Path(filename).write_bytes(b"\0" * 100)  # a partial write, as a full disk leaves it
-        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+        if writer == "safetensors":  # safetensors.torch.save_file on a full disk
+            raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # f.write on a full disk: no file name
 
     monkeypatch.setattr(checkpoint, "save_file", full_disk)
     out = tmp_path / "full"
-    assert main(["train", "--preset", "tiny", "--steps", "10", "--out", str(out), "--quiet"]) == 2
+    assert main(["train", "--preset", "tiny", "--steps", "4", "--out", str(out), "--quiet"]) == 2
     assert _one_line(capsys) == (f"workbench: error: {out / 'step_000000.safetensors'}: no space left on device: free "
                                  f"some space, then rerun (a run continues from its last saved step with `workbench "
                                  f"train --resume RUN`)")
@@ -201,7 +213,8 @@ def test_a_full_disk_on_any_atomic_write_names_the_destination_and_keeps_the_old
      "Ray cluster at 10.0.0.9:6379): allowed the address of a running cluster (check it with `ray status --address "
      "10.0.0.9:6379`), or no --address and no RAY_ADDRESS for a local Ray on this machine"),
 ])
-def test_ray_start_up_failure_is_one_line_saying_what_to_do(tmp_path, capsys, monkeypatch, address, error, expected):
+def test_ray_start_up_failure_is_one_line_saying_what_to_do(tmp_path, capsys, monkeypatch, address, error, expected,
+                                                            heavy_imports):
     import ray
 
     def fail(*args, **kw):

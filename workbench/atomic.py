@@ -37,7 +37,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to `path`; when the block succeeds, it is fsynced, given the mode a
     plain `open()` would (0o666 less the umask: some writers, e.g. safetensors, make 0600 files), and renamed
     onto `path`, otherwise removed. For writers that want a file name (safetensors, savefig). An OSError
-    names `path`, not the temporary file (ENOSPC: "No space left on device")."""
+    of the temporary file (or of no file: a failed f.write) names `path` (ENOSPC: "No space left on device")."""
     path = Path(path)
     tmp = path.with_name(path.name + TMP_SUFFIX)
     try:
@@ -48,7 +48,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp, path)
     except BaseException as e:
         tmp.unlink(missing_ok=True)
-        if isinstance(e, OSError) and e.errno and str(e.filename) == str(tmp):
+        if isinstance(e, OSError) and e.errno and (e.filename is None or str(e.filename) == str(tmp)):
             raise OSError(e.errno, e.strerror or os.strerror(e.errno), str(path)) from e
         raise
 
