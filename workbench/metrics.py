@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from jaxtyping import Float
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from workbench.data.batch import Batch
@@ -38,31 +38,51 @@ def next_token_loss(logits: Float[Tensor, "batch pos vocab"], batch: Batch) -> T
     return (loss * real).sum() / real.sum()
 
 
+@dataclass
+class TokenScores:
+    """Per predicted position (position p scores token p + 1): the value token's NLL, 1.0 when it is not the
+    argmax, the top-token probability and the entropy (all 0 off value tokens), and the argmax token."""
+
+    nll: Float[Tensor, "batch pos"]
+    wrong: Float[Tensor, "batch pos"]
+    top_probability: Float[Tensor, "batch pos"]
+    entropy: Float[Tensor, "batch pos"]
+    argmax: Int[Tensor, "batch pos"]
+
+
+@torch.no_grad()
+def token_scores(logits: Float[Tensor, "batch pos vocab"], tokens: Int[Tensor, "batch pos"],
+                 is_value: Bool[Tensor, "batch pos"]) -> TokenScores:
+    """Score the value tokens (`is_value`) of `tokens` from the logits of one forward pass over them, teacher
+    forced: the one computation behind the run's metrics (`value_scores`) and retrieval's contexts."""
+    logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+    targets, is_value = tokens[:, 1:], is_value[:, 1:]
+    argmax = logp.argmax(-1)
+    probs = logp.exp()
+    return TokenScores(nll=-logp.gather(-1, targets[..., None])[..., 0] * is_value,
+                       wrong=((argmax != targets) & is_value).float(),
+                       top_probability=probs.max(-1).values * is_value,
+                       entropy=-(probs * logp).sum(-1) * is_value, argmax=argmax)
+
+
+def sum_by(index: Int[Tensor, "batch pos"], x: Tensor, n: int) -> Float[Tensor, "batch slot"]:
+    """`x` [batch, pos] summed, per row, into `n` slots by `index` (e.g. a value token's attribute)."""
+    return torch.zeros(x.shape[0], n, device=x.device).scatter_add_(1, index, x.float())
+
+
 @torch.no_grad()
 def value_scores(logits: Float[Tensor, "batch pos vocab"], batch: Batch, n_attributes: int) -> ValueScores:
     """Score every attribute value of every biography from the logits of one forward pass (one row of
     the scores per biography: a packed row of k biographies gives k rows, in order)."""
-    logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
-    targets = batch.tokens[:, 1:]
-    is_value = batch.kind[:, 1:] == VALUE
-    k = batch.n_biographies
+    t = token_scores(logits, batch.tokens, batch.kind == VALUE)
+    k, b = batch.n_biographies, len(batch.tokens)
     bio = batch.biography[:, 1:].clamp(min=0)
     slot = bio * n_attributes + batch.attribute[:, 1:].long().clamp(min=0)
-    nll = -logp.gather(-1, targets[..., None])[..., 0] * is_value
-    wrong = ((logp.argmax(-1) != targets) & is_value).float()
-    b = targets.shape[0]
-
-    def per(index: Tensor, x: Tensor, n: int) -> Tensor:
-        return torch.zeros(b, n, device=logits.device).scatter_add_(1, index, x.float())
-
-    loss = per(slot, nll, k * n_attributes).reshape(b * k, n_attributes)
-    n_wrong = per(slot, wrong, k * n_attributes).reshape(b * k, n_attributes)
-    probs = logp.exp()
-    top = probs.max(-1).values
-    entropy = -(probs * logp).sum(-1)
-    n_val = per(bio, is_value, k).clamp(min=1)
-    return ValueScores(loss, (n_wrong == 0).float(), (per(bio, top * is_value, k) / n_val).reshape(-1),
-                       (per(bio, entropy * is_value, k) / n_val).reshape(-1))
+    loss = sum_by(slot, t.nll, k * n_attributes).reshape(b * k, n_attributes)
+    n_wrong = sum_by(slot, t.wrong, k * n_attributes).reshape(b * k, n_attributes)
+    n_val = sum_by(bio, batch.kind[:, 1:] == VALUE, k).clamp(min=1)
+    return ValueScores(loss, (n_wrong == 0).float(), (sum_by(bio, t.top_probability, k) / n_val).reshape(-1),
+                       (sum_by(bio, t.entropy, k) / n_val).reshape(-1))
 
 
 def summarize(scores: ValueScores, attributes: tuple[str, ...], prefix: str = "") -> dict[str, float]:

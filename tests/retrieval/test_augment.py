@@ -26,6 +26,21 @@ def test_no_documents_gives_the_runs_own_scores(packed_run, model):
     assert (scores["correct"] == own.correct.numpy()).all()
 
 
+def test_contexts_are_scored_by_the_metrics_one_computation(packed_run, model, monkeypatch):
+    """One implementation: score_contexts scores tokens with metrics.token_scores, as value_scores does."""
+    import workbench.metrics as metrics
+
+    calls, real = [], metrics.token_scores
+    monkeypatch.setattr(metrics, "token_scores", lambda *args: calls.append(args[0].shape) or real(*args))
+    data = packed_run.data
+    batch = data.eval_batch("seen", 4)
+    n_attr = len(data.config.data.attributes)
+    scores = score_contexts(model, batch, [Context(r, ()) for r in range(4)], [], n_attr, data.tokenizer.pad_id, 2)
+    assert len(calls) == 2  # one per chunk of 2 contexts
+    own = metrics.value_scores(model(batch.tokens), batch, n_attr)
+    assert len(calls) == 3 and np.allclose(scores["loss"], own.loss.numpy(), atol=1e-4)
+
+
 def test_a_context_is_scored_on_the_query_biography_only(packed_run, model, store):
     """Recomputed by hand: concatenate, forward, read the log-probabilities of the query's value tokens."""
     data = packed_run.data

@@ -67,7 +67,10 @@ def queries(batch, n_attributes: int) -> list[list[np.ndarray]]:
 def score_contexts(model, batch, contexts: list[Context], doc_tokens: list[np.ndarray], n_attributes: int,
                    pad_id: int, chunk: int = 64) -> dict[str, np.ndarray]:
     """Per context and attribute of its query biography: loss [c, a], correct [c, a], top_probability [c, a]
-    (mean over the value's tokens) and prediction [c][a] (the argmax tokens at the value, as a string)."""
+    (mean over the value's tokens) and prediction [c][a] (the argmax tokens at the value, as a string); the
+    tokens scored by `metrics.token_scores`, as the run's own metrics are."""
+    from workbench.metrics import sum_by, token_scores
+
     device = next(model.parameters()).device
     lengths = batch.mask.sum(1).tolist()
     out = {k: np.zeros((len(contexts), n_attributes)) for k in ("loss", "correct", "top_probability")}
@@ -88,23 +91,19 @@ def score_contexts(model, batch, contexts: list[Context], doc_tokens: list[np.nd
             tokens[i, : len(s)] = torch.from_numpy(s)
             is_value[i, o: o + n] = batch.kind[c.row, :n] == VALUE
             attr[i, o: o + n] = batch.attribute[c.row, :n].long().clamp(min=0)
-        logp = torch.log_softmax(model(tokens.to(device))[:, :-1].float().cpu(), -1)
-        target, is_value, attr = tokens[:, 1:], is_value[:, 1:], attr[:, 1:]
-        nll = -logp.gather(-1, target[..., None])[..., 0] * is_value
-        guess = logp.argmax(-1)
-        wrong = ((guess != target) & is_value).float()
-        top = logp.max(-1).values.exp() * is_value
+        scores = token_scores(model(tokens.to(device)).float().cpu(), tokens, is_value)
+        is_value, attr = is_value[:, 1:], attr[:, 1:]
 
         def per(x: torch.Tensor) -> np.ndarray:
-            return torch.zeros(len(seqs), n_attributes).scatter_add_(1, attr, x.float()).numpy()
+            return sum_by(attr, x, n_attributes).numpy()
 
         n_val = np.maximum(per(is_value), 1)
-        out["loss"][lo: lo + len(part)] = per(nll)
-        out["correct"][lo: lo + len(part)] = per(wrong) == 0
-        out["top_probability"][lo: lo + len(part)] = per(top) / n_val
+        out["loss"][lo: lo + len(part)] = per(scores.nll)
+        out["correct"][lo: lo + len(part)] = per(scores.wrong) == 0
+        out["top_probability"][lo: lo + len(part)] = per(scores.top_probability) / n_val
         for i in range(len(seqs)):
             where = [is_value[i] & (attr[i] == a) for a in range(n_attributes)]
-            predictions.append(["-".join(map(str, guess[i][w].tolist())) for w in where])
+            predictions.append(["-".join(map(str, scores.argmax[i][w].tolist())) for w in where])
     out["prediction"] = np.array(predictions, dtype=object).reshape(len(contexts), n_attributes)
     return out
 
