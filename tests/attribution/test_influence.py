@@ -21,6 +21,7 @@ def case(dense_run):
     return view, window_batch(dense_run.data, *WINDOW), dense_run.data.eval_batch("seen", 32, seed_offset=1)
 
 
+@pytest.mark.slow  # EK-FAC fits: 10-40 s each
 @pytest.mark.parametrize("measure", ["attention", "logit"])
 def test_with_dominant_damping_ekfac_is_the_exact_gradient_product(case, measure):
     """(F + λI)⁻¹ ≈ I/λ for λ ≫ F, in both: the scores must agree exactly, scale included."""
@@ -31,6 +32,7 @@ def test_with_dominant_damping_ekfac_is_the_exact_gradient_product(case, measure
     assert np.allclose(ek, ex, rtol=1e-3, atol=1e-3 * np.abs(ex).max())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("measure", ["attention", "logit"])
 def test_with_the_heuristic_damping_ekfac_ranks_like_the_exact_influence(case, measure):
     """The Kronecker approximation is not exact: rank agreement clearly above chance, and the same
@@ -43,6 +45,7 @@ def test_with_the_heuristic_damping_ekfac_ranks_like_the_exact_influence(case, m
     assert 0.2 < np.median(np.abs(ek)) / np.median(np.abs(ex)) < 5
 
 
+@pytest.mark.slow
 def test_a_gradient_step_on_the_top_promoters_raises_the_measure_more_than_on_the_bottom(case):
     """The sign convention: influence > 0 means training on the sequence raises the measure."""
     view, train, measure_batch = case

@@ -114,6 +114,7 @@ def test_bad_configs_raise_on_construction(kw, message):
         AttributionConfig(**(dict(layer=1, head=0, start=0, end=10) | kw))
 
 
+@pytest.mark.slow  # a second attribution: ~20 s
 def test_a_registered_measure_of_ones_own_is_used_by_name(dense_run, monkeypatch):
     """A user measure (attention to BOS at the value queries) registered in MEASURES is attributed by name."""
     from workbench.attribution.measures import MEASURES, Measure

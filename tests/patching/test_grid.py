@@ -25,6 +25,7 @@ class _Kill(Callback):
             raise KeyboardInterrupt("simulated kill")
 
 
+@pytest.mark.ray  # the grid trains as a sweep on a local Ray
 def test_grid_trains_skips_and_resumes(tiny_run, tiny_run_dir, tmp_path):
     root = tmp_path / "grid"
     _, _, (killed,) = plan_grid(tiny_run_dir, [40], out_root=root, config_overrides=SHORT)

@@ -137,6 +137,7 @@ def effects(table: pd.DataFrame, metric: str = "plateau_end", control: str = "ra
 
 
 def _t975(df: int) -> float:
-    """The 97.5% quantile of Student's t (scipy is not a dependency; exact to 3 digits for df >= 1)."""
-    table = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
-    return table.get(df, 1.96 + 2.4 / max(df, 1)) if df >= 1 else math.inf
+    """The 97.5% quantile of Student's t with `df` degrees of freedom (scipy's, exact)."""
+    from scipy.stats import t
+
+    return float(t.ppf(0.975, df)) if df >= 1 else math.inf
