@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -59,6 +60,19 @@ def test_attention_explorer_follows_the_step_slider(tiny_run):
     # the biography's text, name and value tokens highlighted
     assert e.text.value.count("background:#cfe3ff") >= len(tiny_run.config.data.attributes)
     assert _png(e)
+
+
+def test_attention_explorer_draws_the_pattern_of_row_pattern(tiny_run, monkeypatch):
+    """One function extracts a biography's pattern (viz.attention_views.row_pattern); the explorer draws it."""
+    from workbench.viz import attention_views
+
+    calls, real = [], attention_views.row_pattern
+    monkeypatch.setattr(attention_views, "row_pattern", lambda *args: calls.append(args[2:]) or real(*args))
+    e = AttentionExplorer(tiny_run, size=16)
+    e.set(head=1)
+    assert calls[-1] == (e.row, e.layer.value)
+    pattern, _, _ = real(tiny_run.load_model(e.step.value), e.batch, e.row, e.layer.value)
+    assert np.allclose(np.asarray(e.figure.axes[0].images[0].get_array()), pattern[1].double().numpy())
 
 
 def test_grid_comparer_shows_the_chosen_reference_steps(tiny_run):

@@ -186,12 +186,11 @@ class AttentionExplorer:
         return self
 
     def update(self) -> None:
-        import torch
         from IPython.display import display
 
         from workbench.attention import attention_metrics
         from workbench.data.kinds import token_labels
-        from workbench.viz.attention_views import plot_pattern
+        from workbench.viz.attention_views import plot_pattern, row_pattern
 
         step, layer, head = self.step.value, self.layer.value, self.head.value
         if step not in self._models:
@@ -200,12 +199,8 @@ class AttentionExplorer:
         if metrics is None:
             metrics = attention_metrics(model, self.batch)
             self._models[step] = (model, metrics)
-        n = int(self.batch.mask[self.row].sum())
-        tokens = self.batch.tokens[self.row: self.row + 1, :n]
-        with torch.no_grad():
-            _, cache = model.run_with_cache(tokens, names_filter=f"blocks.{layer}.attn.hook_pattern")
-        labels = token_labels(self.data.tokenizer, tokens[0], self.batch.kind[self.row, :n])
-        self.figure = plot_pattern(cache[f"blocks.{layer}.attn.hook_pattern"][0, head], labels,
+        pattern, tokens, kinds = row_pattern(model, self.batch, self.row, layer)
+        self.figure = plot_pattern(pattern[head], token_labels(self.data.tokenizer, tokens, kinds),
                                    f"step {step}: L{layer}H{head}")
         self.metrics = metrics[(metrics["layer"] == layer) & (metrics["head"] == head)][["metric", "value"]]
         show(self.output, self.figure)
