@@ -26,7 +26,7 @@ fi
 here="$(pwd)/workbench/__init__.py"
 installed="$(cd / && "$PY" -c "import importlib.util as u; s = u.find_spec('workbench'); print(s.origin if s else '')" 2>/dev/null || true)"
 if [ "$installed" != "$here" ] || ! has workbench transformer_lens circuitsvis filelock ray bm25s jupyterlab ipywidgets nbclient \
-        nbformat ipykernel pytest beartype psutil playwright; then
+        nbformat ipykernel pytest ruff beartype psutil playwright scipy; then
   "$PY" -m pip install -q -e ".[notebooks,test]"
 fi
 # kronfluence without its declared torchvision (see pyproject.toml): its real dependencies come with the workbench

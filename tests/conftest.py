@@ -26,6 +26,8 @@ import numpy as np
 import pytest
 import torch
 
+import workbench.experiment  # noqa: F401  (TransformerLens & co. imported at collection, not in a test's call)
+
 from workbench.config import DataConfig, PoolSizes, RunConfig, preset
 from workbench.data.kinds import NAME, PAD, TEXT, VALUE
 from workbench.data.biography_data import BiographyData

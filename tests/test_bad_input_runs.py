@@ -423,3 +423,25 @@ def test_an_edited_retrieval_table_is_named(tmp_path):
     assert str(e.value) == (f"{study / 'items.csv'} does not match its sha256 in retrieval.json (edited, truncated "
                             f"or missing): allowed the file as the workbench wrote it (or remove {study})")
     assert _hashes(tmp_path) == before
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--preset", "tiny", "--steps", str(10**30)], r"train\.steps=10+ is out of range: allowed an integer in \[1, 100000000\]"),
+    (["train", "--preset", "tiny", "--set", "train.eval_every=1000000000000"], r"train\.eval_every=1000000000000 is out of range"),
+])
+def test_absurd_step_counts_are_refused_before_any_compute(argv, message, tmp_path, monkeypatch, capsys):
+    import re
+
+    monkeypatch.chdir(tmp_path)
+    assert main([*argv, "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    assert re.search(message, _one_line(capsys)) and not (tmp_path / "run").exists()
+
+
+def test_a_config_json_without_a_section_is_named(run_copy, capsys):
+    config = json.loads((run_copy / "config.json").read_text())
+    del config["model"]
+    (run_copy / "config.json").write_text(json.dumps(config))
+    before = _hashes(run_copy)
+    assert main(["report", str(run_copy)]) == 2
+    line = _one_line(capsys)
+    assert "config.json" in line and "['model'] missing" in line and _hashes(run_copy) == before
