@@ -65,6 +65,19 @@ def test_a_gradient_step_on_the_top_promoters_raises_the_measure_more_than_on_th
     assert measure_after_step(order[:16]) > measure_after_step(order[-16:])
 
 
+@pytest.mark.slow
+def test_fit_size_subsets_the_fit_batch_not_the_scored_one(dense_run, case):
+    """With both `fit` and `fit_size`, the factors are fitted on a seeded subset of `fit` (it took `train`'s rows)."""
+    view, train, measure_batch = case
+    fit, scored = window_batch(dense_run.data, 20, 30), train[:8]
+    rows = torch.randperm(len(fit), generator=torch.Generator().manual_seed(0))[:32].sort().values
+    kw = {"damping": 1e-3, "fisher": "empirical"}
+    got = ekfac_influence(view, MEASURES["attention"](), scored, measure_batch, fit=fit, fit_size=32, **kw)
+    want = ekfac_influence(view, MEASURES["attention"](), scored, measure_batch, fit=fit[rows], **kw)
+    other = ekfac_influence(view, MEASURES["attention"](), scored, measure_batch, fit=train[:32], **kw)
+    assert np.allclose(got, want, rtol=1e-5, atol=1e-12) and not np.allclose(got, other, rtol=1e-3)
+
+
 @pytest.mark.parametrize("kw, message", [({"fisher": "diagonal"}, "fisher"), ({"damping": -1.0}, "damping")])
 def test_bad_arguments_raise_before_any_compute(case, kw, message):
     view, train, measure_batch = case
@@ -78,5 +91,29 @@ def test_compare_known_answers():
     assert compare(a, a) == pytest.approx({"spearman": 1.0, "top_overlap": 1.0})
     assert compare(a, -a) == pytest.approx({"spearman": -1.0, "top_overlap": 0.0})
     assert compare(a, np.r_[a[:9], -1.0], top=0.2)["top_overlap"] == 0.5  # 9 left the top 2
+    assert compare(a, np.r_[a[:5], a[:5]])["spearman"] == pytest.approx(np.corrcoef(  # ties: average ranks
+        [1, 2, 3, 4, 5, 6, 7, 8, 9, 10], [1.5, 3.5, 5.5, 7.5, 9.5, 1.5, 3.5, 5.5, 7.5, 9.5])[0, 1])
     with pytest.raises(ValueError, match="a, b"):
         compare(a, a[:5])
+
+
+@pytest.mark.parametrize("n, p, m", [(20, 300, 1), (40, 200, 3), (64, 48, 2)])
+def test_woodbury_solve_equals_the_direct_solve(n, p, m):
+    from workbench.attribution.influence import damped_solve, mean_eigenvalue
+
+    g = torch.randn(n, p, generator=torch.Generator().manual_seed(n), dtype=torch.float64) * torch.linspace(0.1, 3, p)
+    v = torch.randn(p, m, generator=torch.Generator().manual_seed(p), dtype=torch.float64).squeeze(-1)
+    lam = 0.1 * mean_eigenvalue(g)
+    assert lam == pytest.approx(0.1 * torch.linalg.eigvalsh(g.T @ g / n).mean().item(), rel=1e-10)
+    direct = torch.linalg.solve(g.T @ g / n + lam * torch.eye(p, dtype=torch.float64), v)  # independent of the code
+    for solver in ("woodbury", "direct", "auto"):
+        x = damped_solve(g, lam, v, solver)
+        assert torch.linalg.norm(x - direct) <= 1e-6 * torch.linalg.norm(direct), solver
+
+
+def test_exact_influence_is_the_same_through_woodbury_and_the_direct_solve(case):
+    view, train, measure_batch = case
+    measure, train = MEASURES["attention"](), train[:24]  # 24 fitting sequences, far fewer than the head's parameters
+    a = exact_influence(view, measure, train, measure_batch, fisher="empirical", solver="woodbury", chunk=5)
+    b = exact_influence(view, measure, train, measure_batch, fisher="empirical", solver="direct")
+    assert np.allclose(a, b, rtol=1e-6, atol=1e-9 * np.abs(b).max())

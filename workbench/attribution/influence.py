@@ -13,7 +13,8 @@ training on s raises the measure. (Kronfluence's score is ∇Pᵀ (F+λ)⁻¹ �
 eigenvalue of each module's block) and can split each score over the sequence's positions: the
 per-token score at p is the part that flows through the tracked modules' input at p. `exact_influence`
 builds F from explicit per-sequence gradients (one block over all tracked parameters, λ = 0.1 × the mean
-eigenvalue) and solves it directly: the reference EK-FAC is checked against on small cases (`compare`).
+eigenvalue) and solves it exactly, through the Woodbury identity when there are fewer fitting sequences than
+parameters (`damped_solve`): the reference EK-FAC is checked against (`compare`).
 The Fisher is "sampled" (labels drawn from the model: the true Fisher, as in docs/method.md §6.1) or
 "empirical" (the data's labels).
 """
@@ -139,10 +140,34 @@ def _flat_grad(value: Tensor, params: list[Tensor]) -> Tensor:
     return torch.cat([g.flatten() for g in torch.autograd.grad(value, params)]).double()
 
 
+def damped_solve(g_fit: Float[Tensor, "n p"], lam: float, v: Float[Tensor, "p *m"],
+                 solver: str = "auto") -> Float[Tensor, "p *m"]:
+    """(F + λI)⁻¹ v for the Fisher F = GᵀG / n of the n per-sequence gradients G [n, p], exactly.
+
+    `woodbury` solves the n × n system (F + λI)⁻¹ = (1/λ)(I - Gᵀ(nλI + GGᵀ)⁻¹G) in O(n²p) time and O(np)
+    memory, which is what one head needs (p up to ~10⁵, n a few thousand); `direct` builds the p × p matrix;
+    `auto` takes the smaller system."""
+    check(solver in ("auto", "woodbury", "direct"), "solver", "auto | woodbury | direct", solver)
+    check(lam > 0, "damping", "a number > 0", lam)
+    n, p = g_fit.shape
+    if solver == "direct" or (solver == "auto" and p <= n):
+        return torch.linalg.solve(g_fit.T @ g_fit / n + lam * torch.eye(p, dtype=g_fit.dtype, device=g_fit.device), v)
+    inner = g_fit @ g_fit.T + n * lam * torch.eye(n, dtype=g_fit.dtype, device=g_fit.device)
+    return (v - g_fit.T @ torch.linalg.solve(inner, g_fit @ v)) / lam
+
+
+def mean_eigenvalue(g_fit: Float[Tensor, "n p"]) -> float:
+    """The mean eigenvalue of F = GᵀG / n, trace(F) / p, without forming F."""
+    n, p = g_fit.shape
+    return float((g_fit * g_fit).sum() / (n * p))
+
+
 def exact_influence(view, measure, train: Batch, measure_batch: Batch, damping: float | None = None,
-                    fisher: str = "sampled", fit: Batch | None = None, seed: int = 0) -> np.ndarray:
-    """The influence [n_train] with the Fisher of the tracked parameters built from the per-sequence
-    gradients of `fit` (default: `train`) and solved exactly (module docstring); for small heads."""
+                    fisher: str = "sampled", fit: Batch | None = None, seed: int = 0, solver: str = "auto",
+                    chunk: int = 256) -> np.ndarray:
+    """The influence [n_train] with the Fisher of the tracked parameters built from the per-sequence gradients of
+    `fit` (default: `train`) and solved exactly (`damped_solve`; λ = 0.1 × the mean eigenvalue by default, which is
+    also the MDA rule λᵢ + 0.1·mean(λ)); the training gradients are taken `chunk` sequences at a time."""
     _check(measure, train, measure_batch, damping, fisher)
     view = copy.deepcopy(view)
     params = [p for name in measure.modules for p in getattr(view, name).parameters()]
@@ -155,16 +180,17 @@ def exact_influence(view, measure, train: Batch, measure_batch: Batch, damping: 
                                                      sample, generator).sum(), params) for i in range(len(batch))])
 
     g_fit = grads(fit, fisher == "sampled")
-    fisher_matrix = g_fit.T @ g_fit / len(fit)
-    lam = damping if damping is not None else DAMPING_SCALE * torch.diagonal(fisher_matrix).mean().item()
+    lam = damping if damping is not None else DAMPING_SCALE * mean_eigenvalue(g_fit)
     g_measure = _flat_grad(measure(view, measure_batch).mean(), params)
-    solved = torch.linalg.solve(fisher_matrix + lam * torch.eye(len(g_measure), dtype=torch.float64), g_measure)
-    return (-(grads(train, False) @ solved)).numpy()
+    solved = damped_solve(g_fit, lam, g_measure, solver)
+    del g_fit
+    return np.concatenate([(-(grads(train[i: i + chunk], False) @ solved)).cpu().numpy()
+                           for i in range(0, len(train), chunk)])
 
 
 def compare(a, b, top: float = 0.1) -> dict[str, float]:
-    """How well two influence vectors agree: Spearman rank correlation, and the overlap of their top
-    `top` fraction (share of a's most influential sequences that are among b's)."""
+    """How well two influence vectors agree: Spearman rank correlation (Pearson's of the ranks, ties averaged),
+    and the overlap of their top `top` fraction (share of a's most influential sequences that are among b's)."""
     import pandas as pd
 
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
@@ -172,4 +198,5 @@ def compare(a, b, top: float = 0.1) -> dict[str, float]:
     check(0 < top <= 1, "top", "a fraction in (0, 1]", top)
     k = max(1, int(round(top * len(a))))
     overlap = len(set(np.argsort(-a)[:k]) & set(np.argsort(-b)[:k])) / k
-    return {"spearman": float(pd.Series(a).corr(pd.Series(b), method="spearman")), "top_overlap": float(overlap)}
+    spearman = pd.Series(a).rank().corr(pd.Series(b).rank())  # pandas' method="spearman" needs scipy, not a dependency
+    return {"spearman": float(spearman), "top_overlap": float(overlap)}
