@@ -113,7 +113,7 @@ def ekfac_influence(view, measure, train: Batch, measure_batch: Batch, damping: 
     fit = train if fit is None else fit
     if fit_size is not None and fit_size < len(fit):
         rows = torch.randperm(len(fit), generator=torch.Generator().manual_seed(seed))[:fit_size]
-        fit = train[rows.sort().values]
+        fit = fit[rows.sort().values]
     with tempfile.TemporaryDirectory() as scratch, warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=FutureWarning, module="kronfluence")  # its GradScaler call
         out = Path(workdir) if workdir is not None else Path(scratch)
