@@ -57,7 +57,7 @@ class Evaluator(Callback):
         self.scores.setdefault("step", []).append(np.asarray(state.step))
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device == "cuda"):
             for prefix, batch in self.sets.items():
-                s = evaluate(model, batch, cfg.data.attributes, hooks=getattr(state, "eval_hooks", None))
+                s = evaluate(model, batch, cfg.data.attributes)  # patching, when on, is hooked on the model itself
                 row.update(summarize(s, cfg.data.attributes, prefix))
                 self.scores.setdefault(f"{prefix}loss", []).append(s.loss.mean(1).numpy().astype(np.float32))
                 self.scores.setdefault(f"{prefix}correct", []).append(s.correct.mean(1).numpy().astype(np.float32))
