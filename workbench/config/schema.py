@@ -21,6 +21,7 @@ ATTRIBUTES: tuple[str, ...] = ("birth_date", "birth_city", "university", "major"
 SHIPPED_TEMPLATES = 25  # sentence templates per attribute in workbench.data.templates
 SAMPLER_KINDS = ("uniform", "power_law", "celebrities", "warmup", "sequential")
 MAX_STEPS = 100_000_000  # an upper bound on any step count: far past any run, small enough to catch a typo
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")  # train.precision
 
 
 @dataclass(frozen=True)
@@ -85,16 +86,29 @@ class PackingConfig:
     others is about the same individual as the first (its templates and sentence order drawn afresh), the
     rest come from the sampler. k=1 (the default) is the study's single-biography sequence: runs without
     packing are unchanged. Evaluation sets stay single biographies.
+
+    Context-only individuals (q_ctx > 0): a pool of n_context individuals, disjoint from every other group and
+    never sampled otherwise; with probability q_ctx a packed sequence holds one of them twice, at two random
+    slots (each biography's templates and order drawn afresh), so only reading its first mention predicts the
+    second: training then rewards reading facts from the context (docs/method.md §6.2).
     """
 
     k: int = 1
     q_same: float = 0.0
+    q_ctx: float = 0.0
+    n_context: int = 0
 
     def __post_init__(self) -> None:
         check_int("packing.k", self.k, 1, 16)
         check_number("packing.q_same", self.q_same, 0.0, 1.0)
         check(self.k > 1 or self.q_same == 0.0, "packing.q_same", "0 when packing.k=1 (no other biography "
               "to repeat the individual in)", self.q_same)
+        check_number("packing.q_ctx", self.q_ctx, 0.0, 1.0)
+        check(self.k > 1 or self.q_ctx == 0.0, "packing.q_ctx", "0 when packing.k=1 (a context-only individual "
+              "needs two slots)", self.q_ctx)
+        check_int("packing.n_context", self.n_context, 0, 1 << 40)
+        check(self.q_ctx == 0.0 or self.n_context > 0, "packing.n_context", "> 0 when packing.q_ctx > 0 (the pool "
+              "the context-only individuals come from)", self.n_context)
 
 
 @dataclass(frozen=True)
@@ -131,6 +145,8 @@ class DataConfig:
         check_int("data.n_individuals", self.n_individuals, 1, max_names)
         check_int("data.n_heldout", self.n_heldout, 0, max_names - self.n_individuals)
         check_int("data.n_finetune", self.n_finetune, 0, max_names - self.n_individuals - self.n_heldout)
+        check_int("data.packing.n_context", self.packing.n_context, 0,
+                  max_names - self.n_individuals - self.n_heldout - self.n_finetune)
         s = self.sampler
         if s.kind == "celebrities":
             check_int("sampler.n_celebrities", s.n_celebrities, 1, self.n_individuals)
@@ -206,6 +222,13 @@ class TrainConfig:
     n_checkpoints: int = 0  # evenly spaced intervals over the run; 0 = the study's schedule
     device: str = "auto"  # auto | cpu | cuda
     grad_clip: float = 1.0  # max global gradient norm (clip_grad_norm_); 0 = no clipping
+    # How the loop runs (README "On a GPU"); none changes a CPU run's numbers at its default.
+    precision: str = "auto"  # auto (bf16 on a CUDA GPU that has it, else fp16; fp32 on CPU) | bf16 | fp16 | fp32
+    tf32: bool = True  # TF32 matmuls for fp32 work on CUDA (no effect on CPU)
+    compile: bool = False  # torch.compile the training forward+backward
+    pad_multiple: int = 0  # pad training batches to a multiple of this (capped at n_ctx); 0 = 8 on CUDA, 1 on CPU
+    prefetch: int = 2  # training batches built ahead on a background thread; 0 = on the training thread
+    optimizer_every: int = 1  # optimizer state with every k-th scheduled checkpoint (and the last); 0 = the last only
 
     def __post_init__(self) -> None:
         for s in self.checkpoint_steps:  # steps past the end of the run are ignored (a schedule outlives a run)
@@ -224,6 +247,12 @@ class TrainConfig:
         check_int("train.n_checkpoints", self.n_checkpoints, 0, MAX_STEPS)
         check_number("train.grad_clip", self.grad_clip, 0.0)
         check(self.device in ("auto", "cpu", "cuda"), "train.device", "auto | cpu | cuda", self.device)
+        check(self.precision in PRECISIONS, "train.precision", " | ".join(PRECISIONS), self.precision)
+        check(isinstance(self.tf32, bool), "train.tf32", "true | false", self.tf32)
+        check(isinstance(self.compile, bool), "train.compile", "true | false", self.compile)
+        check_int("train.pad_multiple", self.pad_multiple, 0, 1024)
+        check_int("train.prefetch", self.prefetch, 0, 64)
+        check_int("train.optimizer_every", self.optimizer_every, 0, MAX_STEPS)
 
 
 @dataclass(frozen=True)
@@ -330,6 +359,11 @@ class RunConfig:
               "None in a patching or fine-tuning run (an edit retrains a pre-training twin)", self.edit)
         if self.finetune is not None:
             check_int("finetune.n_new", self.finetune.n_new, 1, self.data.n_finetune)
+        p = self.data.packing
+        if p.q_ctx > 0:  # each context-only individual about once per run at most, so only reading predicts it
+            need = math.ceil(p.q_ctx * self.train.batch_size * self.train.steps)
+            check(p.n_context >= need, "data.packing.n_context", f">= {need} (packing.q_ctx x train.batch_size x "
+                  f"train.steps: the expected context-only sequences of the run)", p.n_context)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -13,7 +13,7 @@ import numpy as np
 from workbench.config import RunConfig
 from workbench.data.biographies import Biographer
 from workbench.data.edits import SequenceEdit
-from workbench.data.packing import pack_individuals
+from workbench.data.packing import insert_context, pack_individuals
 from workbench.data.population import GROUPS, Population, make_population
 from workbench.data.samplers import Sampler, finetune_sampler, make_sampler
 from workbench.data.tokenizer import BiographyTokenizer, train_tokenizer
@@ -62,7 +62,8 @@ class BiographyData:
         p = self.config.data.packing
         if self.config.finetune is not None or p.k == 1:
             return self.sampler.individuals(step)[:, None]
-        return pack_individuals(self.sampler.individuals(step), p.k, p.q_same, self.config.seed, step)
+        rows = pack_individuals(self.sampler.individuals(step), p.k, p.q_same, self.config.seed, step)
+        return insert_context(rows, p.q_ctx, self.population.context, self.config.seed, step)
 
     def train_batch(self, step: int) -> Batch:
         """The training batch of a step (training templates), identical on every call; with `edit`

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 _STREAM_PACKING = 23
+_STREAM_CONTEXT = 29
 
 
 def pack_individuals(drawn: np.ndarray, k: int, q_same: float, seed: int, step: int) -> np.ndarray:
@@ -23,6 +24,20 @@ def pack_individuals(drawn: np.ndarray, k: int, q_same: float, seed: int, step: 
         same = rng.random(len(rows)) < q_same
         slot = rng.integers(1, k, size=len(rows))
         rows[same, slot[same]] = rows[same, 0]
+    return rows
+
+
+def insert_context(rows: np.ndarray, q_ctx: float, context: range, seed: int, step: int) -> np.ndarray:
+    """`rows` [batch, k] where, with probability q_ctx per sequence, two distinct random slots hold one
+    context-only individual drawn uniformly from `context` (after q_same: it may overwrite a repeat)."""
+    rows = rows.copy()
+    if q_ctx > 0 and rows.shape[1] > 1:
+        rng = np.random.default_rng([seed, _STREAM_CONTEXT, step])
+        hit = np.flatnonzero(rng.random(len(rows)) < q_ctx)
+        slots = np.argsort(rng.random((len(hit), rows.shape[1])), axis=1)[:, :2]
+        who = context.start + rng.integers(len(context), size=len(hit))
+        rows[hit, slots[:, 0]] = who
+        rows[hit, slots[:, 1]] = who
     return rows
 
 

@@ -1,7 +1,7 @@
 """Populations of individuals: unique full names, independently sampled attributes, template splits.
 
 One `Population` holds every individual of a run in one set of arrays, ordered
-[seen (pre-training) | held-out | new (fine-tuning)]; the three are index ranges.
+[seen (pre-training) | held-out | new (fine-tuning) | context-only]; each is an index range.
 Generation is chunked and seeded per chunk, so it is prefix-stable: asking for more held-out or
 new individuals never changes the ones before them (a fine-tuning run sees exactly the same
 pre-training population as its base run).
@@ -66,6 +66,13 @@ class Population:
         n = self.config.n_individuals + self.config.n_heldout
         return range(n, n + self.config.n_finetune)
 
+    @property
+    def context(self) -> range:
+        """Context-only individuals (data.packing.n_context): only ever in packed training sequences, twice; never
+        evaluated, never in a datastore (not one of GROUPS)."""
+        n = self.config.n_individuals + self.config.n_heldout + self.config.n_finetune
+        return range(n, n + self.config.packing.n_context)
+
     def group(self, name: str) -> range:
         """The individuals of a group (see GROUPS): 'seen', 'heldout' or 'new'."""
         return getattr(self, check_group(name))
@@ -99,7 +106,7 @@ class Population:
 def make_population(config: DataConfig, seed: int) -> Population:
     """Generate every individual of a run from one seed (see module docstring)."""
     pools = Pools.from_sizes(config.pool_sizes)
-    total = config.n_individuals + config.n_heldout + config.n_finetune
+    total = config.n_individuals + config.n_heldout + config.n_finetune + config.packing.n_context
     n_chunks = -(-total // _CHUNK)
     names = _unique_names(pools, total, seed)
     values, orders = [], []

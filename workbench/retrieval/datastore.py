@@ -86,9 +86,10 @@ def build_datastore(data, config: DatastoreConfig = DatastoreConfig()) -> Datast
         individuals.append(a["individuals"])
         templates.append(a["templates"])
     individuals, templates = np.concatenate(individuals), np.concatenate(templates)
-    if config.source == "trained":  # keep each distinct biography once
+    if config.source == "trained":  # each distinct biography once; context-only individuals never (only reading knows them)
         _, keep = np.unique(np.array([t.tobytes() for t in tokens], dtype=object), return_index=True)
         keep = np.sort(keep)
+        keep = keep[~np.isin(individuals[keep], np.asarray(data.population.context))]
         tokens, individuals, templates = [tokens[i] for i in keep], individuals[keep], templates[keep]
     _check_training_only(data, individuals, templates)
     return Datastore(tokens, individuals, templates, data.tokenizer.bos_id)
