@@ -258,6 +258,17 @@ def cmd_retrieve(args) -> None:
     print(f"\nseen accuracy by mode:\n{seen.round(3).to_string()}")
     mult = r.multipliers[r.multipliers["mode"] != "none"].pivot(index="step", columns="mode", values="multiplier")
     print(f"\nmultiplier (equivalent step / step; see multipliers.csv for intervals and bounds):\n{mult.round(2).to_string()}")
+    if args.reading:
+        from workbench.retrieval.reading import reading_test
+
+        from workbench.run import load_run
+
+        run = load_run(r.path.parent.parent)  # the same biographies as the study's held-out group
+        size = r.config.eval_size or run.config.train.eval_size
+        table = reading_test(run, steps=r.config.steps, size=size, progress=not args.quiet)
+        acc = table.pivot(index="step", columns="condition", values="accuracy")[table["condition"].unique()]
+        print(f"\nreading tests, held-out accuracy (own: their biography in context; other: someone else's):\n"
+              f"{acc.round(3).to_string()}")
 
 
 def cmd_runs(args) -> None:
@@ -382,6 +393,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the datastore: fresh training-template biographies of seen individuals, or the trained ones "
                         "(default: generated)")
     p.add_argument("--name", help="the study's folder under <run>/retrieval/ (default: RetrievalConfig's, default)")
+    p.add_argument("--reading", action="store_true",
+                   help="also the reading tests: held-out individuals with [own], [other], [other, own], [own, other] "
+                        "biographies in context (workbench.retrieval.reading)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_retrieve)
 
