@@ -47,6 +47,15 @@ def _presets() -> dict[str, RunConfig]:
             model=sweep_model,
             train=dataclasses.replace(sweep_train, n_checkpoints=15, eval_size=128),
         ),
+        # reading from the context (docs/method.md §6.2): cpu-packed's world with context-only individuals (70% of
+        # sequences hold one of them twice among 3 biographies, at random slots, beside a seen individual: only
+        # reading, by name, predicts the second mention) and 4 layers; a first setting, not yet tuned (NOTES)
+        "cpu-reading": RunConfig(
+            preset="cpu-reading",
+            data=dataclasses.replace(sweep_data, packing=PackingConfig(k=3, q_ctx=0.7, n_context=70_000)),
+            model=dataclasses.replace(sweep_model, n_layers=4),
+            train=dataclasses.replace(sweep_train, steps=3000, n_checkpoints=15, eval_size=128),
+        ),
         # for tests: seconds on a CPU
         "tiny": RunConfig(
             preset="tiny",
