@@ -28,7 +28,7 @@ def test_the_deprecated_probe_flag_still_names_the_measure(dense_run, attributio
 @pytest.mark.parametrize("args, message", [
     (["--head", "0"], "head is given without layer"),
     (["--layer", "5", "--head", "0", "--window", "10", "20"], "layer=5 is out of range"),
-    (["--layer", "1", "--head", "0", "--window", "10", "90"], "attribution.end"),
+    (["--layer", "1", "--head", "0", "--window", "10", "90"], "--window 10 90: allowed START < END within the run's steps [0, 40]"),
 ])
 def test_bad_arguments_name_the_field(dense_run, capsys, args, message):
     assert main(["attribute", str(dense_run.path), *args, "--quiet"]) != 0

@@ -90,7 +90,7 @@ def test_a_tampered_table_is_refused(attribution, tmp_path):
 @pytest.mark.parametrize("kw, message", [
     ({"layer": 2}, r"layer=2 is out of range: allowed an integer in \[0, 1\]"),
     ({"head": 2}, r"head=2 is out of range: allowed an integer in \[0, 1\]"),
-    ({"end": 41}, r"attribution.end=41 is out of range: allowed an integer in \[11, 40\]"),
+    ({"end": 41}, r"attribution.start, attribution.end = 10, 41: allowed start < end within the run.s steps \[0, 40\]"),
     ({"step": 7}, r"attribution.step=7 is out of range: allowed a checkpoint step of the run"),
 ])
 def test_bad_configs_for_the_run_raise_before_any_compute(dense_run, kw, message):
