@@ -26,6 +26,8 @@ from workbench.training.loop import Callback
 from workbench.training.rundir import RunDir
 from workbench.training.stopping import Stopped
 
+pytestmark = pytest.mark.slow  # subprocess runs of 240 steps
+
 # A tiny run long enough to be interrupted mid-training, with frequent evaluations and checkpoints.
 LONG = ["--preset", "tiny", "--set", "train.steps=240", "--set", "train.n_checkpoints=12", "--quiet"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # one thread: bit-identical reruns
@@ -122,8 +124,6 @@ def dying(*args, **kwargs):
     return out
 target.{function} = dying
 from workbench.cli import main
-
-pytestmark = pytest.mark.slow
 sys.exit(main(sys.argv[1:]))
 """
 

@@ -74,8 +74,8 @@ class Batch:
         starts = [(self.value_start & (self.attribute == j)).int().argmax(1) for j in range(n_attributes)]
         return torch.stack(starts, 1) - 1
 
-    def to(self, device: str | torch.device) -> "Batch":
-        return self._map(lambda x: x.to(device))
+    def to(self, device: str | torch.device, non_blocking: bool = False) -> "Batch":
+        return self._map(lambda x: x.to(device, non_blocking=non_blocking))
 
     def __getitem__(self, rows) -> "Batch":
         return self._map(lambda x: x[rows])

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from workbench.atomic import atomic_path, os_error
 
@@ -50,18 +50,32 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def save_file(tensors: dict[str, torch.Tensor], filename: str, metadata: dict[str, str] | None = None) -> str:
+    """Write `tensors` as a safetensors file (safetensors' own serialisation); returns its sha256, computed from
+    the bytes as they are written (the file is not read back)."""
+    data = memoryview(save(tensors, metadata=metadata))
+    h = hashlib.sha256()
+    with open(filename, "wb") as f:
+        for i in range(0, len(data), 1 << 24):
+            chunk = data[i:i + (1 << 24)]
+            h.update(chunk)
+            f.write(chunk)
+    return h.hexdigest()
+
+
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> str:
     """Atomic safetensors write; returns the file's sha256. A failed write (a full disk: ENOSPC) is the
     OSError naming `path` (safetensors reports it as a SafetensorError carrying the OS error code)."""
     with atomic_path(path) as tmp:
         try:
-            save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+            digest = save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp),
+                               metadata=metadata)
         except SafetensorError as e:
             code = re.search(r"\(os error (\d+)\)|\bcode: (\d+)", str(e))  # "I/O error: ... (os error 28)"
             if code is None:
                 raise
             raise os_error(int(code.group(1) or code.group(2)), path) from e
-    return sha256(Path(path))
+    return digest
 
 
 def load_tensors(path: Path, expected_sha256: str | None = None) -> dict[str, torch.Tensor]:

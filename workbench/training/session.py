@@ -22,7 +22,8 @@ from workbench.data.biography_data import BiographyData
 from workbench.model import build_model, context_length
 from workbench.training.callbacks import Checkpointer, Evaluator, Progress
 from workbench.training.checkpoint import load_optimizer, load_weights, scheduled_steps
-from workbench.training.loop import Callback, TrainState, make_optimizer, resolve_device, train_loop
+from workbench.training.loop import (Callback, TrainState, check_compile, configure_device, make_optimizer,
+                                     resolve_device, resolve_precision, train_loop)
 from workbench.training.rundir import RunDir
 from workbench.training.stopping import Stopped, stop_on_signals
 
@@ -33,6 +34,9 @@ Prepare = Callable[[RunConfig, BiographyData, torch.nn.Module, str, bool], list[
 def setup(config: RunConfig, tokenizer=None) -> tuple[BiographyData, torch.nn.Module, str]:
     """Data, a freshly initialised model (seeded by config.seed) and the device, all validated."""
     device = resolve_device(config.train.device)
+    resolve_precision(config.train, device)  # bad precision or compile for this device: refused before any work
+    check_compile(config.train, device)
+    configure_device(config.train, device)
     data = BiographyData(config, tokenizer=tokenizer)
     model = build_model(config.model, data.tokenizer.vocab_size, context_length(config.model, data.max_length),
                         config.seed, device)
@@ -52,7 +56,7 @@ def start(config: RunConfig, out: str | Path, prepare: Prepare = _no_features, t
     extra = prepare(config, data, model, device, True)
     with run.lock():
         run.create(config, data.tokenizer, data.population.fingerprint())
-        state = TrainState(model, make_optimizer(model, config.train), data, config)
+        state = TrainState(model, make_optimizer(model, config.train, device), data, config)
         _run(run, state, device, progress, [*extra, *callbacks])
     return run
 
@@ -70,7 +74,7 @@ def resume(path: str | Path, prepare: Prepare = _no_features, progress: bool = T
         if point is not None:
             load_weights(model, run.path / point["weights"], point["sha256"])
         extra = prepare(config, data, model, device, point is None)
-        state = TrainState(model, make_optimizer(model, config.train), data, config,
+        state = TrainState(model, make_optimizer(model, config.train, device), data, config,
                            step=0 if point is None else point["step"])
         if point is not None and point.get("optimizer"):
             load_optimizer(state.optimizer, run.path / point["optimizer"], point["optimizer_sha256"])
@@ -88,15 +92,19 @@ def _restore_loop_state(state: TrainState, path: Path) -> None:
 
 
 def _run(run: RunDir, state: TrainState, device: str, progress: bool, extra: list[Callback]) -> None:
-    callbacks = [*extra, Evaluator(run, device), Checkpointer(run, scheduled_steps(state.config.train)),
+    cfg = state.config.train
+    checkpointer = Checkpointer(run, scheduled_steps(cfg), optimizer_every=cfg.optimizer_every)
+    callbacks = [*extra, Evaluator(run, device, resolve_precision(cfg, device)), checkpointer,
                  Progress(progress, desc=run.path.name)]
     was_deterministic = torch.are_deterministic_algorithms_enabled()
     if device == "cpu":  # multithreaded CPU reductions are otherwise not bit-reproducible (exact resume)
         torch.use_deterministic_algorithms(True, warn_only=True)
     try:
         with stop_on_signals(state) as received:
-            train_loop(state, callbacks, device)
+            train_loop(state, callbacks, device, n_ctx=getattr(getattr(state.model, "cfg", None), "n_ctx", 0))
     except BaseException:
+        checkpointer.drain(quiet=True)  # a checkpoint being written in the background is completed first
+        checkpointer.close()
         if run.exists():
             run.update_manifest(status="failed" if state.step < state.config.train.steps else "finished")
         raise
