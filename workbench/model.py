@@ -3,14 +3,27 @@
 A later port (TransformerLens 4's TransformerBridge) changes this file only. TransformerLens 3.9
 warns on construction that `HookedTransformer` is deprecated; that warning is silenced here, and
 only here.
+
+Attention runs through `F.scaled_dot_product_attention` (one fused kernel; the pattern is never materialised)
+whenever nothing observes `hook_attn_scores` or `hook_pattern`: no TransformerLens hook (patching,
+`run_with_cache`, `run_with_hooks`, `hooks()`), no torch module hook on them, and a standard causal
+configuration. Otherwise, and for any call TransformerLens' own path handles differently (a KV cache,
+attention masks), it is TransformerLens' eager attention, unchanged. Checked at every forward, so a hook added
+later is honoured. `hook_q`, `hook_k`, `hook_v`, `hook_rot_q/k` and `hook_z` fire on both paths. The two agree to
+float32 rounding (tests/test_model.py: logits and gradients within rtol 1e-5, atol 1e-5 on CPU).
 """
 
 from __future__ import annotations
 
 import warnings
 
+import einops
 import torch
+import torch.nn.functional as F
+from torch.nn.modules import module as _torch_module
 from transformer_lens import HookedTransformer, HookedTransformerConfig
+from transformer_lens.components import Attention
+from transformer_lens.utilities.activation_functions import softcap_enabled
 
 from workbench.config import ModelConfig
 
@@ -31,7 +44,51 @@ def build_model(cfg: ModelConfig, d_vocab: int, n_ctx: int, seed: int, device: s
         warnings.filterwarnings("ignore", message=r"HookedTransformer is deprecated", category=DeprecationWarning)
         torch.manual_seed(seed)
         model = HookedTransformer(model_config(cfg, d_vocab, n_ctx, "cpu"), move_to_device=False)
+    for block in model.blocks:
+        if type(block.attn) is Attention:
+            block.attn.__class__ = FastAttention  # same parameters and hook points; see the module docstring
     return model.to(device, print_details=False)
+
+
+def _observed(point: torch.nn.Module) -> bool:
+    """Whether anything reads or writes a HookPoint: a TransformerLens hook, or a torch hook on it or on every module."""
+    return bool(getattr(point, "fwd_hooks", None) or getattr(point, "bwd_hooks", None) or point._forward_hooks
+                or point._forward_pre_hooks or point._backward_hooks or point._backward_pre_hooks
+                or _torch_module._global_forward_hooks or _torch_module._global_forward_pre_hooks
+                or _torch_module._global_backward_hooks or _torch_module._global_backward_pre_hooks)
+
+
+class FastAttention(Attention):
+    """TransformerLens' `Attention` with an SDPA path taken when nothing observes the attention pattern."""
+
+    def fast_path_applies(self, *extra) -> bool:
+        """No hook on hook_attn_scores / hook_pattern, no extra inputs, and a configuration whose eager
+        computation is exactly softmax(q k^T / attn_scale + causal mask) v."""
+        c = self.cfg
+        return (all(x is None for x in extra) and not _observed(self.hook_pattern)
+                and not _observed(self.hook_attn_scores)
+                and c.positional_embedding_type in ("standard", "rotary") and not c.use_attn_result
+                and not c.load_in_4bit and not c.use_logn_attn and not c.use_attention_sinks
+                and c.clip_qkv is None and not softcap_enabled(c.attn_scores_soft_cap)
+                and (self._attention_dir_override or c.attention_dir) == "causal"
+                and c.original_architecture not in ("OlmoeForCausalLM", "Olmo2ForCausalLM", "Olmo3ForCausalLM"))
+
+    def forward(self, query_input, key_input, value_input, past_kv_cache_entry=None, additive_attention_mask=None,
+                attention_mask=None, position_bias=None):
+        if not self.fast_path_applies(past_kv_cache_entry, additive_attention_mask, attention_mask, position_bias):
+            return super().forward(query_input, key_input, value_input, past_kv_cache_entry,
+                                   additive_attention_mask, attention_mask, position_bias)
+        q, k, v = self.calculate_qkv_matrices(query_input, key_input, value_input)  # hook_q, hook_k, hook_v
+        if self.cfg.positional_embedding_type == "rotary":
+            q = self.hook_rot_q(self.apply_rotary(q, 0, None))
+            k = self.hook_rot_k(self.apply_rotary(k, 0, None))
+        z = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2).to(q.dtype),
+                                           is_causal=True, scale=1.0 / self.attn_scale)
+        z = self.hook_z(z.transpose(1, 2))  # [batch, pos, head_index, d_head]
+        w = einops.rearrange(self.W_O, "head_index d_head d_model -> d_model (head_index d_head)")
+        if z.dtype != w.dtype:
+            z = z.to(w.dtype)
+        return F.linear(z.reshape(z.shape[0], z.shape[1], -1), w, self.b_O)
 
 
 def attach_tokenizer(model: HookedTransformer, tokenizer) -> HookedTransformer:
@@ -60,3 +117,21 @@ def non_embedding_parameters(model: HookedTransformer) -> int:
     """Parameter count without token/positional embeddings and unembedding (as the study reports)."""
     skip = ("embed.", "pos_embed.", "unembed.")
     return sum(p.numel() for n, p in model.named_parameters() if not n.startswith(skip))
+
+
+def matmul_parameters(model: HookedTransformer) -> int:
+    """Parameters that enter a matrix multiply per token: every weight matrix (W_Q, W_K, W_V, W_O, W_in, W_out,
+    W_U) but the token and positional embeddings (lookups), without biases and LayerNorm scales."""
+    skip = ("embed.", "pos_embed.")
+    return sum(p.numel() for n, p in model.named_parameters()
+               if n.rsplit(".", 1)[-1].startswith("W_") and not n.startswith(skip))
+
+
+def training_flops(model: HookedTransformer, lengths) -> float:
+    """FLOPs of one forward + backward over sequences of the given real (unpadded) lengths: per sequence of t
+    tokens 6 N t + 12 n_layers (n_heads d_head) t^2, N the matmul parameters (PaLM, appendix B; attention
+    scores counted in full, not causally halved). Padding is not counted: it is not useful work."""
+    c = model.cfg
+    n, attention = matmul_parameters(model), 12 * c.n_layers * c.n_heads * c.d_head
+    t = torch.as_tensor(lengths, dtype=torch.float64)
+    return float((6 * n * t + attention * t * t).sum())
