@@ -28,11 +28,23 @@ def test_multiplier_is_equivalent_step_over_step():
     assert compute_multiplier(STEPS, ACC, 1000, 0.5).multiplier == pytest.approx(0.1)
 
 
-def test_beyond_and_below_the_run_are_bounds_not_values():
+def test_beyond_and_below_the_run_are_bounds_never_numbers():
     beyond = compute_multiplier(STEPS[:5], ACC[:5], 100, 0.9)  # the run stops at 0.75
-    assert beyond.status == "beyond" and beyond.multiplier == pytest.approx(10.0)  # a lower bound: 1000 / 100
+    assert beyond.status == "beyond" and math.isnan(beyond.multiplier) and math.isnan(beyond.equivalent_step)
+    assert beyond.bound == pytest.approx(10.0)  # a lower bound: 1000 / 100
     below = compute_multiplier(STEPS, ACC, 100, 0.0)
-    assert below.status == "below" and below.equivalent_step == 1.0
+    assert below.status == "below" and math.isnan(below.multiplier) and below.bound == pytest.approx(0.01)
+    # a longer baseline of the same curve turns the bound into the exact value
+    longer = compute_multiplier(STEPS, ACC, 100, 0.9)
+    assert longer.status == "within" and longer.multiplier == pytest.approx(10 ** 3.6 / 100, rel=1e-12)
+
+
+def test_an_interval_past_the_baseline_is_open_not_capped():
+    targets = np.linspace(0.6, 0.9, 41)  # the 2.5% and 97.5% quantiles fall on 0.6075 and 0.8925
+    lo, hi = multiplier_interval(STEPS[:5], ACC[:5], 100, targets)  # half of them beyond the run's 0.75
+    assert lo == pytest.approx(10 ** (4 * 0.6075) / 100, rel=1e-9) and hi == math.inf
+    lo, hi = multiplier_interval(STEPS, ACC, 100, targets)  # the longer baseline measures them all
+    assert hi == pytest.approx(10 ** (4 * 0.8925) / 100, rel=1e-9)
     assert math.isnan(compute_multiplier(STEPS, ACC, 0, 0.5).multiplier)
 
 

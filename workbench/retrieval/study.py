@@ -43,6 +43,9 @@ class RetrievalConfig:
     datastore: DatastoreConfig = field(default_factory=DatastoreConfig)
     n_boot: int = 500  # bootstrap resamples of the evaluation biographies (intervals)
     chunk: int = 64  # contexts per forward pass
+    # the baseline curve of the multiplier: "" = the run's own metrics; else a longer run of the same config (more
+    # train.steps, a constant learning rate), so accuracies past the run's own end still get an equivalent step
+    baseline_run: str = ""
 
     def __post_init__(self) -> None:
         if isinstance(self.datastore, dict):
@@ -61,6 +64,8 @@ class RetrievalConfig:
         check_int("retrieval.eval_size", self.eval_size, 0, 100_000)
         check_int("retrieval.n_boot", self.n_boot, 0, 100_000)
         check_int("retrieval.chunk", self.chunk, 1, 4096)
+        check(isinstance(self.baseline_run, str), "retrieval.baseline_run", "a run directory, or '' (the run itself)",
+              self.baseline_run)
         check(isinstance(self.datastore, DatastoreConfig), "retrieval.datastore", "a DatastoreConfig", self.datastore)
 
 
@@ -80,7 +85,29 @@ def resolve(run, config: RetrievalConfig) -> RetrievalConfig:
     if config.datastore.source == "trained":
         check_int("datastore.up_to_step", config.datastore.up_to_step, 0, run.config.train.steps)
     check("attribute_accuracy" in run.metrics, "run", "a run with evaluation metrics (the baseline curve)", run.path)
+    if config.baseline_run:
+        check_baseline(run, config.baseline_run)
     return dataclasses.replace(config, steps=config.steps or tuple(steps))
+
+
+_LENGTH_FIELDS = ("steps", "n_checkpoints", "checkpoint_steps", "eval_every")
+
+
+def check_baseline(run, baseline_run: str):
+    """The baseline run of the multiplier: the run's config trained longer (only the train fields of its length and
+    cadence differ) with a constant learning rate (a cosine run's curve depends on its length); the loaded run."""
+    from workbench.run import load_run
+    from workbench.training.rundir import RunDir
+
+    base = load_run(RunDir.require(baseline_run, "retrieval.baseline_run").path)
+    same = {f: getattr(base.config.train, f) for f in _LENGTH_FIELDS}
+    check(base.config == run.config.replace(train=same), "retrieval.baseline_run",
+          f"a run of this run's config with only train.{{{', '.join(_LENGTH_FIELDS)}}} changed", baseline_run)
+    check(run.config.train.schedule == "constant" or base.config.train.steps == run.config.train.steps,
+          "retrieval.baseline_run", "a longer run only for a constant learning rate (train.schedule)", baseline_run)
+    check(base.config.train.steps >= run.config.train.steps, "retrieval.baseline_run",
+          f"a run of at least train.steps={run.config.train.steps}", baseline_run)
+    return base
 
 
 @dataclass(frozen=True)
@@ -155,7 +182,8 @@ def _compute(run, config: RetrievalConfig, out: Path, progress: bool) -> None:
     items = pd.concat(parts, ignore_index=True)
     items = items[["step", *[c for c in items.columns if c != "step"]]]
     summary = summarize(items, config.n_boot)
-    multipliers = multiplier_table(items, run.metrics, config.n_boot)
+    baseline = check_baseline(run, config.baseline_run) if config.baseline_run else run
+    multipliers = multiplier_table(items, baseline.metrics, config.n_boot)
     out.mkdir(parents=True)
     files = {"items.csv": items, "summary.csv": summary, "multipliers.csv": multipliers}
     for name, frame in files.items():
@@ -163,6 +191,8 @@ def _compute(run, config: RetrievalConfig, out: Path, progress: bool) -> None:
     atomic_write_json(out / "retrieval.json", {
         "config": dataclasses.asdict(config), "run": str(run.path), "seed": run.config.seed,
         "datastore": {"documents": len(store), "name_recall_at_1": recall},
+        "baseline": {"run": str(baseline.path), "steps": baseline.config.train.steps,
+                     "times_longer": baseline.config.train.steps / run.config.train.steps},
         "seconds": {"datastore": round(t1 - t0, 2), "evaluation": round(time.perf_counter() - t1, 2)},
         "sha256": {n: hashlib.sha256((out / n).read_bytes()).hexdigest() for n in files}})
 
@@ -198,5 +228,6 @@ def multiplier_table(items: pd.DataFrame, metrics: pd.DataFrame, n_boot: int = 5
         lo, hi = (multiplier_interval(steps, acc, int(step), _boot_means(per_row, n_boot, seed=1))
                   if n_boot else (np.nan, np.nan))
         rows.append({"step": m.step, "mode": mode, "accuracy": m.accuracy, "equivalent_step": m.equivalent_step,
-                     "multiplier": m.multiplier, "multiplier_lo": lo, "multiplier_hi": hi, "status": m.status})
+                     "multiplier": m.multiplier, "multiplier_lo": lo, "multiplier_hi": hi, "bound": m.bound,
+                     "status": m.status})
     return pd.DataFrame(rows)

@@ -34,12 +34,17 @@ def plot_retrieval(study, run=None) -> Figure:
         if not len(g):
             continue
         within = g["status"] == "within"
-        mult.plot(g["step"], g["multiplier"], "-", color=color, alpha=0.6)
+        # a bound (beyond / below the baseline curve) is no value: open markers at the bound (older studies: at
+        # the multiplier column, which then held it); an interval open at the top is drawn up to 10x the value
+        bound = g["bound"] if "bound" in g else g["multiplier"]
+        value = g["multiplier"].where(within, bound)
+        mult.plot(g["step"], value, "-", color=color, alpha=0.6)
+        hi = g["multiplier_hi"][within].clip(upper=10 * g["multiplier"][within])
         mult.errorbar(g["step"][within], g["multiplier"][within],
                       yerr=np.abs(np.stack([g["multiplier"][within] - g["multiplier_lo"][within],
-                                            g["multiplier_hi"][within] - g["multiplier"][within]])),
+                                            hi - g["multiplier"][within]])),
                       fmt="o", color=color, ms=4, capsize=2, label=label)
-        mult.plot(g["step"][~within], g["multiplier"][~within], "o", mfc="none", color=color, ms=6)
+        mult.plot(g["step"][~within], bound[~within], "o", mfc="none", color=color, ms=6)
     mult.axhline(1, color="grey", lw=0.8)
     mark_phases(mult, phases)
     mult.set_yscale("log")
