@@ -141,3 +141,17 @@ def test_cli_and_api_give_the_same_run_directories(tmp_path, local_ray):
         assert (cli_run / "metrics.csv").read_text() == (api_run / "metrics.csv").read_text()
         weights = [{s: c["sha256"] for s, c in manifest(r)["checkpoints"].items()} for r in (cli_run, api_run)]
         assert weights[0] == weights[1] and len(weights[0]) == 5  # the same weights at every checkpoint
+
+
+@pytest.mark.parametrize("gpus,capped", [(0.25, 0.25), (0.5, 0.5), (1.0, None), (0.0, None)])
+def test_a_trial_sharing_a_gpu_caps_its_memory_at_its_fraction(tmp_path, monkeypatch, gpus, capped):
+    """Issue 24 item 5: Ray sets only CUDA_VISIBLE_DEVICES; the trial itself caps its allocator."""
+    from workbench.sweeps.engine import execute
+
+    caps, seen = [], []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "set_per_process_memory_fraction", lambda f, device=None: caps.append((f, device)))
+    status = execute(lambda config, out, progress: seen.append(out), None, str(tmp_path / "r"),
+                     str(tmp_path / "failure.json"), torch.get_num_threads(), gpus)
+    assert status == ("finished", "") and seen == [str(tmp_path / "r")]
+    assert caps == ([] if capped is None else [(capped, 0)])

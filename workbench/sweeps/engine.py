@@ -89,11 +89,23 @@ def status_table(root: Path, trials: list[Trial]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def execute(run_trial: RunTrial, config: RunConfig, out: str, failure: str, threads: int) -> tuple[str, str]:
+def cap_gpu_memory(fraction: float) -> None:
+    """A trial given a fraction of a GPU (resources.gpus < 1) allocates at most that fraction of its memory: Ray
+    only sets CUDA_VISIBLE_DEVICES, so without a cap one trial's caching allocator can starve the others on the
+    chip (an out-of-memory error in the trial that asks past its share, not in its neighbours)."""
+    import torch
+
+    if 0 < fraction < 1 and torch.cuda.is_available():
+        torch.cuda.set_per_process_memory_fraction(fraction, 0)
+
+
+def execute(run_trial: RunTrial, config: RunConfig, out: str, failure: str, threads: int,
+            gpu_fraction: float = 0.0) -> tuple[str, str]:
     """The body of one Ray task: train or resume the run, and record a failure (else clear it)."""
     import torch
 
     torch.set_num_threads(threads)
+    cap_gpu_memory(gpu_fraction)
     record = Path(failure)
     attempts = 1 + (_json(record).get("attempts", 0) if record.is_file() else 0)
     try:
@@ -201,8 +213,8 @@ def _submit_and_wait(root: Path, todo: list[Trial], run_trial: RunTrial, resourc
 
     todo = sorted(todo, key=lambda t: -t.config.train.steps)  # longest first: the shortest makespan
     task = ray.remote(execute).options(num_cpus=resources.cpus, num_gpus=resources.gpus, max_retries=0)
-    refs = {task.remote(run_trial, t.config, str(t.out), str(failure_path(root, t)), resources.torch_threads): t
-            for t in todo}
+    refs = {task.remote(run_trial, t.config, str(t.out), str(failure_path(root, t)), resources.torch_threads,
+                        resources.gpus): t for t in todo}
     done = {"finished": 0, "failed": 0, "interrupted": 0}
     total = sum(t.config.train.steps for t in todo)
     bar = tqdm(total=total, initial=sum(min(last_step(t.out), t.config.train.steps) for t in todo), unit="step",
