@@ -96,3 +96,23 @@ def test_sweep_table_reads_the_run_directories(tmp_path, local_ray):
         assert row.final_attribute_accuracy == m["attribute_accuracy"].iloc[-1]
         ph = run.phases(n_boot=20)
         assert row.has_plateau == ph.exists and (math.isnan(row.plateau_end) == math.isnan(ph.plateau_end))
+
+
+def test_every_estimator_has_its_own_fit_and_exposures():
+    from workbench.sweeps.results import exposures_at_escape
+
+    ns = np.array([1000, 2000, 4000, 8000])
+    t = table(ns, 0.43 * ns ** 0.81, rel_ci=0.0, exposures_per_step=0.0)
+    t["exposures_per_step"] = 32 / t["data.n_individuals"]
+    for name, law in (("onset", 0.3 * t["data.n_individuals"] ** 0.9), ("accuracy10", 2.0 * t["data.n_individuals"] ** 0.7)):
+        t[f"escape_{name}"] = law
+        t[f"escape_{name}_lo"] = t[f"escape_{name}_hi"] = law
+    fits = {e: power_law_fit(t, estimator=e, n_boot=100) for e in ("rule", "onset", "accuracy10")}
+    assert [round(f.b, 9) for f in fits.values()] == [0.81, 0.9, 0.7]
+    ex = exposures_at_escape(t).set_index(["estimator", "data.n_individuals"])
+    assert ex.loc[("rule", 2000), "exposures"] == pytest.approx(0.43 * 2000 ** 0.81 * 32 / 2000)
+    assert ex.loc[("onset", 8000), "runs"] == 2
+    t.loc[t["trial"] == "N1000-seed0", "escape_onset"] = np.nan  # an onset not reached
+    assert "N1000-seed0: onset not reached within the run" in power_law_fit(t, estimator="onset", n_boot=10).excluded
+    with pytest.raises(ValueError, match="estimator='slope' is out of range"):
+        power_law_fit(t, estimator="slope")

@@ -8,6 +8,8 @@ the loss never escaped). On it:
   over seeds (per N, seeds resampled with replacement) and, inside each run, over its plateau-end
   interval (the evaluation spacing and the per-sequence bootstrap), so both uncertainties are in it
   (an interval open above, when some replicates never escape within the run, is capped at its length);
+- `power_law_fit(..., estimator=)` fits any estimator of `workbench.escape` (onset, accuracy10); `exposures_at_escape`
+  gives the exposures per individual at escape per N;
 - `over_seeds`: per setting (all values but the seed), the mean plateau end with that same interval;
 - `finetune_drops`: initial and final drop of seen-individual accuracy per fine-tuning run.
 """
@@ -21,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from workbench.escape import ESTIMATORS, escape_estimates
 from workbench.phases import PlateauRule
 from workbench.run import Run
 from workbench.sweeps.engine import read_plan
@@ -55,9 +58,19 @@ def _results(run: Run, rule: PlateauRule | None, n_boot: int) -> dict:
         return out | drops(m)
     ph = run.phases(rule=rule, n_boot=n_boot)
     lo, hi = ph.plateau_end_ci if ph.exists else (math.nan, math.nan)  # no interval around "no plateau"
-    return out | {"plateau_start": ph.plateau_start, "plateau_end": ph.plateau_end,
-                  "plateau_end_lo": lo, "plateau_end_hi": hi,
-                  "censored": bool(ph.censored), "has_plateau": bool(ph.exists)}
+    out |= {"plateau_start": ph.plateau_start, "plateau_end": ph.plateau_end,
+            "plateau_end_lo": lo, "plateau_end_hi": hi,
+            "censored": bool(ph.censored), "has_plateau": bool(ph.exists)}
+    scores = run.dir.read_scores()
+    est = escape_estimates(scores["step"], scores["loss"], scores["correct"], run.config.data.no_knowledge_baseline,
+                           rule, n_boot)
+    for name in ESTIMATORS[1:]:  # the rule's are the plateau_end columns
+        e = est[name]
+        out |= {f"escape_{name}": e.step, f"escape_{name}_lo": e.lo, f"escape_{name}_hi": e.hi,
+                f"escape_{name}_censored": e.censored}
+    # exposures per individual: biographies of an individual seen per step, on average
+    out["exposures_per_step"] = run.config.train.batch_size * run.config.data.packing.k / run.config.data.n_individuals
+    return out
 
 
 def drops(metrics: pd.DataFrame) -> dict:
@@ -104,20 +117,29 @@ def escaped(table: pd.DataFrame) -> pd.Series:
             & ~table["censored"].fillna(True).astype(bool))
 
 
-def _usable(table: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    excluded = []
-    for row in table.itertuples(index=False):
-        why = ("unfinished" if row.status != "finished" else "no plateau" if not row.has_plateau
-               else "censored (never escaped)" if row.censored else None)
-        if why:
+def escape_column(estimator: str) -> str:
+    """The sweep table's column of an estimator's escape step (`workbench.escape`): the rule's is plateau_end."""
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"estimator={estimator!r} is out of range: allowed {' | '.join(ESTIMATORS)}")
+    return "plateau_end" if estimator == "rule" else f"escape_{estimator}"
+
+
+def _usable(table: pd.DataFrame, estimator: str = "rule") -> tuple[pd.DataFrame, list[str]]:
+    col, excluded = escape_column(estimator), []
+    ok = escaped(table) & (np.isfinite(table[col].astype(float)) if col in table else False)
+    for row, good in zip(table.itertuples(index=False), ok):
+        if not good:
+            why = ("unfinished" if row.status != "finished" else "no plateau" if not row.has_plateau
+                   else "censored (never escaped)" if row.censored else f"{estimator} not reached within the run")
             excluded.append(f"{row.trial}: {why}")
-    return table[escaped(table)], excluded
+    return table[ok], excluded
 
 
-def plateau_interval(runs: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """Each run's plateau-end interval; one open above (some bootstrap replicates never escape within the
-    run) is capped at the run's length for sampling, so the interval is, if anything, too narrow there."""
-    lo, hi = runs["plateau_end_lo"].to_numpy(float), runs["plateau_end_hi"].to_numpy(float)
+def plateau_interval(runs: pd.DataFrame, estimator: str = "rule") -> tuple[np.ndarray, np.ndarray]:
+    """Each run's escape interval under `estimator`; one open above (some bootstrap replicates never escape within
+    the run) is capped at the run's length for sampling, so the interval is, if anything, too narrow there."""
+    col = escape_column(estimator)
+    lo, hi = runs[f"{col}_lo"].to_numpy(float), runs[f"{col}_hi"].to_numpy(float)
     return lo, np.where(np.isfinite(hi), hi, np.maximum(runs["steps"].to_numpy(float), lo))
 
 
@@ -126,14 +148,15 @@ def _fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return float(math.exp(log_a)), float(b)
 
 
-def power_law_fit(table: pd.DataFrame, x: str = "data.n_individuals", n_boot: int = 2000, seed: int = 0) -> PowerLaw:
-    """Fit plateau end = a * x^b (see the module docstring); ValueError when fewer than 2 values of x
-    have a usable run."""
-    ok, excluded = _usable(table)
+def power_law_fit(table: pd.DataFrame, x: str = "data.n_individuals", n_boot: int = 2000, seed: int = 0,
+                  estimator: str = "rule") -> PowerLaw:
+    """Fit escape step = a * x^b under `estimator` (`workbench.escape`; the rule's plateau end by default; see the
+    module docstring); ValueError when fewer than 2 values of x have a usable run."""
+    ok, excluded = _usable(table, estimator)
     if ok[x].nunique() < 2:
         raise ValueError(f"power_law_fit: {ok[x].nunique()} value(s) of {x} with an escaped plateau; allowed >= 2 "
                          f"(excluded: {'; '.join(excluded) or 'none'})")
-    a, b = _fit(ok[x].to_numpy(float), ok["plateau_end"].to_numpy(float))
+    a, b = _fit(ok[x].to_numpy(float), ok[escape_column(estimator)].to_numpy(float))
     rng = np.random.default_rng(seed)
     groups = [g for _, g in ok.groupby(x)]
     bs = []
@@ -142,7 +165,7 @@ def power_law_fit(table: pd.DataFrame, x: str = "data.n_individuals", n_boot: in
         for g in groups:  # resample seeds per x, then a plateau end inside each run's interval
             pick = g.iloc[rng.integers(0, len(g), len(g))]
             xs.append(pick[x].to_numpy(float))
-            ys.append(rng.uniform(*plateau_interval(pick)))
+            ys.append(rng.uniform(*plateau_interval(pick, estimator)))
         bs.append(_fit(np.concatenate(xs), np.maximum(np.concatenate(ys), 1.0))[1])
     lo, hi = np.quantile(bs, [0.025, 0.975])
     return PowerLaw(a, b, (float(lo), float(hi)), len(ok), tuple(excluded))
@@ -168,4 +191,18 @@ def over_seeds(table: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> pd.Dat
         row |= {"final_attribute_loss": float(g["final_attribute_loss"].mean()),
                 "final_attribute_accuracy": float(g["final_attribute_accuracy"].mean())}
         rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def exposures_at_escape(table: pd.DataFrame, x: str = "data.n_individuals") -> pd.DataFrame:
+    """Per value of `x` and estimator: the mean escape step over runs and the exposures per individual it took
+    (escape step x biographies per step / individuals). The study's law (escape ~ N^0.81) implies exposures
+    falling as N^-0.19; rising exposures mean the training regime, not the population, sets the escape."""
+    rows = []
+    for estimator in ESTIMATORS:
+        col = escape_column(estimator)
+        ok, _ = _usable(table, estimator)
+        for value, g in ok.groupby(x):
+            rows.append({x: value, "estimator": estimator, "runs": len(g), "escape_step": float(g[col].mean()),
+                         "exposures": float((g[col] * g["exposures_per_step"]).mean())})
     return pd.DataFrame(rows)

@@ -1,0 +1,105 @@
+"""Plateau-end (escape) estimators: several operational definitions of when knowledge leaves the plateau.
+
+The study gives no definition of the plateau's end (docs/method.md §2), so a scaling exponent is only trusted when
+definitions agree. Each estimator gives a step with a 95% interval from a bootstrap over the fixed evaluation set's
+sequences (boundaries recomputed on each resample), on the per-sequence scores every run saves (eval_scores.npz):
+
+    rule        the end of `phases.PlateauRule`'s plateau (its own definition and interval)
+    onset       the first evaluation after the plateau's start from which the loss stays below the plateau level
+                by more than its margin (1.96 standard errors of that evaluation's mean over the sequences: its
+                one-sided 97.5% bound is under the level) for `sustain` evaluations: the earliest detectable departure
+    accuracy10  the first step where attribute accuracy reaches 10%, interpolated linearly in log(step)
+
+A value that is never reached within the run is censored: NaN, with an interval open above (inf).
+
+    est = escape_estimates(steps, loss, correct, baseline)   # {"rule": Escape, "onset": ..., "accuracy10": ...}
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from workbench.phases import PlateauRule, plateau
+
+ESTIMATORS = ("rule", "onset", "accuracy10")
+ACCURACY_LEVEL = 0.1
+
+
+@dataclass(frozen=True)
+class Escape:
+    estimator: str
+    step: float  # nan when censored (not reached in the run) or without a plateau
+    lo: float
+    hi: float  # inf when more than 2.5% of resamples are censored
+    censored: bool
+
+
+def accuracy_crossing(steps, accuracy, level: float = ACCURACY_LEVEL) -> float:
+    """The first step where `accuracy` reaches `level`, interpolated linearly in log(step) from the evaluation
+    before (the first evaluation itself when already there); nan when never reached."""
+    steps, accuracy = np.asarray(steps, dtype=float), np.asarray(accuracy, dtype=float)
+    reached = np.flatnonzero(accuracy >= level)
+    if not len(reached):
+        return math.nan
+    j = int(reached[0])
+    if j == 0 or steps[j - 1] <= 0:
+        return float(steps[j])
+    frac = (level - accuracy[j - 1]) / (accuracy[j] - accuracy[j - 1])
+    return float(np.exp(np.log(steps[j - 1]) + frac * (np.log(steps[j]) - np.log(steps[j - 1]))))
+
+
+def onset(steps, loss, margin, baseline: float, rule: PlateauRule = PlateauRule()) -> float:
+    """The onset estimator on one mean-loss curve with a per-evaluation `margin` (module docstring)."""
+    steps, loss = np.asarray(steps, dtype=float), np.asarray(loss, dtype=float)
+    start, end, censored, level = plateau(steps, loss, baseline, rule)
+    if math.isnan(start):
+        return math.nan
+    below = loss + margin < level
+    for j in range(int(np.searchsorted(steps, start, side="right")), len(loss) - rule.sustain + 1):
+        if below[j: j + rule.sustain].all():
+            return float(steps[j])
+    return math.nan
+
+
+def _estimate(name: str, steps, loss, correct, margin, baseline: float, rule: PlateauRule) -> tuple[float, bool]:
+    """(step, has a plateau) of one estimator on mean curves."""
+    start, end, censored, _ = plateau(steps, loss, baseline, rule)
+    if math.isnan(start):
+        return math.nan, False
+    if name == "rule":
+        return end, True
+    if name == "onset":
+        return onset(steps, loss, margin, baseline, rule), True
+    return accuracy_crossing(steps, correct), True
+
+
+def escape_estimates(steps, per_sequence_loss, per_sequence_correct, baseline: float,
+                     rule: PlateauRule | None = None, n_boot: int = 200, seed: int = 0) -> dict[str, Escape]:
+    """Every estimator on [n_evals, n_sequences] losses and correctness, with 95% bootstrap intervals; all NaN
+    when the run has no plateau."""
+    rule = rule or PlateauRule()
+    steps = np.asarray(steps, dtype=float)
+    loss, correct = np.asarray(per_sequence_loss, dtype=float), np.asarray(per_sequence_correct, dtype=float)
+    n = loss.shape[1]
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(n, size=(n_boot, n))
+    boot_loss = np.stack([loss[:, p].mean(1) for p in picks]) if n_boot else np.zeros((0, len(steps)))
+    margin = 1.96 * loss.std(1, ddof=1) / math.sqrt(n)
+    out = {}
+    for name in ESTIMATORS:
+        step, has = _estimate(name, steps, loss.mean(1), correct.mean(1), margin, baseline, rule)
+        values = []
+        for b, p in enumerate(picks):
+            s, h = _estimate(name, steps, boot_loss[b], correct[:, p].mean(1), margin, baseline, rule)
+            if h:
+                values.append(math.inf if math.isnan(s) else s)
+        lo = hi = math.nan
+        if has and values:
+            lo, hi = (float(np.percentile(values, q, method=m)) for q, m in ((2.5, "lower"), (97.5, "higher")))
+            earlier = steps[steps < lo]  # a boundary seen at an evaluation lies after the one before it
+            lo = float(earlier[-1]) if len(earlier) and math.isfinite(lo) else lo
+        out[name] = Escape(name, float(step), lo, hi, bool(has and math.isnan(step)))
+    return out
