@@ -77,7 +77,8 @@ CLI_CASES = [  # (argv with placeholders, a fragment the one-line error must con
     ("train --resume FILE", "is a file"),
     ("train --resume NOTRUN", "no manifest.json"),
     ("train --resume ''", "--resume=''"),
-    ("train --resume RUN --steps 10", "--steps cannot be used with --resume"),
+    ("train --resume RUN --steps 10", "--steps=10 is out of range: allowed an integer in [40, "),  # extending only lengthens
+    ("train --resume RUN --lr 0.1", "--lr cannot be used with --resume"),
     ("train --resume RUN --preset tiny", "--preset cannot be used with --resume"),
     ("train --resume RUN --out TMP/x", "--out cannot be used with --resume"),
     ("train --resume RUN --set train.lr=1e-3", "--set cannot be used with --resume"),

@@ -73,7 +73,8 @@ def _add_run_args(p: argparse.ArgumentParser, training: bool = True) -> None:
     p.add_argument("--n-individuals", type=int, metavar="N", help="seen individuals (data.n_individuals)")
     p.add_argument("--batch-size", type=int, metavar="B", help="biographies per step (train.batch_size)")
     if training:
-        p.add_argument("--steps", type=int, help="optimizer steps (train.steps); checkpoints follow it")
+        p.add_argument("--steps", type=int, help="optimizer steps (train.steps); checkpoints follow it. With --resume: "
+                                                 "extend a constant-lr run to this many steps, exactly")
         p.add_argument("--lr", type=float, help="peak learning rate (train.lr)")
         p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="train.device (default: auto)")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
@@ -159,9 +160,9 @@ def cmd_train(args) -> None:
     from workbench import experiment
 
     if args.resume is not None:
-        _refuse(args, (*RUN_FLAGS, "out", "patch_from", "patch_start"),
-                "with --resume (a resumed run keeps its config.json)")
-        run = experiment.resume(args.resume, progress=not args.quiet)
+        _refuse(args, tuple(f for f in (*RUN_FLAGS, "out", "patch_from", "patch_start") if f != "steps"),
+                "with --resume (a resumed run keeps its config.json; --steps extends a constant-lr run)")
+        run = experiment.resume(args.resume, progress=not args.quiet, steps=args.steps)
     else:
         if args.patch_start is not None and args.patch_from is None:
             raise ValueError("--patch-start cannot be used without --patch-from RUN@STEP")

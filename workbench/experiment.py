@@ -93,22 +93,26 @@ def train(config: RunConfig, out: str | Path, progress: bool = True, callbacks: 
     return load_run(session.start(config, out, prepare, feature_tokenizer(config), progress, callbacks).path)
 
 
-def resume(path: str | Path, progress: bool = True, callbacks: Iterable[Callback] = ()) -> Run:
-    """Continue a stopped, failed or killed run exactly from its resume point."""
-    return load_run(session.resume(path, prepare, progress, callbacks).path)
+def resume(path: str | Path, progress: bool = True, callbacks: Iterable[Callback] = (), steps: int | None = None) -> Run:
+    """Continue a stopped, failed or killed run exactly from its resume point; with `steps`, a constant-lr run
+    (finished or not) is extended to that many steps first (`training.rundir.extension`)."""
+    return load_run(session.resume(path, prepare, progress, callbacks, steps).path)
 
 
 def train_or_resume(config: RunConfig, out: str | Path | None = None, progress: bool = True,
                     callbacks: Iterable[Callback] = (), keep_config: bool = False) -> Run:
     """The one way to train or finish a run: train `config` into `out` (default `naming.default_run_path`) when
     nothing is there; else finish the run there (skipped when finished, resumed when not). An existing run must
-    hold `config`, unless `keep_config` (a reference run keeps its own config, e.g. that of an older preset)."""
+    hold `config`, unless `keep_config` (a reference run keeps its own config, e.g. that of an older preset), or be
+    the same constant-lr run with fewer steps, which is then extended (how a sweep lengthens a trial's budget)."""
     out = default_run_path(config) if out is None else Path(out)
     run = RunDir(out)
     if not run.exists():
         return train(config, out, progress, callbacks)
     if not keep_config:
-        run.check_resumable(config)
+        run.check_resumable(config)  # the same config, or the same run with fewer steps (then extended)
+        if run.config().train.steps < config.train.steps:
+            return resume(out, progress, callbacks, steps=config.train.steps)
     return load_run(out) if run.manifest()["status"] == "finished" else resume(out, progress, callbacks)
 
 

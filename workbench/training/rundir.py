@@ -19,7 +19,7 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 
-from workbench.config import RunConfig
+from workbench.config import MAX_STEPS, RunConfig, check, check_int
 from workbench.data.tokenizer import BiographyTokenizer
 from workbench.atomic import TMP_SUFFIX, atomic_write_bytes, atomic_write_csv, atomic_write_json, read_json
 from workbench.training.checkpoint import sha256
@@ -109,10 +109,15 @@ class RunDir:
 
     def check_resumable(self, config: RunConfig) -> None:
         """Refuse, before any compute, a path that neither a new run of `config` can be written to nor
-        holds a run of `config` to skip or resume (one without a checkpoint resumes from step 0)."""
+        holds a run of `config` to skip or resume (one without a checkpoint resumes from step 0), or the same
+        run with fewer steps that can be extended to `config`'s (`extension`)."""
         if not self.exists():
             self.check_new()
         elif self.config() != config:
+            existing = self.config()
+            if config.train.steps > existing.train.steps and existing.replace(train={"steps": config.train.steps}) == config:
+                extension(existing, config.train.steps)  # the same run, longer: resumed as an extension, if allowed
+                return
             raise ValueError(f"{self.given} already holds a run with another config; remove it or choose another out")
 
     @contextlib.contextmanager
@@ -227,6 +232,17 @@ class RunDir:
         return max(candidates, key=lambda e: e["step"]) if candidates else None
 
     # -- updates (each one atomic) -------------------------------------------------------------
+    def extend(self, config: RunConfig) -> None:
+        """Record that the run continues to `config.train.steps` (`session.extension` validated it): config.json
+        rewritten, then the manifest (the extension listed, its config hash updated). A kill between the two leaves
+        the longer config.json, which the same `--steps` finds already extended."""
+        old = self.config().train.steps
+        atomic_write_json(self.config_path, config.to_dict())
+        m = self.manifest()
+        extensions = [*m.get("extensions", []), {"from_steps": old, "to_steps": config.train.steps,
+                                                  "at": time.strftime("%Y-%m-%dT%H:%M:%S")}]
+        self.update_manifest(extensions=extensions, config_sha256=sha256(self.config_path))
+
     def update_manifest(self, **fields) -> dict:
         m = self.manifest()
         m.update(fields)
@@ -261,3 +277,16 @@ def saved_step(manifest: dict) -> int | None:
 
 def _first_line(e: BaseException) -> str:
     return (str(e).strip().splitlines() or [type(e).__name__])[0]
+
+
+def extension(config: RunConfig, steps: int) -> RunConfig:
+    """`config` continued to `steps` training steps, or a one-line error: only a run whose learning rate and batches
+    up to its end do not depend on its length (a constant schedule, a sampler other than `sequential`) can be
+    extended, and then the longer run is exactly the run trained to `steps` from the start."""
+    t = config.train
+    check_int("--steps", steps, t.steps, MAX_STEPS)
+    check(t.schedule == "constant", "train.schedule", "constant to extend a run (a cosine run's learning rate at every "
+          "step depends on its length: train a new run of the longer length instead)", t.schedule)
+    check(config.data.sampler.kind != "sequential", "data.sampler.kind", "a sampler whose draws do not depend on the "
+          "run's length to extend a run (sequential visits its groups over the whole run)", config.data.sampler.kind)
+    return config.replace(train={"steps": steps})

@@ -24,7 +24,7 @@ from workbench.training.callbacks import Checkpointer, Evaluator, Progress
 from workbench.training.checkpoint import load_optimizer, load_weights, scheduled_steps
 from workbench.training.loop import (Callback, TrainState, check_compile, configure_device, make_optimizer,
                                      resolve_device, resolve_precision, train_loop)
-from workbench.training.rundir import RunDir
+from workbench.training.rundir import RunDir, extension
 from workbench.training.stopping import Stopped, stop_on_signals
 
 # prepare(config, data, model, device, fresh) -> callbacks; `fresh`: a new run (not a resumed one)
@@ -62,10 +62,16 @@ def start(config: RunConfig, out: str | Path, prepare: Prepare = _no_features, t
 
 
 def resume(path: str | Path, prepare: Prepare = _no_features, progress: bool = True,
-           callbacks: Iterable[Callback] = ()) -> RunDir:
-    """Continue a stopped, failed or killed run from its resume point; exact on CPU."""
+           callbacks: Iterable[Callback] = (), steps: int | None = None) -> RunDir:
+    """Continue a stopped, failed or killed run from its resume point; exact on CPU. With `steps` (more than the
+    run's), a finished or unfinished constant-lr run is first extended to that many steps (`extension`),
+    recorded in its manifest."""
     run = RunDir.require(path, "--resume")
+    if steps is not None and steps != run.config().train.steps:
+        extended = extension(run.config(), steps)  # refused before the lock, the data or the model
     with run.lock():
+        if steps is not None and steps != run.config().train.steps:
+            run.extend(extended)
         config, point = run.config(), run.resume_point()
         if run.manifest()["status"] == "finished" and point is not None and point["step"] >= config.train.steps:
             return run  # nothing to do: no data or model is built
