@@ -21,6 +21,8 @@ data engine builds them and training is unchanged.
 
 from __future__ import annotations
 
+import functools
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
@@ -37,12 +39,12 @@ from workbench.retrieval.study import retrieve
 from workbench.run import Run, load_run
 from workbench.sweeps import engine, plan
 from workbench.sweeps.plan import Sweep, sweep_root
-from workbench.sweeps.spec import Resources, SweepSpec
+from workbench.sweeps.spec import Budget, Resources, SweepSpec
 from workbench.training import session
 from workbench.training.loop import Callback
 from workbench.training.rundir import RunDir
 
-__all__ = ["FEATURES", "Feature", "Sweep", "attribute", "finetune", "patch_grid", "plan_sweep", "reference_run",
+__all__ = ["FEATURES", "Feature", "Sweep", "attribute", "budgeted", "finetune", "patch_grid", "plan_sweep", "reference_run",
            "resume", "retrieve", "sweep", "sweep_root", "train", "train_or_resume"]
 
 
@@ -116,6 +118,26 @@ def train_or_resume(config: RunConfig, out: str | Path | None = None, progress: 
     return load_run(out) if run.manifest()["status"] == "finished" else resume(out, progress, callbacks)
 
 
+def budgeted(config: RunConfig, out: str | Path, progress: bool = True, callbacks: Iterable[Callback] = (),
+             budget: Budget | None = None) -> Run:
+    """A sweep trial with an adaptive budget (`sweeps.spec.Budget`): train or finish the run (one extended beyond
+    `config` before keeps its own length), then extend it by the budget's factor until it has escaped its plateau
+    and memorised, or reached the budget's maximum."""
+    existing = RunDir(out)
+    if existing.exists() and existing.config().train.steps > config.train.steps:
+        existing.check_resumable(config, longer=True)
+        run = load_run(out) if existing.manifest()["status"] == "finished" else resume(out, progress, callbacks)
+    else:
+        run = train_or_resume(config, out, progress, callbacks)
+    while True:
+        phases = run.phases(n_boot=0)
+        end = 0.0 if not phases.exists else math.inf if phases.censored else phases.plateau_end
+        accuracy = float(run.metrics.dropna(subset=["attribute_accuracy"])["attribute_accuracy"].iloc[-1])
+        if budget is None or budget.done(run.config.train.steps, accuracy, end):
+            return run
+        run = resume(out, progress, callbacks, steps=budget.next_steps(run.config.train.steps))
+
+
 def reference_run(preset_name: str | None = None, seed: int = 0, progress: bool = True) -> Run:
     """The reference run of a preset ($WORKBENCH_PRESET, default cpu-quick) under the checkpoints root, trained
     when absent and resumed when unfinished (an existing one keeps its own config): what notebooks start from."""
@@ -175,5 +197,7 @@ def sweep(spec: str | Path | dict | SweepSpec, address: str | None = None, retry
     `address` / $RAY_ADDRESS): finished trials skipped, interrupted ones resumed, failed ones reported
     (and retried when `retry_failed`). The status table, one row per trial (`status`, `error`, `run`)."""
     planned = plan_sweep(spec)
-    return engine.run_trials(planned.root, planned.trials, train_or_resume, planned.spec.resources, address,
+    budget = planned.spec.budget
+    trial = train_or_resume if budget is None else functools.partial(budgeted, budget=budget)
+    return engine.run_trials(planned.root, planned.trials, trial, planned.spec.resources, address,
                              retry_failed, progress, spec=planned.spec.to_dict())

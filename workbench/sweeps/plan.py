@@ -44,7 +44,7 @@ def plan(spec: str | Path | dict | SweepSpec, point_config: PointConfig) -> Swee
     for name, values in spec.points():
         try:
             config = point_config(spec, values)
-            RunDir(root / name).check_resumable(config)
+            RunDir(root / name).check_resumable(config, longer=spec.budget is not None)  # a budget extends runs
         except ValueError as e:
             raise ValueError(f"sweep {spec.name}, point {name}: {e}") from e
         trials.append(Trial(name, config, (root / name).absolute(), values))

@@ -21,6 +21,7 @@ is the composition root's job (`workbench.experiment.plan_sweep`), which knows t
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import re
@@ -34,7 +35,8 @@ from workbench.config import PRESETS, check, check_int, check_number
 from workbench.naming import point_name
 
 SPEC_DIR = Path(__file__).with_name("specs")
-SPEC_KEYS = ("name", "preset", "finetune", "patch", "edit", "set", "grid", "cases", "out", "trial_name", "resources")
+SPEC_KEYS = ("name", "preset", "finetune", "patch", "edit", "set", "grid", "cases", "out", "trial_name", "resources",
+             "budget")
 BASE_KEYS = {"finetune": ("base_run", "base_step", "steps", "lr", "eval_every"), "patch": ("reference_run",),
              "edit": ("attribution",)}
 BASE_TABLES = tuple(BASE_KEYS)
@@ -59,6 +61,34 @@ class Resources:
         return self.threads or max(1, math.ceil(self.cpus))
 
 
+@dataclass(frozen=True)
+class Budget:
+    """A budget that adapts to the run (`[budget]` in a spec): a trial trained to its `train.steps` is extended by
+    `factor` (constant-lr runs only) until it has escaped its plateau and memorised, i.e. its final attribute
+    accuracy is at least `until_accuracy` and it ran at least `plateau_multiple` times its plateau end, or until
+    `max_steps`. The first budget is the point's train.steps; every extension is exact (`extension`)."""
+
+    max_steps: int = 0
+    until_accuracy: float = 0.5
+    plateau_multiple: float = 2.0
+    factor: float = 2.0
+
+    def __post_init__(self) -> None:
+        check_int("budget.max_steps", self.max_steps, 1, 100_000_000)
+        check_number("budget.until_accuracy", self.until_accuracy, 0.0, 1.0)
+        check_number("budget.plateau_multiple", self.plateau_multiple, 1.0)
+        check_number("budget.factor", self.factor, 1.0, 100.0, lo_open=True)
+
+    def done(self, steps: int, final_accuracy: float, plateau_end: float) -> bool:
+        """Escaped and memorised, or out of budget; `plateau_end` is 0 for a run without a plateau (nothing to
+        escape) and inf for one that has not escaped yet."""
+        escaped = steps >= self.plateau_multiple * plateau_end
+        return steps >= self.max_steps or (escaped and final_accuracy >= self.until_accuracy)
+
+    def next_steps(self, steps: int) -> int:
+        return min(self.max_steps, max(steps + 1, math.ceil(steps * self.factor)))
+
+
 def _frozen(d: Mapping[str, Any] | None) -> Mapping[str, Any]:
     return MappingProxyType(dict(d or {}))
 
@@ -78,6 +108,7 @@ class SweepSpec:
     out: str = ""  # default: <checkpoints root>/sweeps/<name>
     trial_name: str = ""  # e.g. "patch-ref{patch.reference_step}-start{patch.start_step}"; default from values
     resources: Resources = field(default_factory=Resources)
+    budget: Budget | None = None  # None: each trial trains exactly its train.steps
 
     def __post_init__(self) -> None:
         check(isinstance(self.name, str) and re.fullmatch(r"[\w.+-]+", self.name or "") is not None, "name",
@@ -115,6 +146,9 @@ class SweepSpec:
         check(isinstance(self.trial_name, str), "trial_name", "a name pattern", self.trial_name)
         if isinstance(self.resources, Mapping):
             object.__setattr__(self, "resources", _from_table(Resources, self.resources, "resources"))
+        if isinstance(self.budget, Mapping):
+            object.__setattr__(self, "budget", _from_table(Budget, self.budget, "budget"))
+        check(self.budget is None or isinstance(self.budget, Budget), "budget", "a [budget] table", self.budget)
         names = [n for n, _ in self.points()]
         dupes = sorted({n for n in names if names.count(n) > 1})
         check(not dupes, "trial_name", "a pattern that gives every point its own name", dupes[:3])
@@ -141,6 +175,8 @@ class SweepSpec:
              "out": self.out, "trial_name": self.trial_name,
              "resources": {"cpus": self.resources.cpus, "gpus": self.resources.gpus,
                            "threads": self.resources.threads}}
+        if self.budget is not None:
+            d["budget"] = dataclasses.asdict(self.budget)
         for kind in BASE_TABLES:
             if getattr(self, kind) is not None:
                 d[kind] = dict(getattr(self, kind))

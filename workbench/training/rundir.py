@@ -107,10 +107,10 @@ class RunDir:
         except OSError as e:
             raise ValueError(f"{where} cannot be written: {existing} is not writable ({e.strerror})") from None
 
-    def check_resumable(self, config: RunConfig) -> None:
+    def check_resumable(self, config: RunConfig, longer: bool = False) -> None:
         """Refuse, before any compute, a path that neither a new run of `config` can be written to nor
         holds a run of `config` to skip or resume (one without a checkpoint resumes from step 0), or the same
-        run with fewer steps that can be extended to `config`'s (`extension`)."""
+        run with fewer steps that can be extended to `config`'s (`extension`), or, with `longer`, more steps."""
         if not self.exists():
             self.check_new()
         elif self.config() != config:
@@ -118,6 +118,9 @@ class RunDir:
             if config.train.steps > existing.train.steps and existing.replace(train={"steps": config.train.steps}) == config:
                 extension(existing, config.train.steps)  # the same run, longer: resumed as an extension, if allowed
                 return
+            if longer and existing.train.steps > config.train.steps and config.replace(
+                    train={"steps": existing.train.steps}) == existing:
+                return  # the same run extended beyond `config` already (a sweep trial's adaptive budget)
             raise ValueError(f"{self.given} already holds a run with another config; remove it or choose another out")
 
     @contextlib.contextmanager
