@@ -152,3 +152,34 @@ def test_matmul_parameters_and_training_flops_count_real_work():
     lengths = torch.tensor([10, 20, 33])
     attention = 12 * c.n_layers * c.n_heads * c.d_head
     assert training_flops(model, lengths) == sum(6 * n * t + attention * t * t for t in (10, 20, 33))
+
+
+def test_layernorm_and_block_fast_paths_only_when_nothing_is_hooked(monkeypatch):
+    import workbench.model as wm
+
+    model, tokens = _model_and_batch()
+    calls = []
+    real = wm.F.layer_norm
+    monkeypatch.setattr(wm.F, "layer_norm", lambda *a, **k: calls.append(1) or real(*a, **k))
+    fast = model(tokens)
+    assert len(calls) == 2 * model.cfg.n_layers + 1  # ln1 once per block, ln2, ln_final
+    calls.clear()
+    hooked = model.run_with_hooks(tokens, fwd_hooks=[("blocks.0.hook_resid_post", lambda x, hook: None)])
+    logits, _ = model.run_with_cache(tokens, names_filter="blocks.1.mlp.hook_post")
+    assert not calls and torch.equal(hooked, logits)  # any hook: TransformerLens' own LayerNorm and block
+    torch.testing.assert_close(fast, hooked, **TOL)
+    assert not model._fast["unobserved"]  # reset after each forward
+
+
+def test_a_model_in_eval_mode_runs_transformer_lens_own_code(monkeypatch):
+    """Evaluation and every analysis (Run.load_model returns eval mode) stay TransformerLens' computation."""
+    model, tokens = _model_and_batch()
+    calls = _spy_on_sdpa(monkeypatch)
+    model.eval()
+    with torch.no_grad():
+        plain = model(tokens)
+        hooked = model.run_with_hooks(tokens, fwd_hooks=[("blocks.0.hook_resid_post", lambda x, hook: None)])
+    assert not calls and torch.equal(plain, hooked) and not any(_paths(model))
+    model.train()
+    model(tokens)
+    assert len(calls) == 2
