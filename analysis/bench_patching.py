@@ -22,7 +22,7 @@ from workbench.model import build_model
 from workbench.patching.hooks import PatternPatcher
 from workbench.patching.sources import ReferencePatterns
 from workbench.training.session import setup
-from workbench.training.loop import make_optimizer
+from workbench.training.loop import make_optimizer, resolve_precision
 
 
 def main() -> None:
@@ -48,13 +48,13 @@ def main() -> None:
     PatternPatcher(patched, ReferencePatterns(reference)).install()  # every layer, every head, mix 1
     models = {"unpatched": plain, "patched": patched}
     opts = {k: make_optimizer(m, cfg.train) for k, m in models.items()}
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device == "cuda" else torch.autocast("cpu", enabled=False)
+    dtype = resolve_precision(cfg.train, device)  # the run's autocast precision (None: fp32)
     times = {k: [] for k in models}
     warmup = 3
     for s in range(args.steps + warmup):
         batch = data.train_batch(s).to(device)
         for name, m in models.items():  # interleaved: both variants see the same machine load
-            t = step_time(m, opts[name], batch, autocast)
+            t = step_time(m, opts[name], batch, dtype)
             if s >= warmup:
                 times[name].append(t)
     med = {k: statistics.median(v) for k, v in times.items()}

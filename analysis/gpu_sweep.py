@@ -6,12 +6,12 @@ fixed number of steps with one evaluation and one checkpoint interval, so the ti
 
 Trials differ only in their seed. Prints per trial: wall time (manifest `wall_s`: training with its
 evaluations and checkpoints, without data setup), tokens per step (padded positions the model computes,
-batch_size x the batch's longest biography, and real non-pad tokens), tokens/s, TFLOP/s and MFU; then
-the aggregate over the sweep's wall time (Ray start and every trial's setup included).
+batch_size x the batch's longest biography, and real non-pad tokens), tokens/s (real tokens), TFLOP/s and MFU;
+then the aggregate over the sweep's wall time (Ray start and every trial's setup included).
 
-FLOPs per computed token: 6 * N + 12 * n_layers * T * n_heads * d_head (forward + backward; the PaLM
-appendix-B formula), N all model parameters (embeddings included, as analysis/bench_train.py counts),
-T the batch's padded length (full attention scores, no causal saving). MFU is against --peak-tflops
+FLOPs (`workbench.model.training_flops`, forward + backward, the PaLM appendix-B formula) per sequence of t real
+tokens: 6 * N * t + 12 * n_layers * n_heads * d_head * t^2, N the matmul parameters (no embeddings, no biases);
+padding is not counted (it is not useful work; issue 24 item 6). MFU is against --peak-tflops
 (the whole chip's dense bf16 peak: a trial's MFU is its share of the shared chip). Without
 a GPU (--gpus-per-trial 0, the default without CUDA) this is the CPU path: TFLOP/s is printed, MFU is not.
 """
@@ -31,7 +31,7 @@ import torch
 from workbench.config import ModelConfig
 from workbench.data.biography_data import BiographyData
 from workbench.experiment import sweep
-from workbench.model import build_model, context_length
+from workbench.model import build_model, context_length, matmul_parameters, training_flops
 from workbench.run import checkpoints_root
 from workbench.training.rundir import RunDir
 
@@ -74,9 +74,9 @@ def bench_spec(args: argparse.Namespace) -> dict:
 
 
 @functools.cache
-def count_parameters(model_config: ModelConfig, d_vocab: int, n_ctx: int) -> int:
-    """All parameters of the model a run builds (built once per shape, on CPU)."""
-    return sum(p.numel() for p in build_model(model_config, d_vocab, n_ctx, seed=0).parameters())
+def counting_model(model_config: ModelConfig, d_vocab: int, n_ctx: int):
+    """The model a run builds, for counting its FLOPs (built once per shape, on CPU)."""
+    return build_model(model_config, d_vocab, n_ctx, seed=0)
 
 
 def trial_work(run: str) -> dict:
@@ -84,15 +84,15 @@ def trial_work(run: str) -> dict:
     rd = RunDir(run)
     config = rd.config()
     data = BiographyData(config, tokenizer=rd.tokenizer())
-    n_params = count_parameters(config.model, data.tokenizer.vocab_size, context_length(config.model, data.max_length))
-    m, steps = config.model, config.train.steps
+    model = counting_model(config.model, data.tokenizer.vocab_size, context_length(config.model, data.max_length))
+    n_params, steps = matmul_parameters(model), config.train.steps
     sampled = range(0, steps, max(1, math.ceil(steps / MAX_SAMPLED_BATCHES)))
     padded = real = flops = 0.0
     for s in sampled:
         batch = data.train_batch(s)
         b, t = batch.tokens.shape
         padded, real = padded + b * t, real + float(batch.mask.sum())
-        flops += b * t * (6 * n_params + 12 * m.n_layers * t * m.n_heads * m.d_head)
+        flops += training_flops(model, batch.mask.sum(1))
     n = len(sampled)
     return {"padded": padded / n, "real": real / n, "flops": flops / n, "n_params": n_params}
 
@@ -128,7 +128,7 @@ def main(argv=None) -> int:
     walls, n_params = [], []
     for row in table.itertuples():
         w, wall = trial_work(row.run), RunDir(row.run).manifest()["wall_s"]
-        tokens, flops = w["padded"] * row.steps, w["flops"] * row.steps
+        tokens, flops = w["real"] * row.steps, w["flops"] * row.steps  # real tokens: padding is not useful work
         total_tokens, total_flops = total_tokens + tokens, total_flops + flops
         walls.append(wall)
         n_params.append(w["n_params"])
@@ -136,7 +136,7 @@ def main(argv=None) -> int:
               f"{tokens / wall:>11.1f} {flops / wall / 1e12:>9.4f} {mfu(flops / wall):>7}")
     # what fits at once on this machine's GPUs (or, on the CPU path, the local Ray's CPUs)
     slots = (torch.cuda.device_count() or 1) / args.gpus_per_trial if gpu else (os.cpu_count() or 1) / args.cpus_per_trial
-    print("parameters per model:", " / ".join(f"{n:,}" for n in sorted(set(n_params))))
+    print("matmul parameters per model:", " / ".join(f"{n:,}" for n in sorted(set(n_params))))
     print(f"aggregate: {len(table)} trials (at most {min(len(table), int(slots + 1e-9))} concurrent), "
           f"sweep wall {sweep_wall:.2f} s, "
           f"{total_tokens / sweep_wall:.1f} tokens/s total, {total_flops / sweep_wall / 1e12:.4f} TFLOP/s, "
