@@ -62,7 +62,8 @@ class PlainGPT(nn.Module):
     def __init__(self, cfg, d_vocab: int, n_ctx: int):
         super().__init__()
         self.embed, self.pos = nn.Embedding(d_vocab, cfg.d_model), nn.Embedding(n_ctx, cfg.d_model)
-        self.blocks = nn.ModuleList(PlainBlock(cfg.d_model, cfg.n_heads, cfg.d_head, cfg.d_mlp) for _ in range(cfg.n_layers))
+        self.blocks = nn.ModuleList(PlainBlock(cfg.d_model, cfg.n_heads, cfg.d_head, cfg.d_mlp)
+                                    for _ in range(cfg.n_layers))
         self.ln_f, self.unembed = nn.LayerNorm(cfg.d_model), nn.Linear(cfg.d_model, d_vocab)
 
     def forward(self, tokens):
@@ -132,7 +133,8 @@ def bench_loop(cfg, steps: int, peak_tflops: float, workdir: Path) -> dict:
                                  "n_checkpoints": 0})
     spent = {"evaluation": 0.0, "writer": 0.0}
     made: list = []
-    real_evaluate, real_save, real_init = callbacks.Evaluator.evaluate, callbacks.save_tensors, callbacks.Checkpointer.__init__
+    real = real_evaluate, real_save, real_init = (callbacks.Evaluator.evaluate, callbacks.save_tensors,
+                                                  callbacks.Checkpointer.__init__)
 
     def evaluate(self, state):
         t = time.perf_counter()
@@ -155,7 +157,7 @@ def bench_loop(cfg, steps: int, peak_tflops: float, workdir: Path) -> dict:
         train(run_cfg, workdir / "loop", progress=False)
         wall = time.perf_counter() - t
     finally:
-        callbacks.Evaluator.evaluate, callbacks.save_tensors, callbacks.Checkpointer.__init__ = real_evaluate, real_save, real_init
+        callbacks.Evaluator.evaluate, callbacks.save_tensors, callbacks.Checkpointer.__init__ = real
     data, model, device = setup(run_cfg)
     lengths = torch.cat([data.train_batch(s).mask.sum(1) for s in range(steps)])
     flops = training_flops(model, lengths)
@@ -164,7 +166,8 @@ def bench_loop(cfg, steps: int, peak_tflops: float, workdir: Path) -> dict:
     n_evals = len(range(0, steps + 1, full.eval_every))
     n_evals_full = len(range(0, full.steps + 1, full.eval_every))
     per_ckpt = checkpoint / len(run_cfg.train.checkpoint_steps)
-    projected_wall = steps_only / steps * full.steps + spent["evaluation"] / n_evals * n_evals_full + per_ckpt * len(schedule)
+    projected_wall = (steps_only / steps * full.steps + spent["evaluation"] / n_evals * n_evals_full
+                      + per_ckpt * len(schedule))
     out = {"steps": steps, "wall_s": wall, "evaluation_s": spent["evaluation"], "checkpoint_s": checkpoint,
            "checkpoints": len(run_cfg.train.checkpoint_steps), "background_writer_s": spent["writer"],
            "steps_only_s": steps_only, "real_tokens": int(lengths.sum()), "matmul_parameters": matmul_parameters(model),
@@ -252,7 +255,8 @@ def main(argv=None) -> dict:
         if "checkpoint" in out:
             c = out["checkpoint"]
             print(f"one {args.checkpoint_preset} checkpoint ({c['megabytes']:.0f} MB): previously "
-                  f"{c['previous_synchronous_s']:.2f} s on the training thread; now a {c['training_thread_snapshot_s']:.2f} s "
+                  f"{c['previous_synchronous_s']:.2f} s on the training thread; now a "
+                  f"{c['training_thread_snapshot_s']:.2f} s "
                   f"snapshot there and {c['background_writer_s']:.2f} s in the background writer")
     return out
 

@@ -29,8 +29,8 @@ import time
 from pathlib import Path
 
 import torch
-
 from bench_train import Eager, PlainGPT, bench_loop, step_time  # scripts run from analysis/
+
 from workbench.config import preset
 from workbench.model import build_model
 from workbench.training.loop import make_optimizer, pad_multiple, padded, resolve_precision
@@ -123,12 +123,14 @@ def table(result: dict) -> str:
         ("step: SDPA / eager / compiled / plain", " / ".join(f"{ms[k]:.1f}" if k in ms else "n/a" for k in
                                                              ("sdpa", "eager", "compiled", "plain")) + " ms",
          f"eager/SDPA {st['eager_over_sdpa']:.2f}, SDPA/plain {st['sdpa_over_plain']:.2f}" +
-         (f", compiled/SDPA {st['compiled_over_sdpa']:.2f}" if st["compiled_over_sdpa"] else ", compile refused on CPU")),
+         (f", compiled/SDPA {st['compiled_over_sdpa']:.2f}" if st["compiled_over_sdpa"]
+          else ", compile refused on CPU")),
         ("step: patched / unpatched", f"{st['patched_over_unpatched']:.2f}x",
          f"{ms['patched']:.1f} ms vs {ms['sdpa']:.1f} ms, every layer patched"),
         (f"Ray: {len(ray['shared_steps_per_s'])} concurrent trials, each vs solo",
          ", ".join(f"{x:.2f}" for x in ray["each_over_solo"]),
-         f"{result['small']}, solo {ray['solo_steps_per_s']:.1f} steps/s, aggregate {ray['aggregate_over_solo']:.2f}x solo"),
+         f"{result['small']}, solo {ray['solo_steps_per_s']:.1f} steps/s, "
+         f"aggregate {ray['aggregate_over_solo']:.2f}x solo"),
     ]
     head = (f"## Device check ({result['date']}, {result['device_name']}, torch {torch.__version__}; "
             f"`python analysis/gpu_check.py`{' --tiny' if result['tiny'] else ''})\n\n")

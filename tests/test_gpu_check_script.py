@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from rayproc import ray_pids, wait_gone
 
 pytestmark = pytest.mark.ray

@@ -117,7 +117,10 @@ def test_run_with_cache_and_pattern_hooks_take_the_eager_path(monkeypatch):
 
 def test_a_pattern_written_by_a_hook_changes_the_output():
     model, tokens = _model_and_batch()
-    uniform = lambda x, hook: torch.tril(torch.ones_like(x)) / torch.tril(torch.ones_like(x)).sum(-1, keepdim=True)
+    def uniform(x, hook):
+        causal = torch.tril(torch.ones_like(x))
+        return causal / causal.sum(-1, keepdim=True)
+
     patched = model.run_with_hooks(tokens, fwd_hooks=[("blocks.1.attn.hook_pattern", uniform)])
     assert not torch.allclose(patched, model(tokens), atol=1e-3)
 

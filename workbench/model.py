@@ -72,7 +72,7 @@ def _global_hooks() -> bool:
 
 
 def _observed(point: torch.nn.Module) -> bool:
-    """Whether anything reads or writes a HookPoint: a TransformerLens hook, or a torch hook on it or on every module."""
+    """Whether anything reads or writes a HookPoint: a TransformerLens hook, a torch hook on it or on every module."""
     return bool(getattr(point, "fwd_hooks", None) or getattr(point, "bwd_hooks", None) or point._forward_hooks
                 or point._forward_pre_hooks or point._backward_hooks or point._backward_pre_hooks or _global_hooks())
 
@@ -182,7 +182,8 @@ class FastLayerNorm(LayerNorm):
     is nine elementwise operations forward, more backward)."""
 
     def forward(self, x):
-        if not self._fast["unobserved"] or x.dtype != self.w.dtype or self.cfg.dtype not in (torch.float32, torch.float64):
+        if (not self._fast["unobserved"] or x.dtype != self.w.dtype
+                or self.cfg.dtype not in (torch.float32, torch.float64)):
             return super().forward(x)
         return F.layer_norm(x, (self.length,), self.w, self.b, self.eps)
 

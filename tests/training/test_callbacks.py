@@ -87,4 +87,5 @@ def test_foreground_and_background_checkpoints_write_the_same_files(tiny_run, tm
     monkeypatch.setattr(callbacks.Checkpointer.__init__, "__defaults__", (1, False))  # background=False
     train(preset("tiny"), tmp_path / "r", progress=False)
     a, b = RunDir(tmp_path / "r").manifest(), tiny_run.dir.manifest()
-    assert {s: e["sha256"] for s, e in a["checkpoints"].items()} == {s: e["sha256"] for s, e in b["checkpoints"].items()}
+    hashes = [{s: e["sha256"] for s, e in m["checkpoints"].items()} for m in (a, b)]
+    assert hashes[0] == hashes[1]

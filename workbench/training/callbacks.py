@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -203,7 +202,8 @@ class Progress(Callback):
         self.bar.update(1)
         if state.step % 10 == 0:
             m = state.last_metrics
-            self.bar.set_postfix(loss=f"{m.get('training_loss', float('nan')):.3f}", attr_loss=f"{m.get('attribute_loss', float('nan')):.2f}",
+            self.bar.set_postfix(loss=f"{m.get('training_loss', float('nan')):.3f}",
+                                 attr_loss=f"{m.get('attribute_loss', float('nan')):.2f}",
                                  acc=f"{m.get('attribute_accuracy', float('nan')):.2f}", refresh=False)
 
     def on_train_end(self, state: TrainState) -> None:
