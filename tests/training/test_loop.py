@@ -153,3 +153,28 @@ def test_a_config_without_the_new_fields_loads_with_the_defaults(tiny_config):
     for name in ("precision", "tf32", "compile", "pad_multiple", "prefetch", "optimizer_every"):
         del d["train"][name]
     assert type(tiny_config).from_dict(d) == tiny_config
+
+
+@pytest.mark.parametrize("precision,bf16,expected", [
+    ("auto", True, torch.bfloat16), ("auto", False, torch.float16), ("fp16", True, torch.float16),
+    ("fp32", True, None), ("bf16", True, torch.bfloat16),
+])
+def test_precision_resolves_on_a_gpu(monkeypatch, precision, bf16, expected):
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: bf16)
+    assert resolve_precision(TrainConfig(precision=precision), "cuda") == expected
+
+
+def test_bf16_on_a_gpu_without_it_is_one_line_naming_the_field(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: False)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Tesla V100")
+    with pytest.raises(ValueError, match=r"^train\.precision='bf16' is out of range on Tesla V100 \(no bf16\): "
+                                         r"allowed auto \| fp16 \| fp32$"):
+        resolve_precision(TrainConfig(precision="bf16"), "cuda")
+
+
+def test_adamw_is_fused_on_cuda_only(tiny_config):
+    from workbench.training.loop import make_optimizer
+
+    model = build_model(tiny_config.model, 97, 40, 0)
+    assert make_optimizer(model, tiny_config.train, "cuda").defaults["fused"] is True
+    assert not make_optimizer(model, tiny_config.train, "cpu").defaults.get("fused")
