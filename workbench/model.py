@@ -109,7 +109,7 @@ class FastAttention(Attention):
             q = self.hook_rot_q(self.apply_rotary(q, 0, None))
             k = self.hook_rot_k(self.apply_rotary(k, 0, None))
         z = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2).to(q.dtype),
-                                           is_causal=True, scale=1.0 / self.attn_scale)
+                                           is_causal=True, scale=1.0 / float(self.attn_scale))
         z = self.hook_z(z.transpose(1, 2))  # [batch, pos, head_index, d_head]
         w = einops.rearrange(self.W_O, "head_index d_head d_model -> d_model (head_index d_head)")
         if z.dtype != w.dtype:

@@ -178,3 +178,21 @@ def test_adamw_is_fused_on_cuda_only(tiny_config):
     model = build_model(tiny_config.model, 97, 40, 0)
     assert make_optimizer(model, tiny_config.train, "cuda").defaults["fused"] is True
     assert not make_optimizer(model, tiny_config.train, "cpu").defaults.get("fused")
+
+
+@pytest.mark.slow  # dynamo traces the step: ~10-20 CPU-seconds
+def test_the_compiled_loop_equals_eager_within_tolerance(tmp_path, monkeypatch):
+    """train.compile is refused on CPU (inductor does not pay there); its loop path is checked here with dynamo and
+    AOT autograd but no code generation (backend aot_eager): the same metrics within float32 tolerance."""
+    import workbench.training.loop as loop
+    import workbench.training.session as session
+
+    cfg = preset("tiny", train={"steps": 10, "eval_every": 5, "n_checkpoints": 1})
+    train(cfg, tmp_path / "eager", progress=False)
+    monkeypatch.setattr(session, "check_compile", lambda cfg, device: None)
+    monkeypatch.setattr(loop, "compiled", lambda model: torch.compile(model, backend="aot_eager"))
+    train(cfg.replace(train={"compile": True}), tmp_path / "compiled", progress=False)
+    a, b = load_run(tmp_path / "eager").metrics, load_run(tmp_path / "compiled").metrics
+    for column in ("training_loss", "attribute_loss", "heldout_attribute_loss"):
+        torch.testing.assert_close(torch.tensor(b[column].values), torch.tensor(a[column].values), rtol=1e-4,
+                                   atol=1e-5, equal_nan=True)
