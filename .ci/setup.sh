@@ -14,7 +14,17 @@ import importlib.metadata, importlib.util, sys
 if any(importlib.util.find_spec(m) is None for m in sys.argv[1:]):
     sys.exit(1)
 if "workbench" in sys.argv[1:]:
-    importlib.metadata.distribution("workbench")
+    # installed, and with the requirements pyproject.toml declares now (an install from before a dependency was
+    # added would otherwise be kept, with metadata that no longer says what the workbench needs)
+    import re, tomllib
+    project = tomllib.load(open("pyproject.toml", "rb"))["project"]
+    declared = set(project["dependencies"]) | {r for group in project["optional-dependencies"].values() for r in group}
+    installed = {re.sub(r" *;.*", "", r) for r in importlib.metadata.requires("workbench") or []}
+    def norm(r):  # name and its specifiers in a fixed order (metadata reorders them)
+        name, spec = re.match(r"([A-Za-z0-9_.-]+)(.*)", re.sub(r"\s", "", r)).groups()
+        return name.lower().replace("_", "-"), tuple(sorted(filter(None, spec.split(","))))
+    if {norm(r) for r in declared} != {norm(r) for r in installed}:
+        sys.exit(1)
 EOF
 }
 if ! has torch; then
@@ -28,8 +38,4 @@ installed="$(cd / && "$PY" -c "import importlib.util as u; s = u.find_spec('work
 if [ "$installed" != "$here" ] || ! has workbench transformer_lens circuitsvis filelock ray bm25s jupyterlab ipywidgets nbclient \
         nbformat ipykernel pytest ruff beartype psutil playwright scipy; then
   "$PY" -m pip install -q -e ".[notebooks,test]"
-fi
-# kronfluence without its declared torchvision (see pyproject.toml): its real dependencies come with the workbench
-if ! has kronfluence; then
-  "$PY" -m pip install -q --no-deps "kronfluence==1.0.1"
 fi

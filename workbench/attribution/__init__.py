@@ -3,9 +3,9 @@
 Which training sequences build the head that, at an attribute's value, attends to the individual's name:
 
     heads      find_recall_head(run) -> RecallHead; head_scores(model, batch, n_attributes)
-    view       HeadView(model, layer, head): the head as Q|K, V, O nn.Linear (what kronfluence tracks)
+    view       HeadView(model, layer, head): the head as Q|K, V, O nn.Linear (what EK-FAC tracks)
     measures   MEASURES {"attention", "logit"}, Measure(name, modules, fn) for your own
-    influence  ekfac_influence, exact_influence, compare (sign: > 0 promotes the head)
+    influence  ekfac_influence (ekfac.py), exact_influence (Woodbury), compare (sign: > 0 promotes the head)
     window     AttributionConfig, attribute(run, config) -> Attribution (saved in the run), load_attribution
     retrain    retrain_spec (remove / duplicate the top k%, random and matched controls), curriculum_spec
     formation  measure_over_training, retrain_table, retrain_curves, effects (vs random, paired by seed)

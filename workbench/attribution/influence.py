@@ -1,4 +1,4 @@
-"""EK-FAC influence of training sequences on a head's measure (kronfluence), and an exact reference.
+"""EK-FAC influence of training sequences on a head's measure (`ekfac.py`), and an exact reference.
 
 The influence of a training sequence s on the measure P (mean over the measure set) is the change of P when
 s is up-weighted, through the head's parameters θ only (the `HeadView` modules the measure tracks):
@@ -7,9 +7,9 @@ s is up-weighted, through the head's parameters θ only (the `HeadView` modules 
 
 with L_s the sequence's summed next-token loss and F the Fisher of the training loss over the window.
 Sign: a gradient step on s changes θ by -η ∇L_s, which changes P by -η ∇Pᵀ ∇L_s, so influence > 0 means
-training on s raises the measure. (Kronfluence's score is ∇Pᵀ (F+λ)⁻¹ ∇L_s, hence the minus sign.)
+training on s raises the measure. (The EK-FAC score is ∇Pᵀ (F+λ)⁻¹ ∇L_s, hence the minus sign.)
 
-`ekfac_influence` approximates F by EK-FAC per module (kronfluence's default damping λ: 0.1 × the mean
+`ekfac_influence` approximates F by EK-FAC per module (the usual damping λ: 0.1 × the mean
 eigenvalue of each module's block) and can split each score over the sequence's positions: the
 per-token score at p is the part that flows through the tracked modules' input at p. `exact_influence`
 builds F from explicit per-sequence gradients (one block over all tracked parameters, λ = 0.1 × the mean
@@ -22,10 +22,6 @@ The Fisher is "sampled" (labels drawn from the model: the true Fisher, as in doc
 from __future__ import annotations
 
 import copy
-import logging
-import tempfile
-import warnings
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -38,7 +34,7 @@ from workbench.data.batch import Batch
 from workbench.data.kinds import PAD
 
 FISHERS = ("sampled", "empirical")
-DAMPING_SCALE = 0.1  # λ = 0.1 × mean eigenvalue, kronfluence's heuristic (and the exact reference's)
+DAMPING_SCALE = 0.1  # λ = 0.1 × mean eigenvalue, the usual heuristic (EK-FAC's and the exact reference's)
 
 
 def sequence_loss(logits: Float[Tensor, "batch pos vocab"], batch: Batch, sample: bool = False,
@@ -55,40 +51,6 @@ def sequence_loss(logits: Float[Tensor, "batch pos vocab"], batch: Batch, sample
     return (loss * (batch.kind[:, 1:] != PAD).to(loss.device)).sum(1)
 
 
-class _Rows(torch.utils.data.Dataset):
-    """A Batch as a dataset of rows (dicts of its fields), which kronfluence's loaders collate back."""
-
-    def __init__(self, batch: Batch):
-        self.batch = batch
-
-    def __len__(self) -> int:
-        return len(self.batch)
-
-    def __getitem__(self, i: int) -> dict:
-        b = self.batch
-        return {"tokens": b.tokens[i], "kind": b.kind[i], "attribute": b.attribute[i],
-                "value_start": b.value_start[i], "individuals": b.individuals[i]}
-
-
-def _make_task(measure):
-    from kronfluence.task import Task
-
-    class HeadTask(Task):
-        def compute_train_loss(self, batch, model, sample=False):
-            return sequence_loss(model(batch["tokens"]), Batch(**batch), sample).sum()
-
-        def compute_measurement(self, batch, model):
-            return measure(model, Batch(**batch)).sum()
-
-        def get_influence_tracked_modules(self):
-            return list(measure.modules)
-
-        def get_attention_mask(self, batch):
-            return (batch["kind"] != PAD).long()
-
-    return HeadTask()
-
-
 def _check(measure, train: Batch, measure_batch: Batch, damping, fisher: str) -> None:
     check(fisher in FISHERS, "fisher", " | ".join(FISHERS), fisher)
     check(damping is None or damping > 0, "damping", "None (the heuristic) or a number > 0", damping)
@@ -99,41 +61,25 @@ def _check(measure, train: Batch, measure_batch: Batch, damping, fisher: str) ->
 
 def ekfac_influence(view, measure, train: Batch, measure_batch: Batch, damping: float | None = None,
                     fisher: str = "sampled", fit: Batch | None = None, fit_size: int | None = None, per_token: bool = False,
-                    batch_size: int = 32, workdir: str | Path | None = None, progress: bool = False, seed: int = 0):
-    """EK-FAC influence [n_train] of each training sequence on the measure's mean over `measure_batch`;
-    with `per_token`, also its split over positions [n_train, pos]. The factors are fitted on `fit`
-    (default: `train`), or on a seeded subset of `fit_size` of its sequences."""
-    from kronfluence.analyzer import Analyzer, prepare_model
-    from kronfluence.arguments import FactorArguments, ScoreArguments
-    from kronfluence.utils.dataset import DataLoaderKwargs
+                    batch_size: int = 32, progress: bool = False, seed: int = 0):
+    """EK-FAC influence [n_train] of each training sequence on the measure's mean over `measure_batch`
+    (`workbench.attribution.ekfac`); with `per_token`, also its split over positions [n_train, pos]. The factors
+    are fitted on `fit` (default: `train`), or on a seeded subset of `fit_size` of its sequences."""
+    from workbench.attribution.ekfac import fit_factors, inverse_hvp, module_grads, scores
 
     _check(measure, train, measure_batch, damping, fisher)
-    task = _make_task(measure)
-    model = prepare_model(copy.deepcopy(view), task)
+    view = copy.deepcopy(view)
+    modules = tuple(measure.modules)
     fit = train if fit is None else fit
     if fit_size is not None and fit_size < len(fit):
         rows = torch.randperm(len(fit), generator=torch.Generator().manual_seed(seed))[:fit_size]
         fit = fit[rows.sort().values]
-    with tempfile.TemporaryDirectory() as scratch, warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=FutureWarning, module="kronfluence")  # its GradScaler call
-        out = Path(workdir) if workdir is not None else Path(scratch)
-        analyzer = Analyzer("head", model, task, cpu=not torch.cuda.is_available(), log_level=logging.WARNING,
-                            disable_tqdm=not progress, output_dir=str(out))
-        analyzer.set_dataloader_kwargs(DataLoaderKwargs(num_workers=0))
-        torch.manual_seed(seed)  # the sampled Fisher's labels
-        analyzer.fit_all_factors("factors", _Rows(fit), per_device_batch_size=batch_size,
-                                 factor_args=FactorArguments(strategy="ekfac", use_empirical_fisher=fisher == "empirical"),
-                                 overwrite_output_dir=True)
-        score_args = ScoreArguments(damping_factor=damping, compute_per_token_scores=per_token,
-                                    aggregate_query_gradients=True)
-        analyzer.compute_pairwise_scores("scores", "factors", _Rows(measure_batch), _Rows(train),
-                                         per_device_query_batch_size=batch_size, per_device_train_batch_size=batch_size,
-                                         score_args=score_args, overwrite_output_dir=True)
-        scores = analyzer.load_pairwise_scores("scores")
-    raw = scores["all_modules"][0].double() * (-1.0 / len(measure_batch))  # [n_train] or [n_train, pos]
+    factors = fit_factors(view, modules, fit, fisher == "sampled", batch_size, seed, progress)
+    ihvp = inverse_hvp(factors, module_grads(view, modules, measure(view, measure_batch).mean()), damping)
+    raw = -scores(view, modules, ihvp, train, batch_size, progress)  # [n_train, pos]
     if per_token:
         return raw.sum(1).numpy(), raw.numpy()
-    return raw.numpy()
+    return raw.sum(1).numpy()
 
 
 def _flat_grad(value: Tensor, params: list[Tensor]) -> Tensor:

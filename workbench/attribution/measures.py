@@ -1,6 +1,6 @@
 """Measures of a head: one differentiable number per sequence that says how much the head does recall.
 
-A measure is what the influence function measures (the "measurement" of kronfluence): its gradient with
+A measure is what the influence function measures (the "measurement" of the influence literature): its gradient with
 respect to the tracked modules of the `HeadView` is what training sequences are scored against.
 
 * ``attention`` (tracks ``qk``): at every value-query position (the one predicting an attribute value's

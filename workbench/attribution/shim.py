@@ -1,6 +1,6 @@
 """`HeadView`: one attention head of a frozen model as three `nn.Linear` modules, for influence functions.
 
-Kronfluence (EK-FAC) tracks `nn.Linear` modules; TransformerLens stores a layer's heads as einsum
+EK-FAC (`ekfac.py`) tracks `nn.Linear` modules; TransformerLens stores a layer's heads as einsum
 parameters. The view keeps a frozen deep copy of the model and re-expresses head (layer, head) as
 
 * ``qk``: Linear(d_model, 2 d_head) = [W_Q | W_K] of the head, with [b_Q | b_K],

@@ -156,7 +156,7 @@ def _compute(run, config: AttributionConfig, tmp: Path, progress: bool) -> None:
     influence, per_token = ekfac_influence(
         view, measure, train, measure_batch, damping=config.damping or None, fisher=config.fisher,
         fit_size=config.fit_size or None, per_token=True, batch_size=config.batch_size,
-        workdir=tmp / "kronfluence", progress=progress)
+        progress=progress)
     t2 = time.perf_counter()
     sequences = sequence_table(data, config, train, influence, per_token)
     write_attribution(tmp / "result", config, run, sequences,
