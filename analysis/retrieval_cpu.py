@@ -9,8 +9,8 @@
    documents, with m oracle documents, and by self-consistency over `votes` one-document contexts; the
    held-out individuals' confidence and copy rate with and without retrieval; the multiplier of each mode
    against the run's own baseline curve.
-3. A reading test that needs no retrieval: held-out individuals (never trained on) with a fresh biography of
-   their own (training templates) before the evaluation biography. A model that reads facts from its
+3. The reading tests (`workbench.retrieval.reading`): held-out individuals (never trained on) with their own
+   biography, someone else's, or both before the evaluation biography. A model that reads facts from its
    context gets them right; one that only recalls from its weights cannot.
 
 Prints markdown tables (for analysis/NOTES.md) and writes analysis/figures/retrieval_cpu_*.png.
@@ -27,31 +27,10 @@ import workbench as wb
 from workbench.config import preset
 from workbench.experiment import train_or_resume
 from workbench.retrieval import RetrievalConfig, retrieve
+from workbench.retrieval.reading import reading_test
 from workbench.run import checkpoints_root
 
 FIGURES = Path(__file__).with_name("figures")
-
-
-def reading_test(run, steps: list[int], size: int = 128):
-    """Per step: held-out accuracy and attribute loss alone vs after a fresh biography of the same individual."""
-    import numpy as np
-    import pandas as pd
-
-    from workbench.retrieval.augment import Context, score_contexts
-
-    data = run.data
-    batch = data.eval_batch("heldout", size)
-    own = data.biographer.arrays(batch.individuals.numpy(), "training", np.random.default_rng(5))
-    docs = [own["tokens"][i, : own["lengths"][i]] for i in range(len(batch))]
-    rows = []
-    for step in steps:
-        model = run.load_model(step)
-        score = {name: score_contexts(model, batch, [Context(r, d) for r, d in zip(range(len(batch)), ctx)], docs,
-                                      len(data.config.data.attributes), data.tokenizer.pad_id)
-                 for name, ctx in (("alone", [()] * len(batch)), ("own_biography", [(r,) for r in range(len(batch))]))}
-        rows.append({"step": step, **{f"accuracy/{k}": v["correct"].mean() for k, v in score.items()},
-                     **{f"loss/{k}": v["loss"].mean() for k, v in score.items()}})
-    return pd.DataFrame(rows).round(3)
 
 
 def main() -> None:
@@ -88,8 +67,9 @@ def main() -> None:
         held.columns = [f"{a}/{b}" for a, b in held.columns]
         print("\nHeld-out individuals: value confidence and copy rate of the top document's value:\n")
         print(markdown(held.dropna(axis=1, how="all").reset_index().round(3)))
-        print("\nReading test, held-out individuals with their own biography in context:\n")
-        print(markdown(reading_test(run, [s for s in run.checkpoint_steps if s % 300 == 0 and s > 0])))
+        print("\nReading tests, held-out individuals (workbench.retrieval.reading):\n")
+        table = reading_test(run, [s for s in run.checkpoint_steps if s % 300 == 0 and s > 0], size=128, progress=False)
+        print(markdown(table.pivot(index="step", columns="condition", values="accuracy").reset_index().round(3)))
         from workbench.viz.retrieval import plot_retrieval
 
         fig = plot_retrieval(study, run)

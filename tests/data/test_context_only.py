@@ -79,3 +79,13 @@ def test_context_individuals_never_enter_a_datastore_or_an_evaluation_set():
 def test_bad_context_settings_are_one_line_errors(packing, message):
     with pytest.raises(ValueError, match=message):
         preset("tiny", data={"packing": packing})
+
+
+def test_a_larger_pool_changes_only_which_context_individuals_appear():
+    """How a longer run's baseline can share the shorter one's seen batches: the slots and the seen individuals of
+    every step do not depend on the pool's size."""
+    small, large = _data(q_ctx=0.5, n_context=700), _data(q_ctx=0.5, n_context=5000)
+    for step in (0, 9):
+        a, b = small.train_individuals(step), large.train_individuals(step)
+        ctx_a, ctx_b = a >= small.population.context.start, b >= large.population.context.start
+        assert (ctx_a == ctx_b).all() and (a[~ctx_a] == b[~ctx_b]).all()

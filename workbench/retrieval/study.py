@@ -101,8 +101,11 @@ def check_baseline(run, baseline_run: str):
 
     base = load_run(RunDir.require(baseline_run, "retrieval.baseline_run").path)
     same = {f: getattr(base.config.train, f) for f in _LENGTH_FIELDS}
-    check(base.config == run.config.replace(train=same), "retrieval.baseline_run",
-          f"a run of this run's config with only train.{{{', '.join(_LENGTH_FIELDS)}}} changed", baseline_run)
+    # the pool of context-only individuals grows with a run's length; the seen individuals' batches do not change
+    pool = {"packing": {"n_context": base.config.data.packing.n_context}}
+    check(base.config == run.config.replace(train=same, data=pool), "retrieval.baseline_run",
+          f"a run of this run's config with only train.{{{', '.join(_LENGTH_FIELDS)}}} (and "
+          f"data.packing.n_context) changed", baseline_run)
     check(run.config.train.schedule == "constant" or base.config.train.steps == run.config.train.steps,
           "retrieval.baseline_run", "a longer run only for a constant learning rate (train.schedule)", baseline_run)
     check(base.config.train.steps >= run.config.train.steps, "retrieval.baseline_run",
