@@ -61,11 +61,20 @@ def test_a_killed_run_resumes_exactly_from_the_newest_checkpoint_with_optimizer_
     assert torch.equal(load_run(path).load_model(40)(batch.tokens), tiny_run.load_model(40)(batch.tokens))
 
 
-def test_the_hash_computed_while_writing_is_the_files(tmp_path):
-    tensors = {"a": torch.randn(300, 7), "b": torch.arange(10)}
+def test_the_hash_computed_while_writing_is_the_files_and_safetensors_reads_it(tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    tensors = {"a": torch.randn(300, 7), "b": torch.arange(10), "scalar": torch.tensor(2.5),
+               "empty": torch.zeros(0, 4), "bf16": torch.ones(5, dtype=torch.bfloat16),
+               "mask": torch.tensor([True, False]), "t": torch.randn(3, 4).t()}
     digest = save_tensors(tmp_path / "t.safetensors", tensors, {"k": "v"})
     assert digest == sha256(tmp_path / "t.safetensors")
     assert not list(tmp_path.glob("*.tmp"))
+    back = load_file(tmp_path / "t.safetensors")
+    assert back.keys() == tensors.keys() and all(torch.equal(back[k], tensors[k]) for k in tensors)
+    with safe_open(str(tmp_path / "t.safetensors"), "pt") as f:
+        assert f.metadata() == {"k": "v"}
 
 
 def test_a_background_write_error_fails_the_run_and_names_the_file(tmp_path, monkeypatch):

@@ -50,16 +50,42 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+_SAFETENSORS_DTYPES = {torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
+                       torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8",
+                       torch.uint8: "U8", torch.bool: "BOOL"}
+
+
 def save_file(tensors: dict[str, torch.Tensor], filename: str, metadata: dict[str, str] | None = None) -> str:
-    """Write `tensors` as a safetensors file (safetensors' own serialisation); returns its sha256, computed from
-    the bytes as they are written (the file is not read back)."""
-    data = memoryview(save(tensors, metadata=metadata))
+    """Write `tensors` (contiguous, on CPU) as a safetensors file and return its sha256, computed from the bytes as
+    they are written: no serialised copy in memory, no re-read. The layout is the safetensors format (an 8-byte
+    little-endian header length, a JSON header padded with spaces to 8 bytes, the tensors' bytes in order), so
+    safetensors loads it; other dtypes fall back to safetensors' own serialisation."""
+    if any(t.dtype not in _SAFETENSORS_DTYPES for t in tensors.values()):
+        data = save(tensors, metadata=metadata)
+        with open(filename, "wb") as f:
+            f.write(data)
+        return hashlib.sha256(data).hexdigest()
+    header: dict = {"__metadata__": dict(metadata)} if metadata else {}
+    offset, order = 0, sorted(tensors)
+    for name in order:
+        t = tensors[name]
+        n = t.numel() * t.element_size()
+        header[name] = {"dtype": _SAFETENSORS_DTYPES[t.dtype], "shape": list(t.shape),
+                        "data_offsets": [offset, offset + n]}
+        offset += n
+    head = json.dumps(header, separators=(",", ":")).encode()
+    head += b" " * (-len(head) % 8)
     h = hashlib.sha256()
     with open(filename, "wb") as f:
-        for i in range(0, len(data), 1 << 24):
-            chunk = data[i:i + (1 << 24)]
+        for chunk in (len(head).to_bytes(8, "little"), head):
             h.update(chunk)
             f.write(chunk)
+        for name in order:
+            t = tensors[name]
+            if t.numel():
+                chunk = memoryview(t.reshape(-1).view(torch.uint8).numpy())
+                h.update(chunk)
+                f.write(chunk)
     return h.hexdigest()
 
 
