@@ -13,7 +13,8 @@ CHECKED_MODULES = ("workbench.metrics", "workbench.data.batch", "workbench.atten
                    "workbench.patching.hooks", "workbench.patching.sources", "workbench.patching.ablations",
                    "workbench.probes.sites", "workbench.probes.keyvalue", "workbench.probes.linear",
                    "workbench.probes.localisation", "workbench.probes.toy_memory",
-                   "workbench.attribution.shim", "workbench.attribution.measures", "workbench.attribution.influence")
+                   "workbench.attribution.shim", "workbench.attribution.measures", "workbench.attribution.influence",
+                   "workbench.attribution.ekfac")
 install_import_hook(CHECKED_MODULES, "beartype.beartype")
 
 import rayproc  # noqa: E402,F401  (tags this session's processes before any is started: leak guards count only ours)

@@ -20,10 +20,27 @@ from contextlib import contextmanager
 from typing import Iterator
 
 import torch
+import torch.nn.functional as F
+from jaxtyping import Float
+from torch import Tensor
 from tqdm.auto import tqdm
 
 from workbench.data.batch import Batch
 from workbench.data.kinds import PAD
+
+
+def sequence_loss(logits: Float[Tensor, "batch pos vocab"], batch: Batch, sample: bool = False,
+                  generator: torch.Generator | None = None) -> Float[Tensor, "batch"]:
+    """Per sequence, the summed next-token loss over non-padding targets; with `sample`, the targets are
+    drawn from the model's own distribution (for the true Fisher)."""
+    logits = logits[:, :-1].float()
+    targets = batch.tokens[:, 1:].to(logits.device)
+    if sample:
+        with torch.no_grad():
+            probs = torch.softmax(logits, -1).flatten(0, 1)
+            targets = torch.multinomial(probs, 1, generator=generator).view(targets.shape)
+    loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none").view(targets.shape)
+    return (loss * (batch.kind[:, 1:] != PAD).to(loss.device)).sum(1)
 
 
 class _Taps:
@@ -55,8 +72,6 @@ class _Taps:
 def _tokens(view, batch: Batch, taps: _Taps, sample: bool, generator) -> torch.Tensor:
     """Forward and backward one batch (per-sequence losses summed); the taps hold inputs and output gradients.
     Returns the real-token mask [batch, pos]."""
-    from workbench.attribution.influence import sequence_loss
-
     device = next(view.parameters()).device
     with taps.on():
         logits = view(batch.tokens.to(device))

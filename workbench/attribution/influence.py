@@ -25,30 +25,15 @@ import copy
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor
 
 from workbench.config import check
 from workbench.data.batch import Batch
-from workbench.data.kinds import PAD
+from workbench.attribution.ekfac import sequence_loss
 
 FISHERS = ("sampled", "empirical")
 DAMPING_SCALE = 0.1  # λ = 0.1 × mean eigenvalue, the usual heuristic (EK-FAC's and the exact reference's)
-
-
-def sequence_loss(logits: Float[Tensor, "batch pos vocab"], batch: Batch, sample: bool = False,
-                  generator: torch.Generator | None = None) -> Float[Tensor, "batch"]:
-    """Per sequence, the summed next-token loss over non-padding targets; with `sample`, the targets are
-    drawn from the model's own distribution (for the true Fisher)."""
-    logits = logits[:, :-1].float()
-    targets = batch.tokens[:, 1:].to(logits.device)
-    if sample:
-        with torch.no_grad():
-            probs = torch.softmax(logits, -1).flatten(0, 1)
-            targets = torch.multinomial(probs, 1, generator=generator).view(targets.shape)
-    loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none").view(targets.shape)
-    return (loss * (batch.kind[:, 1:] != PAD).to(loss.device)).sum(1)
 
 
 def _check(measure, train: Batch, measure_batch: Batch, damping, fisher: str) -> None:
