@@ -56,12 +56,15 @@ def main() -> None:
     else:
         config = preset("cpu-quick")
         data = BiographyData(config)
-        model = build_model(config.model, data.tokenizer.vocab_size, context_length(config.model, data.max_length),
-                            config.seed).eval()
+        model = build_model(
+            config.model, data.tokenizer.vocab_size, context_length(config.model, data.max_length), config.seed
+        ).eval()
     layer, head = config.model.n_layers - 1, 0
     n_steps = args.end - args.start
-    print(f"cpu-quick window [{args.start}, {args.end}): {n_steps * config.train.batch_size} sequences, head "
-          f"L{layer}H{head}, measure {args.measure}, fit on {args.fit_size}, {args.threads} threads")
+    print(
+        f"cpu-quick window [{args.start}, {args.end}): {n_steps * config.train.batch_size} sequences, head "
+        f"L{layer}H{head}, measure {args.measure}, fit on {args.fit_size}, {args.threads} threads"
+    )
 
     baseline = training_seconds(model, data, config, args.start, min(30, n_steps)) * n_steps / min(30, n_steps)
     t0 = time.perf_counter()
@@ -70,20 +73,34 @@ def main() -> None:
     t1 = time.perf_counter()
     view = HeadView(model, layer, head)
     with tempfile.TemporaryDirectory() as tmp:
-        influence, per_token = ekfac_influence(view, MEASURES[args.measure](), train, measure_batch,
-                                               fit_size=args.fit_size, per_token=True, workdir=Path(tmp),
-                                               progress=True)
+        influence, per_token = ekfac_influence(
+            view,
+            MEASURES[args.measure](),
+            train,
+            measure_batch,
+            fit_size=args.fit_size,
+            per_token=True,
+            workdir=Path(tmp),
+            progress=True,
+        )
     t2 = time.perf_counter()
     cfg = AttributionConfig(layer, head, args.start, args.end, args.end, args.measure, fit_size=args.fit_size)
     sequence_table(data, cfg, train, influence, per_token)
     t3 = time.perf_counter()
     total = t3 - t0
-    rows = [("baseline: training through the window", baseline), ("window batches", t1 - t0),
-            ("EK-FAC factors + scores", t2 - t1), ("per-sequence table", t3 - t2), ("attribution total", total)]
+    rows = [
+        ("baseline: training through the window", baseline),
+        ("window batches", t1 - t0),
+        ("EK-FAC factors + scores", t2 - t1),
+        ("per-sequence table", t3 - t2),
+        ("attribution total", total),
+    ]
     for name, s in rows:
         print(f"{name:40s} {s:8.1f} s   {s / baseline:6.2f} x baseline")
-    print(f"attribution of one plateau window: {total / 60:.1f} min "
-          f"({'under' if total < TARGET_S else 'OVER'} the 15 min target)")
+    print(
+        f"attribution of one plateau window: {total / 60:.1f} min "
+        f"({'under' if total < TARGET_S else 'OVER'} the 15 min target)"
+    )
 
 
 def training_seconds(model, data, config, start: int, n: int) -> float:

@@ -31,10 +31,14 @@ from workbench.run import checkpoints_root
 from workbench.viz import plot_head_scores, plot_influence, plot_retrains
 
 FIGURES = Path(__file__).with_name("figures")
-ARMS = {"core": [{"action": "remove", "selection": s, "percent": k} for k in (10.0, 30.0) for s in ("top", "random")],
-        "full": ([{"action": "remove", "selection": s, "percent": 10.0} for s in ("top", "random", "matched", "bottom")]
-                 + [{"action": "remove", "selection": s, "percent": 30.0} for s in ("top", "random")]
-                 + [{"action": "duplicate", "selection": "top", "percent": 10.0}])}
+ARMS = {
+    "core": [{"action": "remove", "selection": s, "percent": k} for k in (10.0, 30.0) for s in ("top", "random")],
+    "full": (
+        [{"action": "remove", "selection": s, "percent": 10.0} for s in ("top", "random", "matched", "bottom")]
+        + [{"action": "remove", "selection": s, "percent": 30.0} for s in ("top", "random")]
+        + [{"action": "duplicate", "selection": "top", "percent": 10.0}]
+    ),
+}
 
 
 def main() -> None:
@@ -42,8 +46,12 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--steps", type=int, default=800)
     p.add_argument("--fit-size", type=int, default=4096)
-    p.add_argument("--arms", choices=sorted(ARMS), default="core",
-                   help="core: top and random removal of 10%% and 30%%; full: also matched, bottom, duplication")
+    p.add_argument(
+        "--arms",
+        choices=sorted(ARMS),
+        default="core",
+        help="core: top and random removal of 10%% and 30%%; full: also matched, bottom, duplication",
+    )
     args = p.parse_args()
     FIGURES.mkdir(exist_ok=True)
 
@@ -58,9 +66,11 @@ def main() -> None:
         a = wb.attribute(run, found.layer, found.head, fit_size=args.fit_size)
         attributions.append(a)
         row = found.scores.set_index(["layer", "head"]).loc[(found.layer, found.head)]
-        print(f"| {seed} | L{found.layer}H{found.head} | {row['attribute_to_name']:.3f} | "
-              f"{row['ablation_effect']:.3f} | [{a.config.start}, {a.config.end}) | {a.meta['n_sequences']} | "
-              f"{a.meta['seconds']['total']:.0f} |")
+        print(
+            f"| {seed} | L{found.layer}H{found.head} | {row['attribute_to_name']:.3f} | "
+            f"{row['ablation_effect']:.3f} | [{a.config.start}, {a.config.end}) | {a.meta['n_sequences']} | "
+            f"{a.meta['seconds']['total']:.0f} |"
+        )
         if seed == args.seeds[0]:
             plot_head_scores(found.scores, (found.layer, found.head)).savefig(FIGURES / "attribution_cpu_heads.png")
             plot_influence(a.sequences, a.aggregate("step")).savefig(FIGURES / "attribution_cpu_influence.png")
@@ -68,17 +78,33 @@ def main() -> None:
             print("\ntop individuals:\n" + markdown(a.aggregate("individual").head(8)))
 
     t0 = time.perf_counter()
-    status = wb.sweep(retrain_spec(attributions, arms=ARMS[args.arms], name="cpu-attribution-retrains", steps=args.steps,
-                                   n_checkpoints=args.steps // 25))
+    status = wb.sweep(
+        retrain_spec(
+            attributions,
+            arms=ARMS[args.arms],
+            name="cpu-attribution-retrains",
+            steps=args.steps,
+            n_checkpoints=args.steps // 25,
+        )
+    )
     print(f"\nretrains: {len(status)} runs in {time.perf_counter() - t0:.0f} s")
     runs = list(status[status["status"] == "finished"]["run"])
     table = retrain_table(attributions, runs)
-    cols = ["seed", "head", "action", "selection", "percent", "plateau_end", "plateau_end_lo", "plateau_end_hi",
-            "formation_step", "accuracy"]
+    cols = [
+        "seed",
+        "head",
+        "action",
+        "selection",
+        "percent",
+        "plateau_end",
+        "plateau_end_lo",
+        "plateau_end_hi",
+        "formation_step",
+        "accuracy",
+    ]
     print("\n" + markdown(table[cols]))
     for metric in ("plateau_end", "formation_step", "accuracy"):
-        print(f"\n{metric} vs random removal of the same size (paired by seed):\n"
-              + markdown(effects(table, metric)))
+        print(f"\n{metric} vs random removal of the same size (paired by seed):\n" + markdown(effects(table, metric)))
     plot_retrains(retrain_curves(attributions, runs), table).savefig(FIGURES / "attribution_cpu_retrains.png")
 
 

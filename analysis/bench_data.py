@@ -73,13 +73,21 @@ def main() -> dict:
     all_len = torch.cat(lengths).float()
     result = {
         "throughput": {
-            "biographies_per_s": bios_per_s, "target_per_s": THROUGHPUT_TARGET,
-            "ratio_to_target": bios_per_s / THROUGHPUT_TARGET, "batch_size": batch_size,
-            "batches": n_batches, "seconds": elapsed, "torch_threads": torch.get_num_threads(),
+            "biographies_per_s": bios_per_s,
+            "target_per_s": THROUGHPUT_TARGET,
+            "ratio_to_target": bios_per_s / THROUGHPUT_TARGET,
+            "batch_size": batch_size,
+            "batches": n_batches,
+            "seconds": elapsed,
+            "torch_threads": torch.get_num_threads(),
         },
         "build": {
-            "seconds": build_s, "target_s": BUILD_TARGET_S, "ratio_to_target": build_s / BUILD_TARGET_S,
-            "n_individuals": d.n_individuals, "n_heldout": d.n_heldout, "vocab_size_config": d.vocab_size,
+            "seconds": build_s,
+            "target_s": BUILD_TARGET_S,
+            "ratio_to_target": build_s / BUILD_TARGET_S,
+            "n_individuals": d.n_individuals,
+            "n_heldout": d.n_heldout,
+            "vocab_size_config": d.vocab_size,
         },
         "sizes": {
             "vocab_size": data.tokenizer.vocab_size,
@@ -88,19 +96,29 @@ def main() -> dict:
             "max_biography_tokens_bound": data.max_length,
             "biographies_measured": int(all_len.numel()),
         },
-        "machine": {"python": platform.python_version(), "torch": torch.__version__, "cpus": os.cpu_count(),
-                    "load_avg_1min": os.getloadavg()[0]},
+        "machine": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "cpus": os.cpu_count(),
+            "load_avg_1min": os.getloadavg()[0],
+        },
     }
 
     t, bld, s = result["throughput"], result["build"], result["sizes"]
-    print(f"(a) train_batch, batch {batch_size}, 1 thread: {t['biographies_per_s']:,.0f} biographies/s "
-          f"over {t['seconds']:.2f} s ({n_batches} batches) = {t['ratio_to_target']:.2f} x the "
-          f"{THROUGHPUT_TARGET:,}/s target")
-    print(f"(b) BiographyData(RunConfig()) [{d.n_individuals:,} + {d.n_heldout:,} held-out + tokenizer]: "
-          f"{bld['seconds']:.2f} s vs {BUILD_TARGET_S:.0f} s target ({bld['ratio_to_target']:.2f} x)")
-    print(f"(c) vocab {s['vocab_size']}, biography length mean {s['mean_biography_tokens']:.1f} tokens, "
-          f"max observed {s['max_biography_tokens_observed']} (bound {s['max_biography_tokens_bound']}) "
-          f"over {s['biographies_measured']:,} biographies")
+    print(
+        f"(a) train_batch, batch {batch_size}, 1 thread: {t['biographies_per_s']:,.0f} biographies/s "
+        f"over {t['seconds']:.2f} s ({n_batches} batches) = {t['ratio_to_target']:.2f} x the "
+        f"{THROUGHPUT_TARGET:,}/s target"
+    )
+    print(
+        f"(b) BiographyData(RunConfig()) [{d.n_individuals:,} + {d.n_heldout:,} held-out + tokenizer]: "
+        f"{bld['seconds']:.2f} s vs {BUILD_TARGET_S:.0f} s target ({bld['ratio_to_target']:.2f} x)"
+    )
+    print(
+        f"(c) vocab {s['vocab_size']}, biography length mean {s['mean_biography_tokens']:.1f} tokens, "
+        f"max observed {s['max_biography_tokens_observed']} (bound {s['max_biography_tokens_bound']}) "
+        f"over {s['biographies_measured']:,} biographies"
+    )
     print(f"    load average (1 min) {result['machine']['load_avg_1min']:.2f} on {os.cpu_count()} CPUs")
     print(json.dumps(result))
     return result

@@ -49,14 +49,14 @@ COMMANDS = {
     "-m workbench --help": ["-m", "workbench", "--help"],
     "-m workbench data stats": ["-m", "workbench", "data", "stats"],
 }
-WHERE = ("import workbench, workbench.cli; "
-         "print(workbench.__file__); print(workbench.cli.__file__)")
+WHERE = "import workbench, workbench.cli; print(workbench.__file__); print(workbench.cli.__file__)"
 
 
 def extract(rev: str, dest: Path) -> str:
     """`git archive rev | tar -x -C dest`; returns the full commit id."""
-    proc = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], cwd=ROOT,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        ["git", "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], cwd=ROOT, capture_output=True, text=True
+    )
     if proc.returncode != 0:
         raise SystemExit(f"--baseline {rev!r}: not a commit of {ROOT}")
     commit = proc.stdout.strip()
@@ -83,8 +83,9 @@ def run(args: list[str], src: Path) -> tuple[float, subprocess.CompletedProcess]
 def check_source(name: str, src: Path) -> bool:
     _, proc = run(["-c", WHERE], src)
     files = proc.stdout.split()
-    ok = proc.returncode == 0 and len(files) == 2 and all(
-        Path(f).resolve().is_relative_to(src.resolve()) for f in files)
+    ok = (
+        proc.returncode == 0 and len(files) == 2 and all(Path(f).resolve().is_relative_to(src.resolve()) for f in files)
+    )
     print(f"{name:>8}: imports {', '.join(files) or proc.stderr.strip()}  [{'ok' if ok else 'WRONG SOURCE'}]")
     return ok
 
@@ -100,10 +101,14 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-imports-") as tmp:
         base_dir = Path(tmp)
         commit = extract(args.baseline, base_dir)
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                              text=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--", "workbench"], cwd=ROOT,
-                                    capture_output=True, text=True).stdout.strip())
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = bool(
+            subprocess.run(
+                ["git", "status", "--porcelain", "--", "workbench"], cwd=ROOT, capture_output=True, text=True
+            ).stdout.strip()
+        )
         print(f"baseline: {args.baseline} ({commit[:10]}), extracted to {base_dir}")
         print(f" current: working tree {ROOT} (HEAD {head}{', workbench/ modified' if dirty else ''})")
         print(f"python {sys.executable} {sys.version.split()[0]}, {args.n} repeats, interleaved\n")
@@ -126,8 +131,10 @@ def main() -> int:
                     if rep >= 0:
                         times[(cmd, side)].append(dt)
 
-    header = (f"{'python3 ...':<26}{'baseline median':>16}{'min':>8}{'current median':>16}{'min':>8}"
-              f"{'ratio median':>14}{'ratio min':>11}")
+    header = (
+        f"{'python3 ...':<26}{'baseline median':>16}{'min':>8}{'current median':>16}{'min':>8}"
+        f"{'ratio median':>14}{'ratio min':>11}"
+    )
     print(header)
     print("-" * len(header))
     for cmd in COMMANDS:

@@ -15,14 +15,14 @@ import json
 import statistics
 
 import torch
-
 from bench_train import step_time  # the same timed training step (scripts run from analysis/)
+
 from workbench.config import preset
 from workbench.model import build_model
 from workbench.patching.hooks import PatternPatcher
 from workbench.patching.sources import ReferencePatterns
-from workbench.training.session import setup
 from workbench.training.loop import make_optimizer, resolve_precision
+from workbench.training.session import setup
 
 
 def main() -> None:
@@ -58,14 +58,23 @@ def main() -> None:
             if s >= warmup:
                 times[name].append(t)
     med = {k: statistics.median(v) for k, v in times.items()}
-    out = {"preset": args.preset, "device": device, "threads": torch.get_num_threads(),
-           "batch": list(batch.tokens.shape), "model": cfg.model.__dict__, "steps_measured": args.steps,
-           "reference": args.reference or f"fresh init (seed {cfg.seed + 1})",
-           "median_step_ms": {k: v * 1e3 for k, v in med.items()},
-           "ratio_patched_over_unpatched": med["patched"] / med["unpatched"], "target_ratio": 1.4}
+    out = {
+        "preset": args.preset,
+        "device": device,
+        "threads": torch.get_num_threads(),
+        "batch": list(batch.tokens.shape),
+        "model": cfg.model.__dict__,
+        "steps_measured": args.steps,
+        "reference": args.reference or f"fresh init (seed {cfg.seed + 1})",
+        "median_step_ms": {k: v * 1e3 for k, v in med.items()},
+        "ratio_patched_over_unpatched": med["patched"] / med["unpatched"],
+        "target_ratio": 1.4,
+    }
     print(json.dumps(out, indent=2))
-    print(f"unpatched step {med['unpatched'] * 1e3:.1f} ms vs patched step {med['patched'] * 1e3:.1f} ms: "
-          f"ratio {out['ratio_patched_over_unpatched']:.2f}x (target <= 1.4x)")
+    print(
+        f"unpatched step {med['unpatched'] * 1e3:.1f} ms vs patched step {med['patched'] * 1e3:.1f} ms: "
+        f"ratio {out['ratio_patched_over_unpatched']:.2f}x (target <= 1.4x)"
+    )
 
 
 if __name__ == "__main__":

@@ -62,8 +62,9 @@ class PlainGPT(nn.Module):
     def __init__(self, cfg, d_vocab: int, n_ctx: int):
         super().__init__()
         self.embed, self.pos = nn.Embedding(d_vocab, cfg.d_model), nn.Embedding(n_ctx, cfg.d_model)
-        self.blocks = nn.ModuleList(PlainBlock(cfg.d_model, cfg.n_heads, cfg.d_head, cfg.d_mlp)
-                                    for _ in range(cfg.n_layers))
+        self.blocks = nn.ModuleList(
+            PlainBlock(cfg.d_model, cfg.n_heads, cfg.d_head, cfg.d_mlp) for _ in range(cfg.n_layers)
+        )
         self.ln_f, self.unembed = nn.LayerNorm(cfg.d_model), nn.Linear(cfg.d_model, d_vocab)
 
     def forward(self, tokens):
@@ -119,8 +120,13 @@ def bench_step(cfg, steps: int) -> dict:
             if s >= 3:
                 times[name].append(t)
     med = {k: statistics.median(v) for k, v in times.items()}
-    return {"device": device, "median_step_s": med, "workbench_over_plain": med["workbench"] / med["plain"],
-            "eager_over_plain": med["eager"] / med["plain"], "target_workbench_over_plain": 1.05}
+    return {
+        "device": device,
+        "median_step_s": med,
+        "workbench_over_plain": med["workbench"] / med["plain"],
+        "eager_over_plain": med["eager"] / med["plain"],
+        "target_workbench_over_plain": 1.05,
+    }
 
 
 def bench_loop(cfg, steps: int, peak_tflops: float, workdir: Path) -> dict:
@@ -129,12 +135,16 @@ def bench_loop(cfg, steps: int, peak_tflops: float, workdir: Path) -> dict:
 
     full = cfg.train
     schedule = scheduled_steps(full)
-    run_cfg = cfg.replace(train={"steps": steps, "checkpoint_steps": tuple(s for s in schedule if s <= steps),
-                                 "n_checkpoints": 0})
+    run_cfg = cfg.replace(
+        train={"steps": steps, "checkpoint_steps": tuple(s for s in schedule if s <= steps), "n_checkpoints": 0}
+    )
     spent = {"evaluation": 0.0, "writer": 0.0}
     made: list = []
-    real = real_evaluate, real_save, real_init = (callbacks.Evaluator.evaluate, callbacks.save_tensors,
-                                                  callbacks.Checkpointer.__init__)
+    real = real_evaluate, real_save, real_init = (
+        callbacks.Evaluator.evaluate,
+        callbacks.save_tensors,
+        callbacks.Checkpointer.__init__,
+    )
 
     def evaluate(self, state):
         t = time.perf_counter()
@@ -166,17 +176,28 @@ def bench_loop(cfg, steps: int, peak_tflops: float, workdir: Path) -> dict:
     n_evals = len(range(0, steps + 1, full.eval_every))
     n_evals_full = len(range(0, full.steps + 1, full.eval_every))
     per_ckpt = checkpoint / len(run_cfg.train.checkpoint_steps)
-    projected_wall = (steps_only / steps * full.steps + spent["evaluation"] / n_evals * n_evals_full
-                      + per_ckpt * len(schedule))
-    out = {"steps": steps, "wall_s": wall, "evaluation_s": spent["evaluation"], "checkpoint_s": checkpoint,
-           "checkpoints": len(run_cfg.train.checkpoint_steps), "background_writer_s": spent["writer"],
-           "steps_only_s": steps_only, "real_tokens": int(lengths.sum()), "matmul_parameters": matmul_parameters(model),
-           "flop_per_step": flops / steps,
-           "tokens_per_s": float(lengths.sum()) / wall, "tokens_per_s_steps_only": float(lengths.sum()) / steps_only,
-           "tflop_per_s": flops / wall / 1e12, "tflop_per_s_steps_only": flops / steps_only / 1e12,
-           "checkpoint_share": checkpoint / wall,
-           "checkpoint_share_projected_full_run": per_ckpt * len(schedule) / projected_wall,
-           "full_run_checkpoints": len(schedule)}
+    projected_wall = (
+        steps_only / steps * full.steps + spent["evaluation"] / n_evals * n_evals_full + per_ckpt * len(schedule)
+    )
+    out = {
+        "steps": steps,
+        "wall_s": wall,
+        "evaluation_s": spent["evaluation"],
+        "checkpoint_s": checkpoint,
+        "checkpoints": len(run_cfg.train.checkpoint_steps),
+        "background_writer_s": spent["writer"],
+        "steps_only_s": steps_only,
+        "real_tokens": int(lengths.sum()),
+        "matmul_parameters": matmul_parameters(model),
+        "flop_per_step": flops / steps,
+        "tokens_per_s": float(lengths.sum()) / wall,
+        "tokens_per_s_steps_only": float(lengths.sum()) / steps_only,
+        "tflop_per_s": flops / wall / 1e12,
+        "tflop_per_s_steps_only": flops / steps_only / 1e12,
+        "checkpoint_share": checkpoint / wall,
+        "checkpoint_share_projected_full_run": per_ckpt * len(schedule) / projected_wall,
+        "full_run_checkpoints": len(schedule),
+    }
     if device == "cuda":
         out["mfu"] = flops / wall / (peak_tflops * 1e12)
         out["mfu_steps_only"] = flops / steps_only / (peak_tflops * 1e12)
@@ -212,8 +233,12 @@ def bench_checkpoint(cfg, workdir: Path) -> dict:
     save_tensors(workdir / "new-o.safetensors", snap[1], meta)
     writer = time.perf_counter() - t
     mb = sum((workdir / f).stat().st_size for f in ("new-w.safetensors", "new-o.safetensors")) / 1e6
-    return {"megabytes": mb, "previous_synchronous_s": old, "training_thread_snapshot_s": snapshot,
-            "background_writer_s": writer}
+    return {
+        "megabytes": mb,
+        "previous_synchronous_s": old,
+        "training_thread_snapshot_s": snapshot,
+        "background_writer_s": writer,
+    }
 
 
 def main(argv=None) -> dict:
@@ -223,8 +248,12 @@ def main(argv=None) -> dict:
     ap.add_argument("--loop-steps", type=int, default=300, help="steps of the timed loop (0: skip it)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--peak-tflops", type=float, default=989.0, help="dense bf16 peak of the GPU (H100/H200: 989)")
-    ap.add_argument("--checkpoint-preset", default=None, help="also time one checkpoint of this preset's model "
-                    "(e.g. paper: 134 MB of weights, 269 MB of optimizer state)")
+    ap.add_argument(
+        "--checkpoint-preset",
+        default=None,
+        help="also time one checkpoint of this preset's model "
+        "(e.g. paper: 134 MB of weights, 269 MB of optimizer state)",
+    )
     ap.add_argument("--json", action="store_true", help="print the JSON only")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -240,24 +269,30 @@ def main(argv=None) -> dict:
     if not args.json:
         s = out["step"]
         med = {k: v * 1e3 for k, v in s["median_step_s"].items()}
-        print(f"step ({s['device']}, {args.threads} thread(s)): workbench {med['workbench']:.1f} ms, TransformerLens "
-              f"eager {med['eager']:.1f} ms, plain SDPA {med['plain']:.1f} ms: workbench / plain "
-              f"{s['workbench_over_plain']:.3f} (target <= 1.05), eager / plain {s['eager_over_plain']:.3f}")
+        print(
+            f"step ({s['device']}, {args.threads} thread(s)): workbench {med['workbench']:.1f} ms, TransformerLens "
+            f"eager {med['eager']:.1f} ms, plain SDPA {med['plain']:.1f} ms: workbench / plain "
+            f"{s['workbench_over_plain']:.3f} (target <= 1.05), eager / plain {s['eager_over_plain']:.3f}"
+        )
         if "loop" in out:
             lp = out["loop"]
-            print(f"loop ({lp['steps']} steps): wall {lp['wall_s']:.1f} s, evaluations {lp['evaluation_s']:.1f} s, "
-                  f"checkpoints {lp['checkpoint_s']:.2f} s on the training thread ({lp['checkpoints']} checkpoints, "
-                  f"{lp['background_writer_s']:.2f} s in the background writer): checkpoint share "
-                  f"{lp['checkpoint_share']:.2%} (target <= 5%), projected to the full run "
-                  f"{lp['checkpoint_share_projected_full_run']:.2%}; {lp['tokens_per_s']:.0f} real tokens/s "
-                  f"({lp['tokens_per_s_steps_only']:.0f} without evaluations and checkpoints)"
-                  + (f"; MFU {lp['mfu']:.1%} ({lp['mfu_steps_only']:.1%} steps only)" if "mfu" in lp else ""))
+            print(
+                f"loop ({lp['steps']} steps): wall {lp['wall_s']:.1f} s, evaluations {lp['evaluation_s']:.1f} s, "
+                f"checkpoints {lp['checkpoint_s']:.2f} s on the training thread ({lp['checkpoints']} checkpoints, "
+                f"{lp['background_writer_s']:.2f} s in the background writer): checkpoint share "
+                f"{lp['checkpoint_share']:.2%} (target <= 5%), projected to the full run "
+                f"{lp['checkpoint_share_projected_full_run']:.2%}; {lp['tokens_per_s']:.0f} real tokens/s "
+                f"({lp['tokens_per_s_steps_only']:.0f} without evaluations and checkpoints)"
+                + (f"; MFU {lp['mfu']:.1%} ({lp['mfu_steps_only']:.1%} steps only)" if "mfu" in lp else "")
+            )
         if "checkpoint" in out:
             c = out["checkpoint"]
-            print(f"one {args.checkpoint_preset} checkpoint ({c['megabytes']:.0f} MB): previously "
-                  f"{c['previous_synchronous_s']:.2f} s on the training thread; now a "
-                  f"{c['training_thread_snapshot_s']:.2f} s "
-                  f"snapshot there and {c['background_writer_s']:.2f} s in the background writer")
+            print(
+                f"one {args.checkpoint_preset} checkpoint ({c['megabytes']:.0f} MB): previously "
+                f"{c['previous_synchronous_s']:.2f} s on the training thread; now a "
+                f"{c['training_thread_snapshot_s']:.2f} s "
+                f"snapshot there and {c['background_writer_s']:.2f} s in the background writer"
+            )
     return out
 
 

@@ -19,8 +19,16 @@ from workbench.experiment import sweep_root
 from workbench.sweeps import finetune_drops, over_seeds, power_law_fit, sweep_table
 from workbench.viz import plot_curves, plot_finetune_drops, plot_scaling, plot_tradeoff
 
-PHASES = ["trial", "plateau_start", "plateau_end", "plateau_end_lo", "plateau_end_hi", "censored",
-          "final_attribute_loss", "final_attribute_accuracy"]
+PHASES = [
+    "trial",
+    "plateau_start",
+    "plateau_end",
+    "plateau_end_lo",
+    "plateau_end_hi",
+    "censored",
+    "final_attribute_loss",
+    "final_attribute_accuracy",
+]
 
 
 def table(family: str, name: str) -> pd.DataFrame | None:
@@ -38,7 +46,9 @@ def table(family: str, name: str) -> pd.DataFrame | None:
 def markdown(df: pd.DataFrame) -> str:
     """A pipe table (numbers to 3 significant digits)."""
     cell = lambda v: f"{v:.3g}" if isinstance(v, float) else str(v)  # noqa: E731
-    rows = [list(map(str, df.columns)), ["---"] * len(df.columns)] + [[cell(v) for v in r] for r in df.itertuples(index=False)]
+    rows = [list(map(str, df.columns)), ["---"] * len(df.columns)] + [
+        [cell(v) for v in r] for r in df.itertuples(index=False)
+    ]
     return "\n".join("| " + " | ".join(r) + " |" for r in rows)
 
 
@@ -71,11 +81,18 @@ def main() -> None:
         save(plot_scaling(t, fit), "scaling")
     if (t := table(args.family, "alpha")) is not None:
         s = over_seeds(t)
-        print("\n### power-law alpha\n\n" + markdown(t.reindex(columns=["data.n_individuals", "data.sampler.alpha", *PHASES[1:]])))
+        print(
+            "\n### power-law alpha\n\n"
+            + markdown(t.reindex(columns=["data.n_individuals", "data.sampler.alpha", *PHASES[1:]]))
+        )
         if len(s):
             print("\n" + markdown(s))
-            save(plot_tradeoff(s, x="data.sampler.alpha", hue="data.n_individuals" if "data.n_individuals" in s else None),
-                 "alpha")
+            save(
+                plot_tradeoff(
+                    s, x="data.sampler.alpha", hue="data.n_individuals" if "data.n_individuals" in s else None
+                ),
+                "alpha",
+            )
     if (t := table(args.family, "curricula")) is not None:
         print("\n### curricula\n\n" + markdown(t.reindex(columns=PHASES)))
         save(plot_curves(t), "curricula")

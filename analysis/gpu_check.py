@@ -40,8 +40,14 @@ from workbench.training.session import setup
 def scale(tiny: bool) -> dict:
     if tiny:
         return {"preset": "tiny", "loop_steps": 30, "step_steps": 5, "small": "tiny", "small_steps": 10, "trials": 2}
-    return {"preset": "paper", "loop_steps": 300, "step_steps": 20, "small": "cpu-sweep", "small_steps": 300,
-            "trials": 4}
+    return {
+        "preset": "paper",
+        "loop_steps": 300,
+        "step_steps": 20,
+        "small": "cpu-sweep",
+        "small_steps": 300,
+        "trials": 4,
+    }
 
 
 def bench_variants(cfg, steps: int) -> dict:
@@ -52,8 +58,11 @@ def bench_variants(cfg, steps: int) -> dict:
     data, model, device = setup(cfg)
     dtype = resolve_precision(cfg.train, device)
     fresh = lambda: setup(cfg, tokenizer=data.tokenizer)[1]  # noqa: E731  the same initial weights
-    models = {"sdpa": model, "eager": Eager(fresh()),
-              "plain": PlainGPT(cfg.model, data.tokenizer.vocab_size, model.cfg.n_ctx).to(device)}
+    models = {
+        "sdpa": model,
+        "eager": Eager(fresh()),
+        "plain": PlainGPT(cfg.model, data.tokenizer.vocab_size, model.cfg.n_ctx).to(device),
+    }
     if device == "cuda":
         models["compiled"] = torch.compile(fresh())
     patched = fresh()
@@ -71,10 +80,13 @@ def bench_variants(cfg, steps: int) -> dict:
             if s >= warmup:
                 times[name].append(t)
     med = {k: statistics.median(v) for k, v in times.items()}
-    return {"median_step_ms": {k: v * 1e3 for k, v in med.items()},
-            "eager_over_sdpa": med["eager"] / med["sdpa"], "sdpa_over_plain": med["sdpa"] / med["plain"],
-            "patched_over_unpatched": med["patched"] / med["sdpa"],
-            "compiled_over_sdpa": med["compiled"] / med["sdpa"] if "compiled" in med else None}
+    return {
+        "median_step_ms": {k: v * 1e3 for k, v in med.items()},
+        "eager_over_sdpa": med["eager"] / med["sdpa"],
+        "sdpa_over_plain": med["sdpa"] / med["plain"],
+        "patched_over_unpatched": med["patched"] / med["sdpa"],
+        "compiled_over_sdpa": med["compiled"] / med["sdpa"] if "compiled" in med else None,
+    }
 
 
 def bench_ray(small: str, steps: int, trials: int, gpu: bool, root: Path) -> dict:
@@ -84,9 +96,14 @@ def bench_ray(small: str, steps: int, trials: int, gpu: bool, root: Path) -> dic
     from workbench.training.rundir import RunDir
 
     def spec(name: str, n: int, gpus: float) -> dict:
-        return {"name": name, "preset": small, "out": str(root / name),
-                "set": {"train.steps": steps, "train.eval_every": steps, "train.n_checkpoints": 1},
-                "grid": {"seed": list(range(n))}, "resources": {"cpus": 1, "gpus": gpus}}
+        return {
+            "name": name,
+            "preset": small,
+            "out": str(root / name),
+            "set": {"train.steps": steps, "train.eval_every": steps, "train.n_checkpoints": 1},
+            "grid": {"seed": list(range(n))},
+            "resources": {"cpus": 1, "gpus": gpus},
+        }
 
     def speeds(table) -> list[float]:
         bad = table[table["status"] != "finished"]
@@ -97,8 +114,12 @@ def bench_ray(small: str, steps: int, trials: int, gpu: bool, root: Path) -> dic
     with ray_session(num_cpus=None if gpu else trials):
         solo = speeds(sweep(spec("solo", 1, 1.0 if gpu else 0), progress=False))[0]
         shared = speeds(sweep(spec("shared", trials, 1.0 / trials if gpu else 0), progress=False))
-    return {"solo_steps_per_s": solo, "shared_steps_per_s": shared, "each_over_solo": [s / solo for s in shared],
-            "aggregate_over_solo": sum(shared) / solo}
+    return {
+        "solo_steps_per_s": solo,
+        "shared_steps_per_s": shared,
+        "each_over_solo": [s / solo for s in shared],
+        "aggregate_over_solo": sum(shared) / solo,
+    }
 
 
 def table(result: dict) -> str:
@@ -107,33 +128,60 @@ def table(result: dict) -> str:
     ms = st["median_step_ms"]
     mfu = lambda k: f"{lp[k]:.1%}" if k in lp else "n/a (CPU)"  # noqa: E731
     rows = [
-        ("loop: real tokens/s", f"{lp['tokens_per_s']:,.0f}", f"{lp['steps']} steps of {result['preset']}, "
-         f"evaluations and checkpoints included"),
-        ("loop: real tokens/s, steps only", f"{lp['tokens_per_s_steps_only']:,.0f}",
-         "without evaluation and checkpoint time"),
-        ("loop: MFU (all / steps only)", f"{mfu('mfu')} / {mfu('mfu_steps_only')}",
-         f"{lp['flop_per_step'] / 1e12:.3f} TFLOP/step (real tokens, {lp['matmul_parameters']:,} matmul parameters),"
-         f" peak {result['peak_tflops']:g} TFLOP/s"),
-        ("loop: peak GPU memory", f"{result['peak_memory_gib']:.2f} GiB" if result["peak_memory_gib"] is not None
-         else "n/a (CPU)", "torch.cuda.max_memory_allocated"),
-        ("loop: checkpoints", f"{lp['checkpoint_s'] / lp['checkpoints'] * 1e3:.0f} ms each on the training thread",
-         f"{lp['checkpoints']} checkpoints, {lp['background_writer_s']:.2f} s in the background writer, "
-         f"{lp['checkpoint_share']:.1%} of the loop's wall time"),
+        (
+            "loop: real tokens/s",
+            f"{lp['tokens_per_s']:,.0f}",
+            f"{lp['steps']} steps of {result['preset']}, evaluations and checkpoints included",
+        ),
+        (
+            "loop: real tokens/s, steps only",
+            f"{lp['tokens_per_s_steps_only']:,.0f}",
+            "without evaluation and checkpoint time",
+        ),
+        (
+            "loop: MFU (all / steps only)",
+            f"{mfu('mfu')} / {mfu('mfu_steps_only')}",
+            f"{lp['flop_per_step'] / 1e12:.3f} TFLOP/step (real tokens, {lp['matmul_parameters']:,} matmul parameters),"
+            f" peak {result['peak_tflops']:g} TFLOP/s",
+        ),
+        (
+            "loop: peak GPU memory",
+            f"{result['peak_memory_gib']:.2f} GiB" if result["peak_memory_gib"] is not None else "n/a (CPU)",
+            "torch.cuda.max_memory_allocated",
+        ),
+        (
+            "loop: checkpoints",
+            f"{lp['checkpoint_s'] / lp['checkpoints'] * 1e3:.0f} ms each on the training thread",
+            f"{lp['checkpoints']} checkpoints, {lp['background_writer_s']:.2f} s in the background writer, "
+            f"{lp['checkpoint_share']:.1%} of the loop's wall time",
+        ),
         ("loop: evaluations", f"{lp['evaluation_s']:.2f} s", f"{lp['wall_s']:.1f} s wall in all"),
-        ("step: SDPA / eager / compiled / plain", " / ".join(f"{ms[k]:.1f}" if k in ms else "n/a" for k in
-                                                             ("sdpa", "eager", "compiled", "plain")) + " ms",
-         f"eager/SDPA {st['eager_over_sdpa']:.2f}, SDPA/plain {st['sdpa_over_plain']:.2f}" +
-         (f", compiled/SDPA {st['compiled_over_sdpa']:.2f}" if st["compiled_over_sdpa"]
-          else ", compile refused on CPU")),
-        ("step: patched / unpatched", f"{st['patched_over_unpatched']:.2f}x",
-         f"{ms['patched']:.1f} ms vs {ms['sdpa']:.1f} ms, every layer patched"),
-        (f"Ray: {len(ray['shared_steps_per_s'])} concurrent trials, each vs solo",
-         ", ".join(f"{x:.2f}" for x in ray["each_over_solo"]),
-         f"{result['small']}, solo {ray['solo_steps_per_s']:.1f} steps/s, "
-         f"aggregate {ray['aggregate_over_solo']:.2f}x solo"),
+        (
+            "step: SDPA / eager / compiled / plain",
+            " / ".join(f"{ms[k]:.1f}" if k in ms else "n/a" for k in ("sdpa", "eager", "compiled", "plain")) + " ms",
+            f"eager/SDPA {st['eager_over_sdpa']:.2f}, SDPA/plain {st['sdpa_over_plain']:.2f}"
+            + (
+                f", compiled/SDPA {st['compiled_over_sdpa']:.2f}"
+                if st["compiled_over_sdpa"]
+                else ", compile refused on CPU"
+            ),
+        ),
+        (
+            "step: patched / unpatched",
+            f"{st['patched_over_unpatched']:.2f}x",
+            f"{ms['patched']:.1f} ms vs {ms['sdpa']:.1f} ms, every layer patched",
+        ),
+        (
+            f"Ray: {len(ray['shared_steps_per_s'])} concurrent trials, each vs solo",
+            ", ".join(f"{x:.2f}" for x in ray["each_over_solo"]),
+            f"{result['small']}, solo {ray['solo_steps_per_s']:.1f} steps/s, "
+            f"aggregate {ray['aggregate_over_solo']:.2f}x solo",
+        ),
     ]
-    head = (f"## Device check ({result['date']}, {result['device_name']}, torch {torch.__version__}; "
-            f"`python analysis/gpu_check.py`{' --tiny' if result['tiny'] else ''})\n\n")
+    head = (
+        f"## Device check ({result['date']}, {result['device_name']}, torch {torch.__version__}; "
+        f"`python analysis/gpu_check.py`{' --tiny' if result['tiny'] else ''})\n\n"
+    )
     body = "| measure | value | notes |\n|---|---|---|\n" + "".join(f"| {a} | {b} | {c} |\n" for a, b, c in rows)
     return head + body
 
@@ -153,9 +201,14 @@ def main(argv=None) -> int:
     if not gpu:
         torch.set_num_threads(1)
     cfg = preset(sc["preset"])
-    result = {"date": time.strftime("%Y-%m-%d"), "tiny": not gpu, "preset": sc["preset"], "small": sc["small"],
-              "device_name": torch.cuda.get_device_name(0) if gpu else f"CPU ({os.cpu_count()} cores)",
-              "peak_tflops": args.peak_tflops}
+    result = {
+        "date": time.strftime("%Y-%m-%d"),
+        "tiny": not gpu,
+        "preset": sc["preset"],
+        "small": sc["small"],
+        "device_name": torch.cuda.get_device_name(0) if gpu else f"CPU ({os.cpu_count()} cores)",
+        "peak_tflops": args.peak_tflops,
+    }
     with tempfile.TemporaryDirectory(prefix="gpu-check-") as tmp:
         if gpu:
             torch.cuda.reset_peak_memory_stats()
@@ -169,9 +222,16 @@ def main(argv=None) -> int:
         if gpu:
             torch.cuda.empty_cache()
         t = time.perf_counter()
-        result["ray"] = ({"solo_steps_per_s": float("nan"), "shared_steps_per_s": [], "each_over_solo": [],
-                          "aggregate_over_solo": float("nan")} if args.skip_ray
-                         else bench_ray(sc["small"], sc["small_steps"], sc["trials"], gpu, Path(tmp) / "ray"))
+        result["ray"] = (
+            {
+                "solo_steps_per_s": float("nan"),
+                "shared_steps_per_s": [],
+                "each_over_solo": [],
+                "aggregate_over_solo": float("nan"),
+            }
+            if args.skip_ray
+            else bench_ray(sc["small"], sc["small_steps"], sc["trials"], gpu, Path(tmp) / "ray")
+        )
         print(f"ray: {time.perf_counter() - t:.0f} s", file=sys.stderr)
     md = table(result)
     out = Path(args.out)

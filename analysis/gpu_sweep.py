@@ -56,8 +56,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     name = f"gpu-bench-{args.preset}-{args.steps}steps-{args.trials}x"
     if args.out is None:
         base = checkpoints_root() / "sweeps" / name
-        args.out = next(str(p) for k in range(1, 10_000)
-                        if not (p := base if k == 1 else base.with_name(f"{name}-{k}")).exists())
+        args.out = next(
+            str(p) for k in range(1, 10_000) if not (p := base if k == 1 else base.with_name(f"{name}-{k}")).exists()
+        )
     out = Path(args.out).absolute()
     if out.exists() and any(out.iterdir()):
         ap.error(f"--out {args.out}: not empty; a benchmark needs fresh runs (finished trials would be skipped)")
@@ -67,10 +68,14 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def bench_spec(args: argparse.Namespace) -> dict:
     """The sweep: the preset for `steps` steps, one evaluation interval, one checkpoint interval, one seed per trial."""
-    return {"name": args.name, "preset": args.preset, "out": args.out,
-            "set": {"train.steps": args.steps, "train.eval_every": args.steps, "train.n_checkpoints": 1},
-            "grid": {"seed": list(range(args.trials))},
-            "resources": {"cpus": args.cpus_per_trial, "gpus": args.gpus_per_trial}}
+    return {
+        "name": args.name,
+        "preset": args.preset,
+        "out": args.out,
+        "set": {"train.steps": args.steps, "train.eval_every": args.steps, "train.n_checkpoints": 1},
+        "grid": {"seed": list(range(args.trials))},
+        "resources": {"cpus": args.cpus_per_trial, "gpus": args.gpus_per_trial},
+    }
 
 
 @functools.cache
@@ -100,8 +105,10 @@ def trial_work(run: str) -> dict:
 def main(argv=None) -> int:
     args = parse_args(argv)
     gpu = args.gpus_per_trial > 0
-    print(f"{args.trials} trials of {args.preset} x {args.steps} steps, {args.gpus_per_trial:g} GPU and "
-          f"{args.cpus_per_trial:g} CPU each, into {args.out}")
+    print(
+        f"{args.trials} trials of {args.preset} x {args.steps} steps, {args.gpus_per_trial:g} GPU and "
+        f"{args.cpus_per_trial:g} CPU each, into {args.out}"
+    )
     if gpu:
         chip = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no CUDA device on this machine"
         print(f"GPU path: {chip}, MFU against {args.peak_tflops:g} TFLOP/s (dense bf16 peak)")
@@ -121,8 +128,10 @@ def main(argv=None) -> int:
         return 1
     peak = args.peak_tflops * 1e12
     mfu = lambda flop_s: f"{flop_s / peak:.2%}" if gpu else "n/a"  # noqa: E731
-    header = f"{'trial':<12} {'wall_s':>8} {'steps':>6} {'tok/step':>9} {'real/step':>9} {'tokens/s':>11} " \
-             f"{'TFLOP/s':>9} {'MFU':>7}"
+    header = (
+        f"{'trial':<12} {'wall_s':>8} {'steps':>6} {'tok/step':>9} {'real/step':>9} {'tokens/s':>11} "
+        f"{'TFLOP/s':>9} {'MFU':>7}"
+    )
     print(header)
     total_tokens = total_flops = 0.0
     walls, n_params = [], []
@@ -132,15 +141,21 @@ def main(argv=None) -> int:
         total_tokens, total_flops = total_tokens + tokens, total_flops + flops
         walls.append(wall)
         n_params.append(w["n_params"])
-        print(f"{row.trial:<12} {wall:>8.2f} {row.steps:>6} {w['padded']:>9.0f} {w['real']:>9.0f} "
-              f"{tokens / wall:>11.1f} {flops / wall / 1e12:>9.4f} {mfu(flops / wall):>7}")
+        print(
+            f"{row.trial:<12} {wall:>8.2f} {row.steps:>6} {w['padded']:>9.0f} {w['real']:>9.0f} "
+            f"{tokens / wall:>11.1f} {flops / wall / 1e12:>9.4f} {mfu(flops / wall):>7}"
+        )
     # what fits at once on this machine's GPUs (or, on the CPU path, the local Ray's CPUs)
-    slots = (torch.cuda.device_count() or 1) / args.gpus_per_trial if gpu else (os.cpu_count() or 1) / args.cpus_per_trial
+    slots = (
+        (torch.cuda.device_count() or 1) / args.gpus_per_trial if gpu else (os.cpu_count() or 1) / args.cpus_per_trial
+    )
     print("matmul parameters per model:", " / ".join(f"{n:,}" for n in sorted(set(n_params))))
-    print(f"aggregate: {len(table)} trials (at most {min(len(table), int(slots + 1e-9))} concurrent), "
-          f"sweep wall {sweep_wall:.2f} s, "
-          f"{total_tokens / sweep_wall:.1f} tokens/s total, {total_flops / sweep_wall / 1e12:.4f} TFLOP/s, "
-          f"MFU {mfu(total_flops / sweep_wall)}, mean trial wall {sum(walls) / len(walls):.2f} s")
+    print(
+        f"aggregate: {len(table)} trials (at most {min(len(table), int(slots + 1e-9))} concurrent), "
+        f"sweep wall {sweep_wall:.2f} s, "
+        f"{total_tokens / sweep_wall:.1f} tokens/s total, {total_flops / sweep_wall / 1e12:.4f} TFLOP/s, "
+        f"MFU {mfu(total_flops / sweep_wall)}, mean trial wall {sum(walls) / len(walls):.2f} s"
+    )
     return 0
 
 

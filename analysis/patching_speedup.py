@@ -23,8 +23,8 @@ from pathlib import Path
 from workbench import PatchConfig, load_run, resume, train
 from workbench.config import override, preset
 from workbench.phases import boundaries
-from workbench.viz.figures import subplots
 from workbench.training.loop import Callback
+from workbench.viz.figures import subplots
 
 TARGET = 0.5
 
@@ -97,8 +97,11 @@ def main() -> None:
     patched = crossing(metrics)
     if args.figure:
         shown = ref.metrics[ref.metrics["step"] <= unpatched[1] + 2 * ref.config.train.eval_every]
-        plot({"unpatched": shown, f"patched from step {final}": metrics}, ref.config.data.no_knowledge_baseline,
-             args.figure)
+        plot(
+            {"unpatched": shown, f"patched from step {final}": metrics},
+            ref.config.data.no_knowledge_baseline,
+            args.figure,
+        )
     cfg, ph = ref.config, ref.phases()
     shape = f"N={cfg.data.n_individuals} d{cfg.model.d_model} L{cfg.model.n_layers} {cfg.train.steps} steps"
     if patched is None:
@@ -107,10 +110,12 @@ def main() -> None:
         ratio = f"{(patched[0] + 1) / unpatched[1]:.1%}-{patched[1] / (unpatched[0] + 1):.1%}"
     base = cfg.data.no_knowledge_baseline
     p_start, p_end = boundaries(metrics["step"].to_numpy(), metrics["attribute_loss"].to_numpy(), base)
-    print(f"| {shape} | {cfg.seed} | {args.layers or 'all'} | {ph.plateau_start:.0f}-{ph.plateau_end:.0f} "
-          f"| {p_start:.0f}-{p_end:.0f} "
-          f"| ({unpatched[0]}, {unpatched[1]}] | {'never' if patched is None else f'({patched[0]}, {patched[1]}]'} "
-          f"| {ratio} |")
+    print(
+        f"| {shape} | {cfg.seed} | {args.layers or 'all'} | {ph.plateau_start:.0f}-{ph.plateau_end:.0f} "
+        f"| {p_start:.0f}-{p_end:.0f} "
+        f"| ({unpatched[0]}, {unpatched[1]}] | {'never' if patched is None else f'({patched[0]}, {patched[1]}]'} "
+        f"| {ratio} |"
+    )
 
 
 if __name__ == "__main__":

@@ -41,9 +41,11 @@ def runs(seed: int) -> dict:
     control = base.replace(data={"packing": {"q_ctx": 0.0, "n_context": 0}}, train={"steps": 1600})
     longer = base.replace(train={"steps": 4 * base.train.steps}, data={"packing": {"n_context": 300_000}})
     root = checkpoints_root()
-    return {"reading": (base, root / f"cpu-reading-seed{seed}"),
-            "control": (control, root / f"cpu-reading-control-seed{seed}"),
-            "long": (longer, root / f"cpu-reading-long-seed{seed}")}
+    return {
+        "reading": (base, root / f"cpu-reading-seed{seed}"),
+        "control": (control, root / f"cpu-reading-control-seed{seed}"),
+        "long": (longer, root / f"cpu-reading-long-seed{seed}"),
+    }
 
 
 def main() -> None:
@@ -66,10 +68,12 @@ def main() -> None:
     print("\n### Reading tests, held-out accuracy per checkpoint\n")
     print(markdown(acc.reset_index().round(3)))
     last = acc.iloc[-1]
-    print(f"\nR1 own - alone = {last['own'] - last['alone']:.3f} (>= 0.5); R2 other_own / own = "
-          f"{last['other_own'] / max(last['own'], 1e-9):.2f}, own_other / own = "
-          f"{last['own_other'] / max(last['own'], 1e-9):.2f} (>= 0.8), other - alone = "
-          f"{last['other'] - last['alone']:+.3f} (<= 0.02)")
+    print(
+        f"\nR1 own - alone = {last['own'] - last['alone']:.3f} (>= 0.5); R2 other_own / own = "
+        f"{last['other_own'] / max(last['own'], 1e-9):.2f}, own_other / own = "
+        f"{last['own_other'] / max(last['own'], 1e-9):.2f} (>= 0.8), other - alone = "
+        f"{last['other'] - last['alone']:+.3f} (<= 0.02)"
+    )
 
     curves = []
     for name, run in (("reading", reading), ("control", control)):
@@ -78,20 +82,33 @@ def main() -> None:
         curves.append(m.assign(run=name))
     both = pd.concat(curves)
     grid = np.linspace(0, both.groupby("run")["seen_biographies"].max().min(), 9)[1:]
-    r4 = pd.DataFrame({"seen_biographies": grid.astype(int), **{
-        name: np.interp(grid, g["seen_biographies"], g["attribute_accuracy"]) for name, g in both.groupby("run")}})
+    r4 = pd.DataFrame(
+        {
+            "seen_biographies": grid.astype(int),
+            **{
+                name: np.interp(grid, g["seen_biographies"], g["attribute_accuracy"]) for name, g in both.groupby("run")
+            },
+        }
+    )
     r4["difference"] = r4["reading"] - r4["control"]
     print("\n### Seen accuracy (no retrieval) at equal seen-biography exposure (R4)\n")
     print(markdown(r4.round(3)))
 
-    study = retrieve(reading, RetrievalConfig(name="reading-bm25", modes=("none", "bm25", "oracle"), votes=0, m=1,
-                                              baseline_run=str(trained["long"].path)))
+    study = retrieve(
+        reading,
+        RetrievalConfig(
+            name="reading-bm25", modes=("none", "bm25", "oracle"), votes=0, m=1, baseline_run=str(trained["long"].path)
+        ),
+    )
     mult = study.multipliers[study.multipliers["mode"] == "bm25"]
     print(f"\n### BM25 multiplier on the {study.meta['baseline']['times_longer']:.0f}x longer baseline (R3)\n")
-    print(markdown(mult[["step", "accuracy", "multiplier", "multiplier_lo", "multiplier_hi", "bound", "status"]]
-                   .round(3)))
-    print(f"\nR3: lower bound > 1 at {int(((mult['multiplier_lo'] > 1) & (mult['status'] == 'within')).sum())} "
-          f"checkpoints (>= 3, none beyond)")
+    print(
+        markdown(mult[["step", "accuracy", "multiplier", "multiplier_lo", "multiplier_hi", "bound", "status"]].round(3))
+    )
+    print(
+        f"\nR3: lower bound > 1 at {int(((mult['multiplier_lo'] > 1) & (mult['status'] == 'within')).sum())} "
+        f"checkpoints (>= 3, none beyond)"
+    )
 
     import matplotlib.pyplot as plt
 

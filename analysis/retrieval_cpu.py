@@ -52,15 +52,22 @@ def main() -> None:
             continue
         run = wb.load_run(path)
         study = retrieve(run, RetrievalConfig(m=args.m, votes=args.votes))
-        print(f"\n### k={args.k}, q_same={q}, seed {args.seed}: {run.phases().describe()}; "
-              f"datastore {study.meta['datastore']}; {study.meta['seconds']}\n")
+        print(
+            f"\n### k={args.k}, q_same={q}, seed {args.seed}: {run.phases().describe()}; "
+            f"datastore {study.meta['datastore']}; {study.meta['seconds']}\n"
+        )
         s = study.summary
         wide = s[s["group"] == "seen"].pivot(index="step", columns="mode", values="accuracy")
         print("Seen individuals, attribute accuracy by mode:\n")
         print(markdown(wide.reset_index().round(3)))
         mult = study.multipliers[study.multipliers["mode"] != "none"].copy()
-        mult["multiplier"] = mult.apply(lambda r: f"{r.multiplier:.2f} [{r.multiplier_lo:.2f}, {r.multiplier_hi:.2f}]"
-                                        f"{' (' + r.status + ')' if r.status != 'within' else ''}", axis=1)
+        mult["multiplier"] = mult.apply(
+            lambda r: (
+                f"{r.multiplier:.2f} [{r.multiplier_lo:.2f}, {r.multiplier_hi:.2f}]"
+                f"{' (' + r.status + ')' if r.status != 'within' else ''}"
+            ),
+            axis=1,
+        )
         print("\nMultiplier (equivalent step / step, 95% bootstrap interval):\n")
         print(markdown(mult.pivot(index="step", columns="mode", values="multiplier").reset_index()))
         held = s[s["group"] == "heldout"].pivot(index="step", columns="mode", values=["top_probability", "copied"])

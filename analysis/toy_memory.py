@@ -30,10 +30,15 @@ def summary(df: pd.DataFrame, label: str, seconds: float) -> dict:
     pre, ft = df[df["phase"] == "pretrain"], df[df["phase"] == "finetune"]
     reached = ft[ft["new_accuracy"] >= 0.9]["step"]
     at = lambda step: float(ft[ft["step"] >= step]["old_accuracy"].iloc[0])  # noqa: E731
-    return {"run": label, "pretrain_old_acc": float(pre["old_accuracy"].iloc[-1]),
-            "old_acc_ft100": at(100), "old_acc_final": float(ft["old_accuracy"].iloc[-1]),
-            "new_acc_final": float(ft["new_accuracy"].iloc[-1]),
-            "new_acc_0.9_step": int(reached.iloc[0]) if len(reached) else None, "seconds": round(seconds, 1)}
+    return {
+        "run": label,
+        "pretrain_old_acc": float(pre["old_accuracy"].iloc[-1]),
+        "old_acc_ft100": at(100),
+        "old_acc_final": float(ft["old_accuracy"].iloc[-1]),
+        "new_acc_final": float(ft["new_accuracy"].iloc[-1]),
+        "new_acc_0.9_step": int(reached.iloc[0]) if len(reached) else None,
+        "seconds": round(seconds, 1),
+    }
 
 
 def main() -> None:

@@ -9,15 +9,26 @@ from __future__ import annotations
 # beartype, for the whole test session. It must be installed before any of them is imported.
 from jaxtyping import install_import_hook
 
-CHECKED_MODULES = ("workbench.metrics", "workbench.data.batch", "workbench.attention", "workbench.stability",
-                   "workbench.patching.hooks", "workbench.patching.sources", "workbench.patching.ablations",
-                   "workbench.probes.sites", "workbench.probes.keyvalue", "workbench.probes.linear",
-                   "workbench.probes.localisation", "workbench.probes.toy_memory",
-                   "workbench.attribution.shim", "workbench.attribution.measures", "workbench.attribution.influence",
-                   "workbench.attribution.ekfac")
+CHECKED_MODULES = (
+    "workbench.metrics",
+    "workbench.data.batch",
+    "workbench.attention",
+    "workbench.stability",
+    "workbench.patching.hooks",
+    "workbench.patching.sources",
+    "workbench.patching.ablations",
+    "workbench.probes.sites",
+    "workbench.probes.keyvalue",
+    "workbench.probes.linear",
+    "workbench.probes.localisation",
+    "workbench.probes.toy_memory",
+    "workbench.attribution.shim",
+    "workbench.attribution.measures",
+    "workbench.attribution.influence",
+    "workbench.attribution.ekfac",
+)
 install_import_hook(CHECKED_MODULES, "beartype.beartype")
 
-import rayproc  # noqa: E402,F401  (tags this session's processes before any is started: leak guards count only ours)
 import math  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass
@@ -25,13 +36,13 @@ from statistics import NormalDist
 
 import numpy as np
 import pytest
+import rayproc  # noqa: E402,F401  (tags this session's processes before any is started: leak guards count only ours)
 import torch
 
 import workbench.experiment  # noqa: F401  (TransformerLens & co. imported at collection, not in a test's call)
-
 from workbench.config import DataConfig, PoolSizes, RunConfig, preset
-from workbench.data.kinds import NAME, PAD, TEXT, VALUE
 from workbench.data.biography_data import BiographyData
+from workbench.data.kinds import NAME, PAD, TEXT, VALUE
 from workbench.data.templates import TEMPLATES
 from workbench.data.tokenizer import template_pieces
 
@@ -111,8 +122,7 @@ def tiny_data(tiny_config) -> BiographyData:
 @pytest.fixture(scope="session")
 def full_pool_data() -> BiographyData:
     """Every shipped pool entry in use (default pool sizes and vocabulary), few individuals."""
-    cfg = RunConfig(data=DataConfig(n_individuals=256, n_heldout=64, n_finetune=64),
-                    train=preset("tiny").train)
+    cfg = RunConfig(data=DataConfig(n_individuals=256, n_heldout=64, n_finetune=64), train=preset("tiny").train)
     return BiographyData(cfg)
 
 
@@ -188,10 +198,18 @@ class BiographyParser:
             key = (tuple(t[:n0]), tuple(t[n1:v0]), tuple(t[v1:]))
             template = self.lookup[attr].get(key)
             assert template is not None, f"row {r}: sentence matches no template of {self.attributes[attr]}"
-            sentences.append(Sentence(
-                attribute=attr, template=template, kinds=k, name_tokens=t[n0:n1], value_tokens=t[v0:v1],
-                value_start_positions=[start + i for i in range(len(k)) if vstart[start + i]],
-                first_value_position=start + v0, tokens=t))
+            sentences.append(
+                Sentence(
+                    attribute=attr,
+                    template=template,
+                    kinds=k,
+                    name_tokens=t[n0:n1],
+                    value_tokens=t[v0:v1],
+                    value_start_positions=[start + i for i in range(len(k)) if vstart[start + i]],
+                    first_value_position=start + v0,
+                    tokens=t,
+                )
+            )
         return sentences
 
 
@@ -260,8 +278,11 @@ FAST_TIER_CPU_LIMIT_S = 5.0  # CPU seconds of this process (threads included) in
 
 
 def pytest_collection_modifyitems(config, items):
-    """A browser or Ray test is slow too (so the fast tier is simply `-m "not slow"`)."""
+    """A browser or Ray test (one using the `local_ray` fixture included) is slow too (so the fast tier is simply
+    `-m "not slow"`)."""
     for item in items:
+        if "local_ray" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.ray)
         if item.get_closest_marker("browser") or item.get_closest_marker("ray"):
             item.add_marker(pytest.mark.slow)
 
@@ -281,6 +302,9 @@ def pytest_runtest_call(item):
     result = yield
     used = _cpu_seconds() - start
     if used > FAST_TIER_CPU_LIMIT_S and item.get_closest_marker("slow") is None:
-        pytest.fail(f"{item.nodeid} used {used:.1f} s of CPU, over the fast tier's {FAST_TIER_CPU_LIMIT_S:g} s: "
-                    f"mark it @pytest.mark.slow (or make it faster)", pytrace=False)
+        pytest.fail(
+            f"{item.nodeid} used {used:.1f} s of CPU, over the fast tier's {FAST_TIER_CPU_LIMIT_S:g} s: "
+            f"mark it @pytest.mark.slow (or make it faster)",
+            pytrace=False,
+        )
     return result

@@ -7,8 +7,13 @@ import pandas as pd
 import pytest
 import torch
 
-from workbench.attention import (ATTRIBUTE_METRICS, METRICS, attention_metrics, attention_over_training,
-                                 metrics_from_patterns)
+from workbench.attention import (
+    ATTRIBUTE_METRICS,
+    METRICS,
+    attention_metrics,
+    attention_over_training,
+    metrics_from_patterns,
+)
 from workbench.data.kinds import BOS, NAME, PAD, TEXT, VALUE
 from workbench.model import build_model
 from workbench.patching.hooks import patch_patterns
@@ -37,8 +42,17 @@ def previous(b, t):
 
 def expected(batch, biographer, kind_of_key):
     """Reference by plain loops; kind_of_key(q, k) is the pattern's weight of key k at query q."""
-    out = {m: [] for m in ("name->name", "attribute->name", "attribute->own_name", "attribute->text",
-                           "attribute->bos", "attribute->value")}
+    out = {
+        m: []
+        for m in (
+            "name->name",
+            "attribute->name",
+            "attribute->own_name",
+            "attribute->text",
+            "attribute->bos",
+            "attribute->value",
+        )
+    }
     for r in range(len(batch)):
         kinds, attrs = batch.kind[r].tolist(), batch.attribute[r].tolist()
         vstart, n = batch.value_start[r].tolist(), int(batch.mask[r].sum())
@@ -118,8 +132,9 @@ def test_attention_metrics_reads_the_patterns_the_model_uses(model, batch):
     b, t = batch.tokens.shape
     with patch_patterns(model, UniformPatterns(n_layers, n_heads)):
         patched = attention_metrics(model, batch, chunk=4)
-    ref = metrics_from_patterns({layer: uniform(b, t)[:, None].expand(b, n_heads, t, t) for layer in range(n_layers)},
-                                batch)
+    ref = metrics_from_patterns(
+        {layer: uniform(b, t)[:, None].expand(b, n_heads, t, t) for layer in range(n_layers)}, batch
+    )
     np.testing.assert_allclose(patched.value, ref.value, atol=1e-5)
     assert not np.allclose(attention_metrics(model, batch).value, ref.value, atol=1e-3)
 
@@ -186,7 +201,9 @@ def test_over_training_validates_before_compute(run_copy, monkeypatch):
 
 def test_plot_attention_over_training():
     rng = np.random.default_rng(0)
-    rows = [(s, layer, h, "attribute->name", rng.random()) for s in (0, 10, 20, 40) for layer in (0, 1) for h in range(3)]
+    rows = [
+        (s, layer, h, "attribute->name", rng.random()) for s in (0, 10, 20, 40) for layer in (0, 1) for h in range(3)
+    ]
     df = pd.DataFrame(rows, columns=["step", "layer", "head", "metric", "value"])
     fig = plot_attention_over_training(df, "attribute->name", layer="last", phases=Phases(10.0, 30.0))
     ax = fig.axes[0]

@@ -10,8 +10,17 @@ import pytest
 
 from workbench import experiment
 from workbench.cli import main
-from workbench.config import (DataConfig, FinetuneConfig, ModelConfig, PatchConfig, RunConfig, SamplerConfig,
-                              TrainConfig, override, preset)
+from workbench.config import (
+    DataConfig,
+    FinetuneConfig,
+    ModelConfig,
+    PatchConfig,
+    RunConfig,
+    SamplerConfig,
+    TrainConfig,
+    override,
+    preset,
+)
 from workbench.run import load_run
 from workbench.training.rundir import RunDir
 
@@ -38,11 +47,19 @@ def places(tmp_path, tiny_run_dir, monkeypatch):
     (tmp_path / "emptydir").mkdir()
     (tmp_path / "notarun").mkdir()
     (tmp_path / "notarun" / "notes.txt").write_text("hello")
-    (tmp_path / "bad.toml").write_text(f'name = "bad"\npreset = "tiny"\nout = "{tmp_path}/sweep"\n'
-                                       '[grid]\n"data.n_individuals" = [64, 0]\n')
-    return {"BADSPEC": str(tmp_path / "bad.toml"), "RUN": str(tiny_run_dir), "FILE": str(tmp_path / "afile"), "EMPTY": str(tmp_path / "emptydir"),
-            "NOTRUN": str(tmp_path / "notarun"), "MISSING": str(tmp_path / "missing"),
-            "RO": _read_only_dir(), "TMP": str(tmp_path)}
+    (tmp_path / "bad.toml").write_text(
+        f'name = "bad"\npreset = "tiny"\nout = "{tmp_path}/sweep"\n[grid]\n"data.n_individuals" = [64, 0]\n'
+    )
+    return {
+        "BADSPEC": str(tmp_path / "bad.toml"),
+        "RUN": str(tiny_run_dir),
+        "FILE": str(tmp_path / "afile"),
+        "EMPTY": str(tmp_path / "emptydir"),
+        "NOTRUN": str(tmp_path / "notarun"),
+        "MISSING": str(tmp_path / "missing"),
+        "RO": _read_only_dir(),
+        "TMP": str(tmp_path),
+    }
 
 
 CLI_CASES = [  # (argv with placeholders, a fragment the one-line error must contain)
@@ -77,7 +94,10 @@ CLI_CASES = [  # (argv with placeholders, a fragment the one-line error must con
     ("train --resume FILE", "is a file"),
     ("train --resume NOTRUN", "no manifest.json"),
     ("train --resume ''", "--resume=''"),
-    ("train --resume RUN --steps 10", "--steps=10 is out of range: allowed an integer in [40, "),  # extending only lengthens
+    (
+        "train --resume RUN --steps 10",
+        "--steps=10 is out of range: allowed an integer in [40, ",
+    ),  # extending only lengthens
     ("train --resume RUN --lr 0.1", "--lr cannot be used with --resume"),
     ("train --resume RUN --preset tiny", "--preset cannot be used with --resume"),
     ("train --resume RUN --out TMP/x", "--out cannot be used with --resume"),
@@ -173,8 +193,13 @@ API_CASES = [  # (name, callable(places) raising ValueError, a fragment of the m
     ("mix > 1", lambda p: PatchConfig(reference_run="x", mix=1.5), "patch.mix"),
     ("empty base run", lambda p: FinetuneConfig(base_run=""), "finetune.base_run"),
     ("negative replay weight", lambda p: FinetuneConfig(base_run="x", replay_weight=-1.0), "finetune.replay_weight"),
-    ("fine-tuning with patching", lambda p: preset("tiny").replace(
-        patch=PatchConfig(reference_run="x"), finetune=FinetuneConfig(base_run="y", n_new=1)), "patch"),
+    (
+        "fine-tuning with patching",
+        lambda p: preset("tiny").replace(
+            patch=PatchConfig(reference_run="x"), finetune=FinetuneConfig(base_run="y", n_new=1)
+        ),
+        "patch",
+    ),
     ("negative seed", lambda p: RunConfig(seed=-1), "seed"),
     ("bool seed", lambda p: RunConfig(seed=True), "seed"),
     ("a section of the wrong type", lambda p: RunConfig(train="fast"), "train"),
@@ -192,22 +217,42 @@ API_CASES = [  # (name, callable(places) raising ValueError, a fragment of the m
     ("resume a missing run", lambda p: experiment.resume(p["MISSING"], progress=False), "does not exist"),
     ("resume an empty directory", lambda p: experiment.resume(p["EMPTY"], progress=False), "is empty"),
     ("load a missing run", lambda p: load_run(p["MISSING"]), "run="),
-    ("twin with another seed", lambda p: experiment.train(_patched(p["RUN"]).replace(seed=1), p["TMP"] + "/x",
-                                                          progress=False), "seed=1 differs"),
-    ("reference step without checkpoint", lambda p: experiment.train(_patched(p["RUN"], reference_step=7),
-                                                                     p["TMP"] + "/x", progress=False),
-     "patch.reference_step=7"),
-    ("head out of range", lambda p: experiment.train(_patched(p["RUN"], heads=(5,)), p["TMP"] + "/x",
-                                                     progress=False), "patch.heads"),
-    ("too many new individuals", lambda p: experiment.finetune(p["RUN"], 40, n_new=10**6, out=p["TMP"] + "/x",
-                                                               progress=False), "finetune.n_new"),
-    ("context too short", lambda p: experiment.train(preset("tiny", model={"n_ctx": 10}), p["TMP"] + "/x",
-                                                     progress=False), "model.n_ctx=10"),
+    (
+        "twin with another seed",
+        lambda p: experiment.train(_patched(p["RUN"]).replace(seed=1), p["TMP"] + "/x", progress=False),
+        "seed=1 differs",
+    ),
+    (
+        "reference step without checkpoint",
+        lambda p: experiment.train(_patched(p["RUN"], reference_step=7), p["TMP"] + "/x", progress=False),
+        "patch.reference_step=7",
+    ),
+    (
+        "head out of range",
+        lambda p: experiment.train(_patched(p["RUN"], heads=(5,)), p["TMP"] + "/x", progress=False),
+        "patch.heads",
+    ),
+    (
+        "too many new individuals",
+        lambda p: experiment.finetune(p["RUN"], 40, n_new=10**6, out=p["TMP"] + "/x", progress=False),
+        "finetune.n_new",
+    ),
+    (
+        "context too short",
+        lambda p: experiment.train(preset("tiny", model={"n_ctx": 10}), p["TMP"] + "/x", progress=False),
+        "model.n_ctx=10",
+    ),
     ("checkpoint that does not exist", lambda p: load_run(p["RUN"]).load_model(7), "step=7"),
-    ("negative patch start step", lambda p: experiment.patch_grid(p["RUN"], [0], [-1], out_root=p["TMP"] + "/g",
-                                                                   progress=False), "start_steps"),
-    ("another config in a run directory", lambda p: experiment.train_or_resume(
-        preset("tiny", train={"lr": 1e-3}), p["RUN"], progress=False), "another config"),
+    (
+        "negative patch start step",
+        lambda p: experiment.patch_grid(p["RUN"], [0], [-1], out_root=p["TMP"] + "/g", progress=False),
+        "start_steps",
+    ),
+    (
+        "another config in a run directory",
+        lambda p: experiment.train_or_resume(preset("tiny", train={"lr": 1e-3}), p["RUN"], progress=False),
+        "another config",
+    ),
 ]
 
 

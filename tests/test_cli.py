@@ -27,10 +27,34 @@ def test_version_and_help_show_defaults(capsys):
 
 def test_set_overrides_any_field_and_is_recorded(tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["train", "--preset", "tiny", "--steps", "20", "--set", "train.lr=1e-3", "--set",
-                 "data.sampler.kind=power_law", "--set", "data.sampler.alpha=0.5", "--out", str(out), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--preset",
+                "tiny",
+                "--steps",
+                "20",
+                "--set",
+                "train.lr=1e-3",
+                "--set",
+                "data.sampler.kind=power_law",
+                "--set",
+                "data.sampler.alpha=0.5",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     cfg = load_run(out).config
-    assert (cfg.train.steps, cfg.train.lr, cfg.data.sampler.kind, cfg.data.sampler.alpha) == (20, 1e-3, "power_law", 0.5)
+    assert (cfg.train.steps, cfg.train.lr, cfg.data.sampler.kind, cfg.data.sampler.alpha) == (
+        20,
+        1e-3,
+        "power_law",
+        0.5,
+    )
     line = capsys.readouterr().out.strip().splitlines()[-1]
     assert re.match(rf"run {re.escape(str(out))}: finished at step 20; .*final attribute accuracy \d\.\d{{3}}", line)
 
@@ -52,8 +76,23 @@ def test_patch_from_trains_the_twin_model_of_the_reference(tiny_run, tmp_path, c
     assert twin.replace(patch=None, train={"steps": 40}) == ref  # same config and seed, only the flag given differs
     assert twin.patch.reference_step == 40 and not twin.patch.allow_other_seed
     other = tmp_path / "other-seed"
-    assert main(["train", "--patch-from", f"{tiny_run.path}@40", "--steps", "10", "--seed", "3", "--out", str(other),
-                 "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--patch-from",
+                f"{tiny_run.path}@40",
+                "--steps",
+                "10",
+                "--seed",
+                "3",
+                "--out",
+                str(other),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert load_run(other).config.patch.allow_other_seed  # another seed on purpose, recorded in config.json
     assert json.loads((other / "config.json").read_text())["patch"]["allow_other_seed"] is True
 
@@ -70,7 +109,9 @@ def test_help_does_not_load_transformer_lens(argv):
     import subprocess
     import sys
 
-    code = ("import sys; from workbench.cli import main; main(%r); "
-            "print('transformer_lens' in sys.modules, 'torch' in sys.modules)" % argv)
+    code = (
+        f"import sys; from workbench.cli import main; main({argv!r}); "
+        "print('transformer_lens' in sys.modules, 'torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120).stdout
     assert out.strip().splitlines()[-1] == "False False"

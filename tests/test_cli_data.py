@@ -17,9 +17,15 @@ def test_data_stats_json(capsys):
     out = json.loads(capsys.readouterr().out)
     d = preset("tiny").data
     p = d.pool_sizes
-    assert out["pool_sizes"] == {"first_names": p.first_names, "last_names": p.last_names, "cities": p.cities,
-                                 "universities": p.universities, "majors": p.majors, "companies": p.companies,
-                                 "years": p.years}
+    assert out["pool_sizes"] == {
+        "first_names": p.first_names,
+        "last_names": p.last_names,
+        "cities": p.cities,
+        "universities": p.universities,
+        "majors": p.majors,
+        "companies": p.companies,
+        "years": p.years,
+    }
     assert out["templates_per_attribute"] == {a: d.n_templates for a in d.attributes}
     assert out["no_knowledge_baseline"] == pytest.approx(d.no_knowledge_baseline, rel=1e-12)
     assert out["n_individuals"] == d.n_individuals and out["n_heldout"] == d.n_heldout

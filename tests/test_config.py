@@ -29,8 +29,14 @@ def test_defaults_follow_the_study():
     assert dataclasses.asdict(d.pool_sizes) == SHIPPED_POOL_SIZES
     # the pools of docs/method.md §1.2: 900 first names, 1000 surnames, 800 cities, 200 universities, 100 majors,
     # 500 companies, birth years 1900-2100
-    assert (d.pool_sizes.first_names, d.pool_sizes.last_names, d.pool_sizes.cities, d.pool_sizes.universities,
-            d.pool_sizes.majors, d.pool_sizes.companies) == (900, 1000, 800, 200, 100, 500)
+    assert (
+        d.pool_sizes.first_names,
+        d.pool_sizes.last_names,
+        d.pool_sizes.cities,
+        d.pool_sizes.universities,
+        d.pool_sizes.majors,
+        d.pool_sizes.companies,
+    ) == (900, 1000, 800, 200, 100, 500)
     assert d.pool_sizes.years == 2100 - 1900 + 1
 
 
@@ -55,22 +61,30 @@ def test_check_indices_is_the_one_index_check():
 def test_n_values_per_attribute():
     p = PoolSizes(first_names=5, last_names=5, cities=7, universities=3, majors=4, companies=6, years=2)
     d = DataConfig(n_individuals=10, n_heldout=0, pool_sizes=p)
-    assert d.n_values == {"birth_date": 2 * 12 * 31, "birth_city": 7, "university": 3, "major": 4,
-                          "company": 6, "current_location": 7}
+    assert d.n_values == {
+        "birth_date": 2 * 12 * 31,
+        "birth_city": 7,
+        "university": 3,
+        "major": 4,
+        "company": 6,
+        "current_location": 7,
+    }
     sub = DataConfig(n_individuals=10, n_heldout=0, pool_sizes=p, attributes=("company", "birth_city"))
     assert sub.n_values == {"company": 6, "birth_city": 7}
 
 
 def test_no_knowledge_baseline_by_hand():
-    d = DataConfig(n_individuals=10, n_heldout=0, attributes=("major", "company"),
-                   pool_sizes=PoolSizes(majors=10, companies=20))
+    d = DataConfig(
+        n_individuals=10, n_heldout=0, attributes=("major", "company"), pool_sizes=PoolSizes(majors=10, companies=20)
+    )
     assert d.no_knowledge_baseline == pytest.approx((math.log(10) + math.log(20)) / 2, rel=1e-12)
 
 
 def test_no_knowledge_baseline_default_is_mean_over_six_attributes():
     d = DataConfig()
-    by_hand = (math.log(201 * 12 * 31) + math.log(800) + math.log(200) + math.log(100) + math.log(500)
-               + math.log(800)) / 6
+    by_hand = (
+        math.log(201 * 12 * 31) + math.log(800) + math.log(200) + math.log(100) + math.log(500) + math.log(800)
+    ) / 6
     assert d.no_knowledge_baseline == pytest.approx(by_hand, rel=1e-12)
 
 
@@ -194,7 +208,8 @@ def test_round_trip_through_json(name):
 def test_round_trip_with_nested_sections():
     cfg = preset("tiny").replace(
         data={"attributes": ("major", "company"), "sampler": SamplerConfig(kind="celebrities", n_celebrities=3)},
-        finetune=FinetuneConfig(base_run="runs/base", n_new=4, replay_weight=0.5))
+        finetune=FinetuneConfig(base_run="runs/base", n_new=4, replay_weight=0.5),
+    )
     back = RunConfig.from_dict(cfg.to_dict())
     assert back == cfg
     assert isinstance(back.data.sampler, SamplerConfig) and isinstance(back.data.pool_sizes, PoolSizes)

@@ -59,5 +59,5 @@ def test_a_plateau_that_never_ends_is_censored():
 def test_accuracy_crossing_is_exact_on_a_log_linear_curve():
     steps = np.array([0, 10, 100, 1000])
     acc = np.array([0.0, 0.0, 0.2, 0.4])  # 0.1 halfway between 10 and 100 in log-steps
-    assert accuracy_crossing(steps, acc) == pytest.approx(10 ** 1.5, rel=1e-12)
+    assert accuracy_crossing(steps, acc) == pytest.approx(10**1.5, rel=1e-12)
     assert math.isnan(accuracy_crossing(steps, acc, level=0.5))

@@ -10,19 +10,19 @@ import torch
 
 from workbench.config import FinetuneConfig, preset
 from workbench.data.population import make_population
-from workbench.experiment import finetune
+from workbench.experiment import finetune, resume, train
 from workbench.finetuning import finetune_config
 from workbench.metrics import evaluate, summarize
 from workbench.run import load_run
-from workbench.experiment import resume, train
 from workbench.training.loop import Callback
 
 STEPS, EVAL_EVERY, LR = 16, 4, 3e-3  # short runs; a larger lr than the study's so 16 steps move the model
 
 
 def _ft(tiny_run, out, replay_weight, **kw):
-    return finetune(tiny_run.path, 40, 16, replay_weight, out=out, progress=False, steps=STEPS,
-                    eval_every=EVAL_EVERY, lr=LR, **kw)
+    return finetune(
+        tiny_run.path, 40, 16, replay_weight, out=out, progress=False, steps=STEPS, eval_every=EVAL_EVERY, lr=LR, **kw
+    )
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +35,12 @@ def test_config_is_derived_from_the_base_run(tiny_run):
     cfg = finetune_config(tiny_run.path, 40, 48, replay_weight=0.5)
     base = tiny_run.config
     assert cfg.finetune == FinetuneConfig(str(tiny_run.path), 40, 48, 0.5)
-    assert (cfg.model, cfg.seed, cfg.train.batch_size, cfg.train.eval_size) == \
-        (base.model, base.seed, base.train.batch_size, base.train.eval_size)
+    assert (cfg.model, cfg.seed, cfg.train.batch_size, cfg.train.eval_size) == (
+        base.model,
+        base.seed,
+        base.train.batch_size,
+        base.train.eval_size,
+    )
     assert cfg.data.n_finetune == 48 > base.data.n_finetune
     assert cfg.train.schedule == "constant" and cfg.train.lr == 3e-5
     assert cfg.train.steps == round(0.1 * base.train.steps)
@@ -58,7 +62,7 @@ def test_population_is_prefix_stable(tiny_run):
     assert ft.fingerprint("heldout") == base.fingerprint("heldout")
     assert len(ft.new) == 200
     old = {tuple(n) for n in ft.names[: ft.new.start]}
-    assert not old & {tuple(n) for n in ft.names[ft.new.start:]}  # new individuals are new
+    assert not old & {tuple(n) for n in ft.names[ft.new.start :]}  # new individuals are new
 
 
 def test_runs_record_config_and_evaluate_the_new_individuals(ft_runs, tiny_run):
@@ -68,8 +72,13 @@ def test_runs_record_config_and_evaluate_the_new_individuals(ft_runs, tiny_run):
         assert load_run(run.path).config == run.config
         m = run.metrics
         assert list(m["step"]) == list(range(0, STEPS + 1, EVAL_EVERY))
-        for col in ("new_attribute_loss", "new_attribute_accuracy", "new_top_probability", "new_entropy",
-                    "heldout_attribute_loss"):
+        for col in (
+            "new_attribute_loss",
+            "new_attribute_accuracy",
+            "new_top_probability",
+            "new_entropy",
+            "heldout_attribute_loss",
+        ):
             assert m[col].notna().all(), col
         assert (m["lr"] == LR).all()  # constant schedule
         assert m["new_attribute_loss"].iloc[-1] < m["new_attribute_loss"].iloc[0]  # new facts are being learned
@@ -152,34 +161,44 @@ def _base_cfg(tiny_run):
     return finetune_config(tiny_run.path, 40, 8, steps=2)
 
 
-@pytest.mark.parametrize("case,match", [
-    ("unknown base run", "finetune.base_run"),
-    ("no checkpoint at base step", "finetune.base_step=35"),
-    ("replay weight < 0", "finetune.replay_weight"),
-    ("eval_every = 0", "eval_every=0"),
-    ("another seed", "another population"),
-])
+@pytest.mark.parametrize(
+    "case,match",
+    [
+        ("unknown base run", "finetune.base_run"),
+        ("no checkpoint at base step", "finetune.base_step=35"),
+        ("replay weight < 0", "finetune.replay_weight"),
+        ("eval_every = 0", "eval_every=0"),
+        ("another seed", "another population"),
+    ],
+)
 def test_bad_finetune_arguments(case, match, tiny_run, tmp_path):
     out = tmp_path / "out"
-    kw = {"unknown base run": dict(base_run=tmp_path / "nope"), "no checkpoint at base step": dict(base_step=35),
-          "replay weight < 0": dict(replay_weight=-0.5), "another seed": dict(seed=1),
-          "eval_every = 0": dict(eval_every=0)}[case]
+    kw = {
+        "unknown base run": dict(base_run=tmp_path / "nope"),
+        "no checkpoint at base step": dict(base_step=35),
+        "replay weight < 0": dict(replay_weight=-0.5),
+        "another seed": dict(seed=1),
+        "eval_every = 0": dict(eval_every=0),
+    }[case]
     args = dict(base_run=tiny_run.path, base_step=40, n_new=8, replay_weight=0.0, steps=2) | kw
     with pytest.raises(ValueError, match=match):
         finetune(**args, out=out, progress=False)
     assert not out.exists()
 
 
-@pytest.mark.parametrize("case,match", [
-    ("base step without checkpoint", "finetune.base_step=35"),
-    ("n_new > n_finetune", "finetune.n_new"),
-    ("another population (n_individuals)", "another population"),
-    ("another population (seed)", "another population"),
-    ("another architecture", "architecture"),
-    ("another tokenizer", "another tokenizer"),
-    ("another held-out set", "data.n_heldout"),
-    ("base run is not a run", "not a run directory"),
-])
+@pytest.mark.parametrize(
+    "case,match",
+    [
+        ("base step without checkpoint", "finetune.base_step=35"),
+        ("n_new > n_finetune", "finetune.n_new"),
+        ("another population (n_individuals)", "another population"),
+        ("another population (seed)", "another population"),
+        ("another architecture", "architecture"),
+        ("another tokenizer", "another tokenizer"),
+        ("another held-out set", "data.n_heldout"),
+        ("base run is not a run", "not a run directory"),
+    ],
+)
 def test_bad_configs_fail_before_training(case, match, tiny_run, other_seed_run, tmp_path):
     out = tmp_path / "out"
     with pytest.raises(ValueError, match=match):
@@ -188,8 +207,9 @@ def test_bad_configs_fail_before_training(case, match, tiny_run, other_seed_run,
             "base step without checkpoint": lambda: cfg.replace(finetune={"base_step": 35}),
             "n_new > n_finetune": lambda: cfg.replace(finetune={"n_new": cfg.data.n_finetune + 1}),
             "another population (n_individuals)": lambda: cfg.replace(data={"n_individuals": 60}),
-            "another population (seed)": lambda: cfg.replace(finetune={"base_run": str(other_seed_run),
-                                                                       "base_step": 1}),
+            "another population (seed)": lambda: cfg.replace(
+                finetune={"base_run": str(other_seed_run), "base_step": 1}
+            ),
             "another architecture": lambda: cfg.replace(model={"d_mlp": 32}),
             "another tokenizer": lambda: cfg.replace(data={"vocab_size": 1024}),
             "another held-out set": lambda: cfg.replace(data={"n_heldout": 16}),

@@ -22,8 +22,14 @@ def test_the_tiny_device_check_prints_and_writes_its_table(tmp_path):
     env |= {"OMP_NUM_THREADS": "1", "WORKBENCH_CHECKPOINTS": str(tmp_path), "CUDA_VISIBLE_DEVICES": ""}
     before = ray_pids()
     out = tmp_path / "check" / "gpu_check.md"
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--tiny", "--out", str(out)], capture_output=True, text=True,
-                          timeout=600, env=env, cwd=SCRIPT.parents[1])
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--tiny", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        cwd=SCRIPT.parents[1],
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     md = out.read_text()
     assert md in proc.stdout and md.startswith("## Device check (") and "--tiny" in md

@@ -85,7 +85,8 @@ def _ancestors(name: str) -> list[str]:
 
 def _is_type_checking(test: ast.expr) -> bool:
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 class _Imports(ast.NodeVisitor):
@@ -114,8 +115,7 @@ class _Imports(ast.NodeVisitor):
             self.found.append((node.lineno, self.depth > 0, "import", alias.name, 0, []))
 
     def visit_ImportFrom(self, node: ast.ImportFrom):
-        self.found.append((node.lineno, self.depth > 0, "from", node.module, node.level,
-                           [a.name for a in node.names]))
+        self.found.append((node.lineno, self.depth > 0, "from", node.module, node.level, [a.name for a in node.names]))
 
 
 def import_graph(package_dir: Path) -> Graph:
@@ -149,7 +149,7 @@ def import_graph(package_dir: Path) -> Graph:
             else:
                 if level:
                     pkg_parts = here.split(".")
-                    pkg_parts = pkg_parts[:len(pkg_parts) - (level - 1)]
+                    pkg_parts = pkg_parts[: len(pkg_parts) - (level - 1)]
                     base_mod = ".".join(pkg_parts + ([name] if name else []))
                 else:
                     base_mod = name
@@ -262,10 +262,20 @@ def _in(name: str, prefix: str) -> bool:
     return name == prefix or name.startswith(prefix + ".")
 
 
-FEATURES = ("workbench.patching*", "workbench.finetune", "workbench.finetuning",  # finetune(ing): today's name
-            "workbench.probes*", "workbench.stability", "workbench.attention", "workbench.sweeps*",
-            "workbench.attribution*", "workbench.retrieval*", "workbench.viz*", "workbench.experiment",
-            "workbench.cli")
+FEATURES = (
+    "workbench.patching*",
+    "workbench.finetune",
+    "workbench.finetuning",  # finetune(ing): today's name
+    "workbench.probes*",
+    "workbench.stability",
+    "workbench.attention",
+    "workbench.sweeps*",
+    "workbench.attribution*",
+    "workbench.retrieval*",
+    "workbench.viz*",
+    "workbench.experiment",
+    "workbench.cli",
+)
 NOT_COMPUTE = ("workbench.viz*", "workbench.experiment", "workbench.cli", "workbench.__main__")
 
 
@@ -358,14 +368,12 @@ CHEAP = {
     "import-workbench": "import workbench",
     "import-workbench-cli-and-build-parser": "import workbench\nimport workbench.cli\nworkbench.cli.build_parser()",
 }
-REPORT = ("import json\n"
-          "print(json.dumps({m: m in sys.modules for m in ('transformer_lens', 'torch')}))")
+REPORT = "import json\nprint(json.dumps({m: m in sys.modules for m in ('transformer_lens', 'torch')}))"
 
 
 def _python(code: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
-    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
 
 
 @pytest.mark.parametrize("case", list(CHEAP), ids=list(CHEAP))
@@ -374,11 +382,14 @@ def test_cheap_import(case):
     assert proc.returncode == 0, proc.stderr
     loaded = json.loads(proc.stdout.strip().splitlines()[-1])
     assert not loaded["transformer_lens"], (
-        f"`{'; '.join(CHEAP[case].splitlines())}` loads transformer_lens (torch loaded: {loaded['torch']}); keep it lazy")
+        f"`{'; '.join(CHEAP[case].splitlines())}` loads transformer_lens (torch loaded: {loaded['torch']}); "
+        "keep it lazy"
+    )
 
 
 def test_lazy_api_attribute_resolves():
-    proc = _python(textwrap.dedent("""
+    proc = _python(
+        textwrap.dedent("""
         import sys
         import workbench
         load_run = workbench.load_run
@@ -392,7 +403,8 @@ def test_lazy_api_attribute_resolves():
         else:
             raise SystemExit("workbench.no_such_name did not raise AttributeError")
         print("ok")
-    """))
+    """)
+    )
     assert proc.returncode == 0 and proc.stdout.strip().splitlines()[-1] == "ok", proc.stderr
 
 
@@ -401,38 +413,61 @@ def test_lazy_api_attribute_resolves():
 
 SYNTHETIC = {
     # a -> b (module level), b -> a (lazy, relative): one cycle
-    "finds-known-cycle": ({
-        "__init__.py": "",
-        "a.py": "from pkg.b import g\n",
-        "b.py": "def g():\n    from . import a\n    return a\n",
-        "c.py": "import pkg.a\n",
-    }, [["pkg.a", "pkg.b", "pkg.a"]], {"pkg.a -> pkg.b", "pkg.b -> pkg.a (lazy)", "pkg.c -> pkg.a"}),
+    "finds-known-cycle": (
+        {
+            "__init__.py": "",
+            "a.py": "from pkg.b import g\n",
+            "b.py": "def g():\n    from . import a\n    return a\n",
+            "c.py": "import pkg.a\n",
+        },
+        [["pkg.a", "pkg.b", "pkg.a"]],
+        {"pkg.a -> pkg.b", "pkg.b -> pkg.a (lazy)", "pkg.c -> pkg.a"},
+    ),
     # two cycles sharing an edge: each listed once, shortest first
-    "finds-every-cycle": ({
-        "__init__.py": "",
-        "a.py": "import pkg.b\n",
-        "b.py": "from pkg import a, c\n",
-        "c.py": "from pkg.a import *\n",
-    }, [["pkg.a", "pkg.b", "pkg.a"], ["pkg.a", "pkg.b", "pkg.c", "pkg.a"]],
-        {"pkg.a -> pkg.b", "pkg.b -> pkg.a", "pkg.b -> pkg.c", "pkg.c -> pkg.a"}),
+    "finds-every-cycle": (
+        {
+            "__init__.py": "",
+            "a.py": "import pkg.b\n",
+            "b.py": "from pkg import a, c\n",
+            "c.py": "from pkg.a import *\n",
+        },
+        [["pkg.a", "pkg.b", "pkg.a"], ["pkg.a", "pkg.b", "pkg.c", "pkg.a"]],
+        {"pkg.a -> pkg.b", "pkg.b -> pkg.a", "pkg.b -> pkg.c", "pkg.c -> pkg.a"},
+    ),
     # c imports pkg.sub.x, which executes pkg/sub/__init__.py, which imports c: a cycle through a parent
-    "finds-cycle-through-parent-package": ({
-        "__init__.py": "",
-        "c.py": "import pkg.sub.x\n",
-        "sub/__init__.py": "from pkg.c import *\n",
-        "sub/x.py": "",
-    }, [["pkg.c", "pkg.sub", "pkg.c"]], {"pkg.c -> pkg.sub.x", "pkg.c -> pkg.sub (parent)", "pkg.sub -> pkg.c"}),
+    "finds-cycle-through-parent-package": (
+        {
+            "__init__.py": "",
+            "c.py": "import pkg.sub.x\n",
+            "sub/__init__.py": "from pkg.c import *\n",
+            "sub/x.py": "",
+        },
+        [["pkg.c", "pkg.sub", "pkg.c"]],
+        {"pkg.c -> pkg.sub.x", "pkg.c -> pkg.sub (parent)", "pkg.sub -> pkg.c"},
+    ),
     # siblings inside their own package, a package importing its submodules, TYPE_CHECKING and
     # imports of outside modules: no cycle
-    "accepts-acyclic": ({
-        "__init__.py": "import os\nfrom pkg.sub import x\n",
-        "sub/__init__.py": "from . import x, y\n",
-        "sub/x.py": "from pkg.sub import y\nfrom .y import helper\nimport json\n",
-        "sub/y.py": ("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg.sub.x import X\n"
-                     "def helper():\n    import pkg.other\n"),
-        "other.py": "import numpy\n",
-    }, [], {"pkg -> pkg.sub", "pkg -> pkg.sub.x", "pkg.sub -> pkg.sub.x", "pkg.sub -> pkg.sub.y",
-            "pkg.sub.x -> pkg.sub.y", "pkg.sub.y -> pkg.other (lazy)"}),
+    "accepts-acyclic": (
+        {
+            "__init__.py": "import os\nfrom pkg.sub import x\n",
+            "sub/__init__.py": "from . import x, y\n",
+            "sub/x.py": "from pkg.sub import y\nfrom .y import helper\nimport json\n",
+            "sub/y.py": (
+                "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg.sub.x import X\n"
+                "def helper():\n    import pkg.other\n"
+            ),
+            "other.py": "import numpy\n",
+        },
+        [],
+        {
+            "pkg -> pkg.sub",
+            "pkg -> pkg.sub.x",
+            "pkg.sub -> pkg.sub.x",
+            "pkg.sub -> pkg.sub.y",
+            "pkg.sub.x -> pkg.sub.y",
+            "pkg.sub.y -> pkg.other (lazy)",
+        },
+    ),
 }
 
 
@@ -444,8 +479,10 @@ def test_cycle_detector(tmp_path, case):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
     g = import_graph(tmp_path / "pkg")
-    assert {f"{e.src} -> {e.dst}" + (" (lazy)" if e.lazy else "") + (" (parent)" if e.implicit else "")
-            for e in g.edges.values()} == edges
+    assert {
+        f"{e.src} -> {e.dst}" + (" (lazy)" if e.lazy else "") + (" (parent)" if e.implicit else "")
+        for e in g.edges.values()
+    } == edges
     assert find_cycles(g) == expected
     problem = rule_no_cycles(g)
     if expected:

@@ -117,6 +117,7 @@ def test_run_with_cache_and_pattern_hooks_take_the_eager_path(monkeypatch):
 
 def test_a_pattern_written_by_a_hook_changes_the_output():
     model, tokens = _model_and_batch()
+
     def uniform(x, hook):
         causal = torch.tril(torch.ones_like(x))
         return causal / causal.sum(-1, keepdim=True)
@@ -139,8 +140,9 @@ def test_q_k_v_z_hooks_fire_on_the_sdpa_path(monkeypatch):
 
 def test_a_kv_cache_generation_takes_the_eager_path(tiny_run):
     model = tiny_run.load_model(40)
-    out = model.generate(tiny_run.data.eval_batch("seen", 1).tokens[:, :5], max_new_tokens=3, do_sample=False,
-                         verbose=False)
+    out = model.generate(
+        tiny_run.data.eval_batch("seen", 1).tokens[:, :5], max_new_tokens=3, do_sample=False, verbose=False
+    )
     assert out.shape == (1, 8)
 
 

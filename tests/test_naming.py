@@ -47,8 +47,9 @@ def test_sweep_points_are_named_by_naming():
     from workbench.sweeps.spec import SweepSpec
 
     spec = SweepSpec(name="n", preset="tiny", grid={"data.n_individuals": [16, 32], "seed": [0]})
-    assert [n for n, _ in spec.points()] == [naming.point_name(v, {"data.n_individuals": v["data.n_individuals"],
-                                                                       "seed": 0}) for _, v in spec.points()]
+    assert [n for n, _ in spec.points()] == [
+        naming.point_name(v, {"data.n_individuals": v["data.n_individuals"], "seed": 0}) for _, v in spec.points()
+    ]
     assert [n for n, _ in spec.points()] == ["n_individuals16-seed0", "n_individuals32-seed0"]
     with pytest.raises(ValueError, match=r"trial_name='x\{bogus\}': bogus is not a path of the sweep"):
         naming.point_name({"seed": 0}, {}, "x{bogus}")

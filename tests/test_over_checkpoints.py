@@ -20,8 +20,15 @@ class Counting:
         if step == self.fail_at:
             raise RuntimeError(f"interrupted at step {step}")
         self.steps.append(step)
-        return pd.DataFrame({"layer": [0, 1], "value": [step / 3, 0.1 + 0.2 * step], "label": ["a", "b"],
-                             "flag": [True, False], "maybe": [np.nan, step / 7]})
+        return pd.DataFrame(
+            {
+                "layer": [0, 1],
+                "value": [step / 3, 0.1 + 0.2 * step],
+                "label": ["a", "b"],
+                "flag": [True, False],
+                "maybe": [np.nan, step / 7],
+            }
+        )
 
 
 def cache_path(run, name="fake"):
@@ -44,8 +51,9 @@ def test_second_call_computes_nothing_and_returns_the_same_frame(tiny_run_copy):
 
     again = Counting()
     pd.testing.assert_frame_equal(over_checkpoints(run, "fake", again, params={"size": 8}, progress=False), df)
-    subset = over_checkpoints(run, "fake", again, steps=[steps[-1], steps[0], steps[0]], params={"size": 8},
-                              progress=False)
+    subset = over_checkpoints(
+        run, "fake", again, steps=[steps[-1], steps[0], steps[0]], params={"size": 8}, progress=False
+    )
     assert again.steps == []
     pd.testing.assert_frame_equal(subset, df[df["step"].isin([steps[0], steps[-1]])].reset_index(drop=True))
 
@@ -81,8 +89,9 @@ def test_bad_steps_raise_naming_steps_and_the_allowed_ones(tiny_run_copy, steps)
     assert compute.steps == [] and not cache_path(run).exists()
 
 
-@pytest.mark.parametrize("text", ["step,weights_sha256,params,layer\n1,\"unterminated\n", "a,b\n1,2\n",
-                                  "\x00\xff garbage"])
+@pytest.mark.parametrize(
+    "text", ['step,weights_sha256,params,layer\n1,"unterminated\n', "a,b\n1,2\n", "\x00\xff garbage"]
+)
 def test_an_unreadable_cache_warns_and_is_recomputed(tiny_run_copy, text):
     run, compute = tiny_run_copy, Counting()
     cache_path(run).parent.mkdir()

@@ -65,8 +65,15 @@ def test_bootstrap_interval_contains_the_estimate_and_the_evaluation_spacing():
     assert ph.plateau_length > 0 and ph.p_plateau > 0.9
 
 
-@pytest.mark.parametrize("kwargs, field", [({"level_tol": 0.0}, "rule.level_tol"), ({"window": 1}, "rule.window"),
-                                           ({"sustain": 0}, "rule.sustain"), ({"escape": 1.0}, "rule.escape")])
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        ({"level_tol": 0.0}, "rule.level_tol"),
+        ({"window": 1}, "rule.window"),
+        ({"sustain": 0}, "rule.sustain"),
+        ({"escape": 1.0}, "rule.escape"),
+    ],
+)
 def test_bad_rules_name_the_field(kwargs, field):
     with pytest.raises(ValueError, match=field):
         PlateauRule(**kwargs)

@@ -7,8 +7,7 @@ import torch
 from matplotlib.figure import Figure
 
 import workbench.stability as stability
-from workbench.stability import (attention_stability, js_divergence, pattern_distance,
-                                 pretraining_drift, query_mask)
+from workbench.stability import attention_stability, js_divergence, pattern_distance, pretraining_drift, query_mask
 from workbench.viz import plot_stability
 
 
@@ -56,9 +55,12 @@ def test_distance_is_symmetric_bounded_and_positive_between_checkpoints(models, 
 
 def test_padding_queries_are_not_counted(models, batch):
     """Appending padding to every sequence changes nothing."""
-    padded = type(batch)(**{f: torch.nn.functional.pad(getattr(batch, f), (0, 5)) if f != "individuals"
-                            else batch.individuals for f in ("tokens", "kind", "attribute", "value_start",
-                                                             "individuals")})
+    padded = type(batch)(
+        **{
+            f: torch.nn.functional.pad(getattr(batch, f), (0, 5)) if f != "individuals" else batch.individuals
+            for f in ("tokens", "kind", "attribute", "value_start", "individuals")
+        }
+    )
     assert not query_mask(padded, "all")[:, -5:].any()
     a = pattern_distance(models[0], models[1], batch)
     b = pattern_distance(models[0], models[1], padded)
@@ -101,18 +103,23 @@ def test_pretraining_drift_has_both_references(run_copy):
     assert sorted(start["step"].unique()) == steps[1:] and (start["reference_step"] == steps[0]).all()
     assert dict(zip(prev["step"], prev["reference_step"])) == dict(zip(steps[1:], steps[:-1]))
     first = df[df["step"] == steps[1]]  # the first checkpoint's previous one is step 0
-    assert np.array_equal(first[first["reference"] == "start"]["distance"].values,
-                          first[first["reference"] == "previous"]["distance"].values)
+    assert np.array_equal(
+        first[first["reference"] == "start"]["distance"].values,
+        first[first["reference"] == "previous"]["distance"].values,
+    )
     fig = plot_stability(attention_stability(run_copy, size=8, progress=False), df)
     assert isinstance(fig, Figure) and len(fig.axes) == 2
 
 
-@pytest.mark.parametrize("call,match", [
-    (lambda run, m, b: pattern_distance(m[0], m[1], b, positions="names"), "positions"),
-    (lambda run, m, b: attention_stability(run, reference_step=35, progress=False), "reference_step=35"),
-    (lambda run, m, b: attention_stability(run, size=0, progress=False), "size=0"),
-    (lambda run, m, b: pretraining_drift(run, positions="x", progress=False), "positions"),
-])
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (lambda run, m, b: pattern_distance(m[0], m[1], b, positions="names"), "positions"),
+        (lambda run, m, b: attention_stability(run, reference_step=35, progress=False), "reference_step=35"),
+        (lambda run, m, b: attention_stability(run, size=0, progress=False), "size=0"),
+        (lambda run, m, b: pretraining_drift(run, positions="x", progress=False), "positions"),
+    ],
+)
 def test_bad_arguments_are_value_errors(call, match, run_copy, models, batch):
     files = sorted(run_copy.path.rglob("*"))
     with pytest.raises(ValueError, match=match):

@@ -11,8 +11,9 @@ import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -67,8 +68,9 @@ def read_json(path: str | os.PathLike) -> Any:
         why = f"{e.msg.removesuffix(' at')} at line {e.lineno} column {e.colno}"
     except UnicodeDecodeError as e:
         why = f"not UTF-8 text at byte {e.start}"
-    raise ValueError(f"{path} is not valid JSON ({why}): allowed the file as the workbench wrote it "
-                     f"(restore it, or remove the run)")
+    raise ValueError(
+        f"{path} is not valid JSON ({why}): allowed the file as the workbench wrote it (restore it, or remove the run)"
+    )
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -89,8 +91,15 @@ def atomic_write_csv(path: str | os.PathLike, df) -> None:
     atomic_write_text(path, df.to_csv(index=False))
 
 
-def saved_or_computed(out: Path, marker: str, load: Callable[[Path], T], compute: Callable[[Path], None], config: Any,
-                      what: str, hint: str) -> T:
+def saved_or_computed(
+    out: Path,
+    marker: str,
+    load: Callable[[Path], T],
+    compute: Callable[[Path], None],
+    config: Any,
+    what: str,
+    hint: str,
+) -> T:
     """A study folder `<run>/<kind>/<name>` (`out`): loaded when its `marker` file exists and its config is
     `config`, an error naming `what` when it holds another; else `compute(tmp)` writes it as `tmp/result`
     in a temporary folder of the run (`.<kind>-*`), renamed onto `out` when complete, so a failed or killed

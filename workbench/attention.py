@@ -36,8 +36,14 @@ from workbench.over_checkpoints import over_checkpoints
 Patterns = dict[int, Float[Tensor, "batch head query key"]]
 
 NAME_METRICS = ("name->name", "name:sharpness")
-ATTRIBUTE_METRICS = ("attribute->name", "attribute->own_name", "attribute->text", "attribute->bos",
-                     "attribute->value", "attribute:sharpness")
+ATTRIBUTE_METRICS = (
+    "attribute->name",
+    "attribute->own_name",
+    "attribute->text",
+    "attribute->bos",
+    "attribute->value",
+    "attribute:sharpness",
+)
 METRICS: tuple[str, ...] = NAME_METRICS + ATTRIBUTE_METRICS
 COLUMNS = ["layer", "head", "metric", "value"]
 
@@ -69,8 +75,13 @@ def _key_masks(batch: Batch, rows: Tensor, pos: Tensor, group: str) -> dict[str,
     if group == "name":
         other = torch.arange(kind.shape[1], device=kind.device)[None, :] != pos[:, None]
         return {"name->name": is_name & own & other}
-    return {"attribute->name": is_name, "attribute->own_name": is_name & own, "attribute->text": kind == TEXT,
-            "attribute->bos": kind == BOS, "attribute->value": kind == VALUE}
+    return {
+        "attribute->name": is_name,
+        "attribute->own_name": is_name & own,
+        "attribute->text": kind == TEXT,
+        "attribute->bos": kind == BOS,
+        "attribute->value": kind == VALUE,
+    }
 
 
 @torch.no_grad()
@@ -82,8 +93,10 @@ def pattern_sums(patterns: Patterns, batch: Batch) -> Sums:
     for layer in layers:
         p = patterns[layer]
         if p.ndim != 4 or p.shape[0] != len(batch) or tuple(p.shape[2:]) != (batch.tokens.shape[1],) * 2:
-            raise ValueError(f"patterns[{layer}] has shape {tuple(p.shape)}: expected "
-                             f"[{len(batch)}, head, {batch.tokens.shape[1]}, {batch.tokens.shape[1]}]")
+            raise ValueError(
+                f"patterns[{layer}] has shape {tuple(p.shape)}: expected "
+                f"[{len(batch)}, head, {batch.tokens.shape[1]}, {batch.tokens.shape[1]}]"
+            )
     batch = batch.to(patterns[layers[0]].device)
     out: Sums = {}
     for group, mask in query_masks(batch).items():
@@ -135,9 +148,10 @@ def attention_metrics(model, batch: Batch, chunk: int = 32) -> pd.DataFrame:
     n_layers, device = model.cfg.n_layers, next(model.parameters()).device
     total: Sums | None = None
     for i in range(0, len(batch), chunk):
-        sub = batch[i: i + chunk].to(device)
-        _, cache = model.run_with_cache(sub.tokens, names_filter=lambda n: n.endswith("hook_pattern"),
-                                        stop_at_layer=n_layers)  # skip the unembedding
+        sub = batch[i : i + chunk].to(device)
+        _, cache = model.run_with_cache(
+            sub.tokens, names_filter=lambda n: n.endswith("hook_pattern"), stop_at_layer=n_layers
+        )  # skip the unembedding
         patterns = {layer: cache[f"blocks.{layer}.attn.hook_pattern"] for layer in range(n_layers)}
         total = add_sums(total, pattern_sums(patterns, sub))
         del cache, patterns
@@ -148,8 +162,9 @@ def attention_metrics(model, batch: Batch, chunk: int = 32) -> pd.DataFrame:
 # over training, cached in the run directory
 
 
-def attention_over_training(run, steps: list[int] | None = None, size: int = 256, progress: bool = True,
-                            chunk: int = 32) -> pd.DataFrame:
+def attention_over_training(
+    run, steps: list[int] | None = None, size: int = 256, progress: bool = True, chunk: int = 32
+) -> pd.DataFrame:
     """Attention metrics (step, layer, head, metric, value) at checkpoints of a run.
 
     Computed on the run's fixed evaluation set `run.data.eval_batch("seen", size)`, at every

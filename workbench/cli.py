@@ -59,34 +59,54 @@ def _run_config(args, base=None):
     from workbench.config import override
 
     cfg = base if base is not None else preset(getattr(args, "preset", None) or DEFAULT_PRESET)
-    sets = [f"{path}={getattr(args, flag)}" for flag, path in
-            (("n_individuals", "data.n_individuals"), ("steps", "train.steps"), ("lr", "train.lr"),
-             ("batch_size", "train.batch_size"), ("device", "train.device"), ("seed", "seed"))
-            if getattr(args, flag, None) is not None]
+    sets = [
+        f"{path}={getattr(args, flag)}"
+        for flag, path in (
+            ("n_individuals", "data.n_individuals"),
+            ("steps", "train.steps"),
+            ("lr", "train.lr"),
+            ("batch_size", "train.batch_size"),
+            ("device", "train.device"),
+            ("seed", "seed"),
+        )
+        if getattr(args, flag, None) is not None
+    ]
     return override(cfg, [*sets, *(getattr(args, "set", None) or [])])
 
 
 def _add_run_args(p: argparse.ArgumentParser, training: bool = True) -> None:
     p.add_argument("--preset", choices=PRESETS, help=f"the config to start from (default: {DEFAULT_PRESET})")
-    p.add_argument("--seed", type=int, help="seed of population, tokenizer, initial weights and batches "
-                                            "(default: the preset's, 0)")
+    p.add_argument(
+        "--seed", type=int, help="seed of population, tokenizer, initial weights and batches (default: the preset's, 0)"
+    )
     p.add_argument("--n-individuals", type=int, metavar="N", help="seen individuals (data.n_individuals)")
     p.add_argument("--batch-size", type=int, metavar="B", help="biographies per step (train.batch_size)")
     if training:
-        p.add_argument("--steps", type=int, help="optimizer steps (train.steps); checkpoints follow it. With --resume: "
-                                                 "extend a constant-lr run to this many steps, exactly")
+        p.add_argument(
+            "--steps",
+            type=int,
+            help="optimizer steps (train.steps); checkpoints follow it. With --resume: "
+            "extend a constant-lr run to this many steps, exactly",
+        )
         p.add_argument("--lr", type=float, help="peak learning rate (train.lr)")
         p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="train.device (default: auto)")
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
-                   help="override any config field, e.g. --set data.sampler.kind=power_law --set train.lr=1e-3 "
-                        "(repeatable; validated like the rest)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.FIELD=VALUE",
+        help="override any config field, e.g. --set data.sampler.kind=power_law --set train.lr=1e-3 "
+        "(repeatable; validated like the rest)",
+    )
 
 
 def _run_at(spec: str, flag: str) -> tuple[str, int]:
     run, _, step = spec.rpartition("@")
     if not run or not re.fullmatch(r"[0-9]+", step):  # not str.isdigit: it accepts "²" and other digits
-        raise ValueError(f"{flag}={spec!r}: allowed RUN@STEP, STEP a whole number in ASCII digits 0-9, "
-                         f"e.g. checkpoints/cpu-quick-seed0@3500")
+        raise ValueError(
+            f"{flag}={spec!r}: allowed RUN@STEP, STEP a whole number in ASCII digits 0-9, "
+            f"e.g. checkpoints/cpu-quick-seed0@3500"
+        )
     return run, int(step)
 
 
@@ -122,9 +142,11 @@ def summary_line(path) -> str:
         return f"run {run.path}: {run.status}, no evaluation yet"
     last = m.iloc[-1]
     plateau = run.phases().describe()
-    return (f"run {run.path}: {run.status} at step {int(last['step'])}; {plateau}; final attribute accuracy "
-            f"{last['attribute_accuracy']:.3f}, loss {last['attribute_loss']:.3f} "
-            f"(no-knowledge baseline {last['no_knowledge_baseline']:.3f})")
+    return (
+        f"run {run.path}: {run.status} at step {int(last['step'])}; {plateau}; final attribute accuracy "
+        f"{last['attribute_accuracy']:.3f}, loss {last['attribute_loss']:.3f} "
+        f"(no-knowledge baseline {last['no_knowledge_baseline']:.3f})"
+    )
 
 
 # -- commands ------------------------------------------------------------------------------------
@@ -160,8 +182,11 @@ def cmd_train(args) -> None:
     from workbench import experiment
 
     if args.resume is not None:
-        _refuse(args, tuple(f for f in (*RUN_FLAGS, "out", "patch_from", "patch_start") if f != "steps"),
-                "with --resume (a resumed run keeps its config.json; --steps extends a constant-lr run)")
+        _refuse(
+            args,
+            tuple(f for f in (*RUN_FLAGS, "out", "patch_from", "patch_start") if f != "steps"),
+            "with --resume (a resumed run keeps its config.json; --steps extends a constant-lr run)",
+        )
         run = experiment.resume(args.resume, progress=not args.quiet, steps=args.steps)
     else:
         if args.patch_start is not None and args.patch_from is None:
@@ -177,11 +202,16 @@ def _twin_config(args):
     from workbench.patching.grid import twin_config
     from workbench.training.rundir import RunDir
 
-    _refuse(args, ("preset",), "with --patch-from (the twin model takes the reference run's config; "
-                               "change fields with --set)")
+    _refuse(
+        args,
+        ("preset",),
+        "with --patch-from (the twin model takes the reference run's config; change fields with --set)",
+    )
     ref, step = _run_at(args.patch_from, "--patch-from")
     reference = RunDir.require(ref, "--patch-from").config()
-    return twin_config(ref, reference, step, args.patch_start or 0, _run_config(args, base=reference.replace(patch=None)))
+    return twin_config(
+        ref, reference, step, args.patch_start or 0, _run_config(args, base=reference.replace(patch=None))
+    )
 
 
 def cmd_finetune(args) -> None:
@@ -189,8 +219,9 @@ def cmd_finetune(args) -> None:
 
     base, step = _run_at(args.base, "RUN@STEP")
     kw = {k: v for k, v in (("steps", args.steps), ("lr", args.lr)) if v is not None}
-    run = experiment.finetune(base, step, args.new_individuals, args.replay_weight, out=args.out,
-                              progress=not args.quiet, **kw)
+    run = experiment.finetune(
+        base, step, args.new_individuals, args.replay_weight, out=args.out, progress=not args.quiet, **kw
+    )
     print(summary_line(run.path))
 
 
@@ -201,8 +232,9 @@ def cmd_patch_grid(args) -> None:
 
     steps = args.reference_steps or default_reference_steps(load_run(args.run))
     overrides = {"train": {"steps": args.steps}} if args.steps is not None else None
-    df = experiment.patch_grid(args.run, steps, args.start_steps, out_root=args.out, config_overrides=overrides,
-                               progress=not args.quiet)
+    df = experiment.patch_grid(
+        args.run, steps, args.start_steps, out_root=args.out, config_overrides=overrides, progress=not args.quiet
+    )
     print(df.to_string(index=False))
 
 
@@ -225,8 +257,12 @@ def cmd_sweep(args) -> int:
     print(df.drop(columns=["run"]).to_string(index=False))
     failed = df[df["status"] != "finished"]
     if len(failed):
-        print(f"workbench: {len(failed)} of {len(df)} trials did not finish ({', '.join(sorted(set(failed['status'])))}); "
-              "rerun to resume interrupted ones, with --retry-failed to retry failed ones", file=sys.stderr)
+        print(
+            f"workbench: {len(failed)} of {len(df)} trials did not finish "
+            f"({', '.join(sorted(set(failed['status'])))}); "
+            "rerun to resume interrupted ones, with --retry-failed to retry failed ones",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
@@ -237,13 +273,22 @@ def cmd_attribute(args) -> None:
     start, end = args.window if args.window else (None, None)
     if args.window:
         _check_window(args.run, args.window)
-    given = {"layer": args.layer, "head": args.head, "start": start, "end": end, "step": args.step,
-             "measure": args.measure, "fit_size": args.fit_size}
+    given = {
+        "layer": args.layer,
+        "head": args.head,
+        "start": start,
+        "end": end,
+        "step": args.step,
+        "measure": args.measure,
+        "fit_size": args.fit_size,
+    }
     a = experiment.attribute(args.run, progress=not args.quiet, **{k: v for k, v in given.items() if v is not None})
     c = a.config
-    print(f"attribution: {a.path}\nhead L{c.layer}H{c.head}, measure {c.measure} at step {c.step}, window "
-          f"[{c.start}, {c.end}): {a.meta['n_sequences']} sequences in {a.meta['seconds']['total']:.0f} s "
-          f"(influence > 0 promotes the head)")
+    print(
+        f"attribution: {a.path}\nhead L{c.layer}H{c.head}, measure {c.measure} at step {c.step}, window "
+        f"[{c.start}, {c.end}): {a.meta['n_sequences']} sequences in {a.meta['seconds']['total']:.0f} s "
+        f"(influence > 0 promotes the head)"
+    )
     for by in ("individual", "attribute"):
         print(f"\nby {by} (top 5):\n{a.aggregate(by).head(5).to_string(index=False)}")
 
@@ -253,23 +298,29 @@ def cmd_retrieve(args) -> None:
 
     given = {"m": args.m, "votes": args.votes, "steps": args.steps, "source": args.source, "name": args.name}
     r = experiment.retrieve(args.run, progress=not args.quiet, **{k: v for k, v in given.items() if v is not None})
-    print(f"retrieval: {r.path}\ndatastore: {r.meta['datastore']['documents']} documents, recall@1 by name "
-          f"{r.meta['datastore']['name_recall_at_1']:.3f}")
+    print(
+        f"retrieval: {r.path}\ndatastore: {r.meta['datastore']['documents']} documents, recall@1 by name "
+        f"{r.meta['datastore']['name_recall_at_1']:.3f}"
+    )
     seen = r.summary[r.summary["group"] == "seen"].pivot(index="step", columns="mode", values="accuracy")
     print(f"\nseen accuracy by mode:\n{seen.round(3).to_string()}")
     mult = r.multipliers[r.multipliers["mode"] != "none"].pivot(index="step", columns="mode", values="multiplier")
-    print(f"\nmultiplier (equivalent step / step; see multipliers.csv for intervals and bounds):\n{mult.round(2).to_string()}")
+    print(
+        "\nmultiplier (equivalent step / step; see multipliers.csv for intervals and bounds):\n"
+        f"{mult.round(2).to_string()}"
+    )
     if args.reading:
         from workbench.retrieval.reading import reading_test
-
         from workbench.run import load_run
 
         run = load_run(r.path.parent.parent)  # the same biographies as the study's held-out group
         size = r.config.eval_size or run.config.train.eval_size
         table = reading_test(run, steps=r.config.steps, size=size, progress=not args.quiet)
         acc = table.pivot(index="step", columns="condition", values="accuracy")[table["condition"].unique()]
-        print(f"\nreading tests, held-out accuracy (own: their biography in context; other: someone else's):\n"
-              f"{acc.round(3).to_string()}")
+        print(
+            f"\nreading tests, held-out accuracy (own: their biography in context; other: someone else's):\n"
+            f"{acc.round(3).to_string()}"
+        )
 
 
 def cmd_runs(args) -> None:
@@ -293,10 +344,20 @@ def cmd_main(args) -> None:
 
     run = experiment.train_or_resume(preset(args.preset), args.out, keep_config=True)
     last = run.metrics.iloc[-1]
-    print(json.dumps({"run": str(run.path), "plateau": run.phases().to_dict(),
-                      "final_attribute_accuracy": last["attribute_accuracy"],
-                      "final_attribute_loss": last["attribute_loss"], "no_knowledge_baseline": last["no_knowledge_baseline"],
-                      "wall_s": run.dir.manifest()["wall_s"]}, indent=2, default=float))
+    print(
+        json.dumps(
+            {
+                "run": str(run.path),
+                "plateau": run.phases().to_dict(),
+                "final_attribute_accuracy": last["attribute_accuracy"],
+                "final_attribute_loss": last["attribute_loss"],
+                "no_knowledge_baseline": last["no_knowledge_baseline"],
+                "wall_s": run.dir.manifest()["wall_s"],
+            },
+            indent=2,
+            default=float,
+        )
+    )
     print(f"report: {write_report(run, strict=True)}")
     print(summary_line(run.path))
 
@@ -312,11 +373,15 @@ def cmd_report(args) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from workbench import __version__
 
-    parser = Parser(prog="workbench", description="Study how language models learn facts: synthetic biographies, "
-                                                  "small HookedTransformers, the three phases, patching, probes.")
+    parser = Parser(
+        prog="workbench",
+        description="Study how language models learn facts: synthetic biographies, "
+        "small HookedTransformers, the three phases, patching, probes.",
+    )
     parser.add_argument("--version", action="version", version=f"workbench {__version__}")
-    parser.add_argument("--debug", action="store_true", help="full tracebacks instead of one-line errors "
-                                                             "(also WORKBENCH_DEBUG=1)")
+    parser.add_argument(
+        "--debug", action="store_true", help="full tracebacks instead of one-line errors (also WORKBENCH_DEBUG=1)"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     data = sub.add_parser("data", help="inspect the synthetic biographies")
@@ -331,11 +396,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a run (or --resume one)")
     _add_run_args(p)
-    p.add_argument("--out", help="run directory (default: checkpoints/<preset>-seed<seed>; with --patch-from "
-                                 "<reference>-patch-ref<step>-start<start>)")
+    p.add_argument(
+        "--out",
+        help="run directory (default: checkpoints/<preset>-seed<seed>; with --patch-from "
+        "<reference>-patch-ref<step>-start<start>)",
+    )
     p.add_argument("--resume", metavar="RUN", help="continue a stopped or killed run exactly, from its resume point")
-    p.add_argument("--patch-from", metavar="RUN@STEP", help="train the reference run's twin (its config and seed) "
-                                                            "with attention patterns from its checkpoint at STEP")
+    p.add_argument(
+        "--patch-from",
+        metavar="RUN@STEP",
+        help="train the reference run's twin (its config and seed) with attention patterns from its checkpoint at STEP",
+    )
     p.add_argument("--patch-start", type=int, metavar="STEP", help="step at which patching starts (default: 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
@@ -343,8 +414,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("finetune", help="fine-tune a checkpoint on new individuals, with optional replay")
     p.add_argument("base", metavar="RUN@STEP", help="the pre-trained checkpoint")
     p.add_argument("--new-individuals", type=int, required=True, metavar="K", help="new individuals to learn")
-    p.add_argument("--replay-weight", type=float, default=0.0, metavar="W",
-                   help="sampling weight of each pre-training individual vs 1 per new individual")
+    p.add_argument(
+        "--replay-weight",
+        type=float,
+        default=0.0,
+        metavar="W",
+        help="sampling weight of each pre-training individual vs 1 per new individual",
+    )
     p.add_argument("--steps", type=int, help="fine-tuning steps (default: 10%% of the base run's)")
     p.add_argument("--lr", type=float, help="constant learning rate (default: 3e-5, the study's)")
     p.add_argument("--out", help="run directory (default: <base run>-ft<K>-replay<W>)")
@@ -353,8 +429,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("patch-grid", help="patched runs over reference steps (and start steps) of a run")
     p.add_argument("run", help="the reference run")
-    p.add_argument("--reference-steps", type=int, nargs="+", metavar="STEP",
-                   help="reference checkpoints (default: nearest to 0, 1/16, 1/8, 1/4, 1/2, 1 of the run)")
+    p.add_argument(
+        "--reference-steps",
+        type=int,
+        nargs="+",
+        metavar="STEP",
+        help="reference checkpoints (default: nearest to 0, 1/16, 1/8, 1/4, 1/2, 1 of the run)",
+    )
     p.add_argument("--start-steps", type=int, nargs="+", default=[0], metavar="STEP", help="patching start steps")
     p.add_argument("--steps", type=int, help="training steps of each patched run (default: the reference's)")
     p.add_argument("--out", help="grid folder (default: <run>-patch-grid)")
@@ -363,7 +444,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sweep", help="train every point of a sweep spec on Ray (skip finished, resume interrupted)")
     p.add_argument("spec", nargs="?", help="a TOML spec file, or a shipped spec name (see --list)")
-    p.add_argument("--address", help="an existing Ray cluster (default: $RAY_ADDRESS, else a local Ray on this machine)")
+    p.add_argument(
+        "--address", help="an existing Ray cluster (default: $RAY_ADDRESS, else a local Ray on this machine)"
+    )
     p.add_argument("--retry-failed", action="store_true", help="also rerun the trials that failed before")
     p.add_argument("--plan", action="store_true", help="validate every point and print the trials; train nothing")
     p.add_argument("--list", action="store_true", help="list the shipped specs")
@@ -376,27 +459,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--head", type=int, help="the head (with --layer)")
     p.add_argument("--window", type=int, nargs=2, metavar=("START", "END"), help="steps (default: the plateau)")
     p.add_argument("--step", type=int, help="checkpoint of the influence (default: the first at or after END)")
-    p.add_argument("--measure", choices=("attention", "logit"),
-                   help="what of the head the influence is on: attention (attribute -> name) | logit (direct logit); "
-                        "default: AttributionConfig's, attention")
-    p.add_argument("--probe", dest="measure", choices=("attention", "logit"), default=argparse.SUPPRESS,
-                   help=argparse.SUPPRESS)  # the deprecated name of --measure, kept so old commands work
-    p.add_argument("--fit-size", type=int, help="window sequences that fit the EK-FAC factors (default: AttributionConfig's)")
+    p.add_argument(
+        "--measure",
+        choices=("attention", "logit"),
+        help="what of the head the influence is on: attention (attribute -> name) | logit (direct logit); "
+        "default: AttributionConfig's, attention",
+    )
+    p.add_argument(
+        "--probe", dest="measure", choices=("attention", "logit"), default=argparse.SUPPRESS, help=argparse.SUPPRESS
+    )  # the deprecated name of --measure, kept so old commands work
+    p.add_argument(
+        "--fit-size", type=int, help="window sequences that fit the EK-FAC factors (default: AttributionConfig's)"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_attribute)
 
-    p = sub.add_parser("retrieve", help="retrieval over the pre-training biographies: accuracy and multiplier per checkpoint")
+    p = sub.add_parser(
+        "retrieve", help="retrieval over the pre-training biographies: accuracy and multiplier per checkpoint"
+    )
     p.add_argument("run", help="a trained run (packed: data.packing.k > 1, so documents fit in the context)")
     p.add_argument("--m", type=int, help="BM25 / oracle documents before the query (default: RetrievalConfig's, 1)")
-    p.add_argument("--votes", type=int, help="self-consistency: one-document contexts voting (default: RetrievalConfig's, 3)")
+    p.add_argument(
+        "--votes", type=int, help="self-consistency: one-document contexts voting (default: RetrievalConfig's, 3)"
+    )
     p.add_argument("--steps", type=int, nargs="+", help="checkpoint steps (default: all)")
-    p.add_argument("--source", choices=("generated", "trained"),
-                   help="the datastore: fresh training-template biographies of seen individuals, or the trained ones "
-                        "(default: generated)")
+    p.add_argument(
+        "--source",
+        choices=("generated", "trained"),
+        help="the datastore: fresh training-template biographies of seen individuals, or the trained ones "
+        "(default: generated)",
+    )
     p.add_argument("--name", help="the study's folder under <run>/retrieval/ (default: RetrievalConfig's, default)")
-    p.add_argument("--reading", action="store_true",
-                   help="also the reading tests: held-out individuals with [own], [other], [other, own], [own, other] "
-                        "biographies in context (workbench.retrieval.reading)")
+    p.add_argument(
+        "--reading",
+        action="store_true",
+        help="also the reading tests: held-out individuals with [own], [other], [other, own], [own, other] "
+        "biographies in context (workbench.retrieval.reading)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_retrieve)
 
@@ -440,8 +539,10 @@ def main(argv: list[str] | None = None) -> int:
             where = f"{e.filename}: " if e.filename else ""
             what = e.strerror or str(e)
             if e.errno == errno.ENOSPC:
-                what = ("no space left on device: free some space, then rerun (a run continues from its last "
-                        "saved step with `workbench train --resume RUN`)")
+                what = (
+                    "no space left on device: free some space, then rerun (a run continues from its last "
+                    "saved step with `workbench train --resume RUN`)"
+                )
             return _error(e, f"{where}{what}")
     return rc
 

@@ -59,7 +59,7 @@ def onset(steps, loss, margin, baseline: float, rule: PlateauRule = PlateauRule(
         return math.nan
     below = loss + margin < level
     for j in range(int(np.searchsorted(steps, start, side="right")), len(loss) - rule.sustain + 1):
-        if below[j: j + rule.sustain].all():
+        if below[j : j + rule.sustain].all():
             return float(steps[j])
     return math.nan
 
@@ -76,8 +76,15 @@ def _estimate(name: str, steps, loss, correct, margin, baseline: float, rule: Pl
     return accuracy_crossing(steps, correct), True
 
 
-def escape_estimates(steps, per_sequence_loss, per_sequence_correct, baseline: float,
-                     rule: PlateauRule | None = None, n_boot: int = 200, seed: int = 0) -> dict[str, Escape]:
+def escape_estimates(
+    steps,
+    per_sequence_loss,
+    per_sequence_correct,
+    baseline: float,
+    rule: PlateauRule | None = None,
+    n_boot: int = 200,
+    seed: int = 0,
+) -> dict[str, Escape]:
     """Every estimator on [n_evals, n_sequences] losses and correctness, with 95% bootstrap intervals; all NaN
     when the run has no plateau."""
     rule = rule or PlateauRule()

@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 import pandas as pd
 
@@ -44,8 +45,23 @@ from workbench.training import session
 from workbench.training.loop import Callback
 from workbench.training.rundir import RunDir
 
-__all__ = ["FEATURES", "Feature", "Sweep", "attribute", "budgeted", "finetune", "patch_grid", "plan_sweep", "reference_run",
-           "resume", "retrieve", "sweep", "sweep_root", "train", "train_or_resume"]
+__all__ = [
+    "FEATURES",
+    "Feature",
+    "Sweep",
+    "attribute",
+    "budgeted",
+    "finetune",
+    "patch_grid",
+    "plan_sweep",
+    "reference_run",
+    "resume",
+    "retrieve",
+    "sweep",
+    "sweep_root",
+    "train",
+    "train_or_resume",
+]
 
 
 @dataclass(frozen=True)
@@ -65,8 +81,9 @@ class Feature:
 FEATURES: tuple[Feature, ...] = (
     Feature("fine-tuning", "finetune", finetuning.prepare_finetune, finetuning.base_tokenizer, finetuning.sweep_config),
     Feature("attention patching", "patch", twin.prepare_patching, twin.reference_tokenizer, grid.sweep_config),
-    Feature("data edit (attribution retrain)", "edit", retrain.prepare_edit, retrain.edit_tokenizer,
-            retrain.sweep_config),
+    Feature(
+        "data edit (attribution retrain)", "edit", retrain.prepare_edit, retrain.edit_tokenizer, retrain.sweep_config
+    ),
 )
 
 
@@ -95,14 +112,21 @@ def train(config: RunConfig, out: str | Path, progress: bool = True, callbacks: 
     return load_run(session.start(config, out, prepare, feature_tokenizer(config), progress, callbacks).path)
 
 
-def resume(path: str | Path, progress: bool = True, callbacks: Iterable[Callback] = (), steps: int | None = None) -> Run:
+def resume(
+    path: str | Path, progress: bool = True, callbacks: Iterable[Callback] = (), steps: int | None = None
+) -> Run:
     """Continue a stopped, failed or killed run exactly from its resume point; with `steps`, a constant-lr run
     (finished or not) is extended to that many steps first (`training.rundir.extension`)."""
     return load_run(session.resume(path, prepare, progress, callbacks, steps).path)
 
 
-def train_or_resume(config: RunConfig, out: str | Path | None = None, progress: bool = True,
-                    callbacks: Iterable[Callback] = (), keep_config: bool = False) -> Run:
+def train_or_resume(
+    config: RunConfig,
+    out: str | Path | None = None,
+    progress: bool = True,
+    callbacks: Iterable[Callback] = (),
+    keep_config: bool = False,
+) -> Run:
     """The one way to train or finish a run: train `config` into `out` (default `naming.default_run_path`) when
     nothing is there; else finish the run there (skipped when finished, resumed when not). An existing run must
     hold `config`, unless `keep_config` (a reference run keeps its own config, e.g. that of an older preset), or be
@@ -118,8 +142,13 @@ def train_or_resume(config: RunConfig, out: str | Path | None = None, progress: 
     return load_run(out) if run.manifest()["status"] == "finished" else resume(out, progress, callbacks)
 
 
-def budgeted(config: RunConfig, out: str | Path, progress: bool = True, callbacks: Iterable[Callback] = (),
-             budget: Budget | None = None) -> Run:
+def budgeted(
+    config: RunConfig,
+    out: str | Path,
+    progress: bool = True,
+    callbacks: Iterable[Callback] = (),
+    budget: Budget | None = None,
+) -> Run:
     """A sweep trial with an adaptive budget (`sweeps.spec.Budget`): train or finish the run (one extended beyond
     `config` before keeps its own length), then extend it by the budget's factor until it has escaped its plateau
     and memorised, or reached the budget's maximum."""
@@ -147,28 +176,44 @@ def reference_run(preset_name: str | None = None, seed: int = 0, progress: bool 
     return train_or_resume(config, progress=progress, keep_config=True)
 
 
-def finetune(base_run: str | Path, base_step: int, n_new: int, replay_weight: float = 0.0,
-             out: str | Path | None = None, progress: bool = True, callbacks: Iterable[Callback] = (),
-             **kw) -> Run:
+def finetune(
+    base_run: str | Path,
+    base_step: int,
+    n_new: int,
+    replay_weight: float = 0.0,
+    out: str | Path | None = None,
+    progress: bool = True,
+    callbacks: Iterable[Callback] = (),
+    **kw,
+) -> Run:
     """Train a fine-tuning run (see `workbench.finetuning.finetune_config` for `kw`); `out` defaults to
     `<base_run>-ft<n_new>-replay<w>` (`naming.default_run_path`)."""
     config = finetuning.finetune_config(base_run, base_step, n_new, replay_weight, **kw)
     return train(config, default_run_path(config) if out is None else out, progress, callbacks)
 
 
-def patch_grid(reference_run: str | Path, reference_steps: Iterable[int], start_steps: Iterable[int] = (0,),
-               out_root: str | Path | None = None, config_overrides: dict[str, Any] | None = None,
-               progress: bool = True, address: str | None = None,
-               resources: Resources = Resources()) -> pd.DataFrame:
+def patch_grid(
+    reference_run: str | Path,
+    reference_steps: Iterable[int],
+    start_steps: Iterable[int] = (0,),
+    out_root: str | Path | None = None,
+    config_overrides: dict[str, Any] | None = None,
+    progress: bool = True,
+    address: str | None = None,
+    resources: Resources = Resources(),
+) -> pd.DataFrame:
     """Train (or finish) every patched run of a grid (`workbench.patching.grid`) as a sweep; its summary table.
 
     Every run is validated before any training; finished runs are skipped, unfinished ones resumed; a
     failed run raises (after the others finished) with its error.
     """
     reference, root, jobs = grid.plan_grid(reference_run, reference_steps, start_steps, out_root, config_overrides)
-    trials = [engine.Trial(j.out.name, j.config, j.out,
-                           {"patch.reference_step": j.reference_step, "patch.start_step": j.start_step})
-              for j in jobs]
+    trials = [
+        engine.Trial(
+            j.out.name, j.config, j.out, {"patch.reference_step": j.reference_step, "patch.start_step": j.start_step}
+        )
+        for j in jobs
+    ]
     status = engine.run_trials(root, trials, train_or_resume, resources, address, retry_failed=True, progress=progress)
     failed = status[status["status"] != "finished"]
     if len(failed):
@@ -191,13 +236,22 @@ def plan_sweep(spec: str | Path | dict | SweepSpec) -> Sweep:
     return plan.plan(spec, point_config)
 
 
-def sweep(spec: str | Path | dict | SweepSpec, address: str | None = None, retry_failed: bool = False,
-          progress: bool = True) -> pd.DataFrame:
+def sweep(
+    spec: str | Path | dict | SweepSpec, address: str | None = None, retry_failed: bool = False, progress: bool = True
+) -> pd.DataFrame:
     """Plan (validate every point), then train the points that need it on Ray (local, or the cluster at
     `address` / $RAY_ADDRESS): finished trials skipped, interrupted ones resumed, failed ones reported
     (and retried when `retry_failed`). The status table, one row per trial (`status`, `error`, `run`)."""
     planned = plan_sweep(spec)
     budget = planned.spec.budget
     trial = train_or_resume if budget is None else functools.partial(budgeted, budget=budget)
-    return engine.run_trials(planned.root, planned.trials, trial, planned.spec.resources, address,
-                             retry_failed, progress, spec=planned.spec.to_dict())
+    return engine.run_trials(
+        planned.root,
+        planned.trials,
+        trial,
+        planned.spec.resources,
+        address,
+        retry_failed,
+        progress,
+        spec=planned.spec.to_dict(),
+    )

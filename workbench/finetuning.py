@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 
@@ -45,8 +46,7 @@ def load_base(spec: FinetuneConfig) -> Run:
     base = load_run(spec.base_run)
     steps = base.checkpoint_steps
     if spec.base_step not in steps:
-        raise ValueError(f"finetune.base_step={spec.base_step} has no checkpoint in {spec.base_run}: "
-                         f"allowed {steps}")
+        raise ValueError(f"finetune.base_step={spec.base_step} has no checkpoint in {spec.base_run}: allowed {steps}")
     return base
 
 
@@ -54,27 +54,36 @@ def check_compatible(config: RunConfig, data, base: Run) -> None:
     """Same architecture, tokenizer and pre-training population as the base run, else ValueError."""
     spec = config.finetune
     if base.config.model != config.model:
-        raise ValueError(f"model={config.model} differs from the architecture of finetune.base_run="
-                         f"{spec.base_run!r} ({base.config.model}): allowed the base run's model config")
+        raise ValueError(
+            f"model={config.model} differs from the architecture of finetune.base_run="
+            f"{spec.base_run!r} ({base.config.model}): allowed the base run's model config"
+        )
     if config.data.vocab_size != base.config.data.vocab_size or data.tokenizer != base.tokenizer:
-        raise ValueError(f"finetune.base_run={spec.base_run!r} uses another tokenizer than this run "
-                         f"(data.vocab_size={config.data.vocab_size}, base: {base.config.data.vocab_size}): "
-                         "allowed the base run's tokenizer")
+        raise ValueError(
+            f"finetune.base_run={spec.base_run!r} uses another tokenizer than this run "
+            f"(data.vocab_size={config.data.vocab_size}, base: {base.config.data.vocab_size}): "
+            "allowed the base run's tokenizer"
+        )
     own, theirs = data.population.fingerprint("seen"), base.manifest["population_fingerprint"]
     if own != theirs:
-        raise ValueError(f"finetune.base_run={spec.base_run!r} is a checkpoint from another population: the "
-                         f"pre-training individuals rebuilt from this config (seed={config.seed}, "
-                         f"data.n_individuals={config.data.n_individuals}) have fingerprint {own}, the base "
-                         f"run's {theirs}; allowed the base run's seed and population")
+        raise ValueError(
+            f"finetune.base_run={spec.base_run!r} is a checkpoint from another population: the "
+            f"pre-training individuals rebuilt from this config (seed={config.seed}, "
+            f"data.n_individuals={config.data.n_individuals}) have fingerprint {own}, the base "
+            f"run's {theirs}; allowed the base run's seed and population"
+        )
     for f in dataclasses.fields(DataConfig):
         mine, base_value = getattr(config.data, f.name), getattr(base.config.data, f.name)
         if f.name not in _FREE_DATA_FIELDS and mine != base_value:
-            raise ValueError(f"data.{f.name}={mine!r} differs from finetune.base_run={spec.base_run!r}: "
-                             f"allowed the base run's value {base_value!r}")
+            raise ValueError(
+                f"data.{f.name}={mine!r} differs from finetune.base_run={spec.base_run!r}: "
+                f"allowed the base run's value {base_value!r}"
+            )
     n_available = len(data.population.new)
     if spec.n_new > n_available:
-        raise ValueError(f"finetune.n_new={spec.n_new} is out of range: allowed [1, {n_available}] "
-                         "(data.n_finetune new individuals)")
+        raise ValueError(
+            f"finetune.n_new={spec.n_new} is out of range: allowed [1, {n_available}] (data.n_finetune new individuals)"
+        )
 
 
 def base_tokenizer(config: RunConfig):
@@ -101,9 +110,16 @@ def default_checkpoint_steps(steps: int, eval_every: int, n: int = N_CHECKPOINTS
     return tuple(sorted(grid | {steps}))
 
 
-def finetune_config(base_run: str | Path, base_step: int, n_new: int, replay_weight: float = 0.0,
-                    steps: int | None = None, lr: float = 3e-5, eval_every: int | None = None,
-                    seed: int | None = None) -> RunConfig:
+def finetune_config(
+    base_run: str | Path,
+    base_step: int,
+    n_new: int,
+    replay_weight: float = 0.0,
+    steps: int | None = None,
+    lr: float = 3e-5,
+    eval_every: int | None = None,
+    seed: int | None = None,
+) -> RunConfig:
     """The config of a fine-tuning run derived from its base run's config.
 
     Kept from the base: model, seed, population, tokenizer, batch size, optimizer, eval set size.
@@ -114,22 +130,30 @@ def finetune_config(base_run: str | Path, base_step: int, n_new: int, replay_wei
     "<base preset>-finetune". `seed` defaults to the base's; another seed rebuilds another
     population, which training rejects (kept to make that case explicit and testable).
     """
-    spec = FinetuneConfig(base_run=str(base_run), base_step=base_step, n_new=n_new,
-                          replay_weight=replay_weight)
+    spec = FinetuneConfig(base_run=str(base_run), base_step=base_step, n_new=n_new, replay_weight=replay_weight)
     b = load_base(spec).config
     p, d = b.data.pool_sizes, b.data
-    check_int("finetune.n_new", n_new, 1, p.first_names ** 2 * p.last_names - d.n_individuals - d.n_heldout)
+    check_int("finetune.n_new", n_new, 1, p.first_names**2 * p.last_names - d.n_individuals - d.n_heldout)
     steps = max(1, round(STEPS_FRACTION * b.train.steps)) if steps is None else steps
     eval_every = max(1, steps // N_EVALS) if eval_every is None and isinstance(steps, int) else eval_every
     for name, value in (("steps", steps), ("eval_every", eval_every)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{name}={value!r} is out of range: allowed an integer >= 1")
     return b.replace(
-        preset=f"{b.preset}-finetune", seed=b.seed if seed is None else seed, patch=None, finetune=spec,
+        preset=f"{b.preset}-finetune",
+        seed=b.seed if seed is None else seed,
+        patch=None,
+        finetune=spec,
         data={"n_finetune": max(b.data.n_finetune, n_new)},
-        train={"steps": steps, "lr": lr, "final_lr": min(b.train.final_lr, lr), "schedule": "constant",
-               "eval_every": eval_every, "checkpoint_steps": default_checkpoint_steps(steps, eval_every),
-               "n_checkpoints": 0},
+        train={
+            "steps": steps,
+            "lr": lr,
+            "final_lr": min(b.train.final_lr, lr),
+            "schedule": "constant",
+            "eval_every": eval_every,
+            "checkpoint_steps": default_checkpoint_steps(steps, eval_every),
+            "n_checkpoints": 0,
+        },
     )
 
 
@@ -143,6 +167,7 @@ def sweep_config(table: Mapping[str, Any], values: Mapping[str, Any]) -> RunConf
     if unknown:
         raise ValueError(f"finetune.{unknown[0]}: unknown in a fine-tuning sweep; allowed {allowed}")
     base = ft.pop("base_run")
-    cfg = finetune_config(str(under_root(base)), ft.pop("base_step", 0), ft.pop("n_new", 1000),
-                          ft.pop("replay_weight", 0.0), **ft)
+    cfg = finetune_config(
+        str(under_root(base)), ft.pop("base_step", 0), ft.pop("n_new", 1000), ft.pop("replay_weight", 0.0), **ft
+    )
     return assign(cfg, {k: v for k, v in values.items() if not k.startswith("finetune.")})

@@ -6,8 +6,9 @@ import importlib
 from collections.abc import Callable
 
 
-def lazy_exports(package: str, exports: dict[str, tuple[str, ...]], namespace: dict) -> tuple[
-        list[str], Callable[[str], object], Callable[[], list[str]]]:
+def lazy_exports(
+    package: str, exports: dict[str, tuple[str, ...]], namespace: dict
+) -> tuple[list[str], Callable[[str], object], Callable[[], list[str]]]:
     """(__all__, __getattr__, __dir__) for `package`, whose `exports` map a module to the names it provides."""
     where = {name: module for module, names in exports.items() for name in names}
 

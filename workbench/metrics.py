@@ -26,8 +26,8 @@ class ValueScores:
 
     loss: Float[Tensor, "batch attribute"]
     correct: Float[Tensor, "batch attribute"]  # 1.0 when every value token is the argmax
-    top_probability: Float[Tensor, "batch"]  # mean over the sequence's value tokens
-    entropy: Float[Tensor, "batch"]  # mean over the sequence's value tokens (nats)
+    top_probability: Float[Tensor, " batch"]  # mean over the sequence's value tokens
+    entropy: Float[Tensor, " batch"]  # mean over the sequence's value tokens (nats)
 
 
 def next_token_loss(logits: Float[Tensor, "batch pos vocab"], batch: Batch) -> Tensor:
@@ -51,18 +51,22 @@ class TokenScores:
 
 
 @torch.no_grad()
-def token_scores(logits: Float[Tensor, "batch pos vocab"], tokens: Int[Tensor, "batch pos"],
-                 is_value: Bool[Tensor, "batch pos"]) -> TokenScores:
+def token_scores(
+    logits: Float[Tensor, "batch pos vocab"], tokens: Int[Tensor, "batch pos"], is_value: Bool[Tensor, "batch pos"]
+) -> TokenScores:
     """Score the value tokens (`is_value`) of `tokens` from the logits of one forward pass over them, teacher
     forced: the one computation behind the run's metrics (`value_scores`) and retrieval's contexts."""
     logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
     targets, is_value = tokens[:, 1:], is_value[:, 1:]
     argmax = logp.argmax(-1)
     probs = logp.exp()
-    return TokenScores(nll=-logp.gather(-1, targets[..., None])[..., 0] * is_value,
-                       wrong=((argmax != targets) & is_value).float(),
-                       top_probability=probs.max(-1).values * is_value,
-                       entropy=-(probs * logp).sum(-1) * is_value, argmax=argmax)
+    return TokenScores(
+        nll=-logp.gather(-1, targets[..., None])[..., 0] * is_value,
+        wrong=((argmax != targets) & is_value).float(),
+        top_probability=probs.max(-1).values * is_value,
+        entropy=-(probs * logp).sum(-1) * is_value,
+        argmax=argmax,
+    )
 
 
 def sum_by(index: Int[Tensor, "batch pos"], x: Tensor, n: int) -> Float[Tensor, "batch slot"]:
@@ -81,8 +85,12 @@ def value_scores(logits: Float[Tensor, "batch pos vocab"], batch: Batch, n_attri
     loss = sum_by(slot, t.nll, k * n_attributes).reshape(b * k, n_attributes)
     n_wrong = sum_by(slot, t.wrong, k * n_attributes).reshape(b * k, n_attributes)
     n_val = sum_by(bio, batch.kind[:, 1:] == VALUE, k).clamp(min=1)
-    return ValueScores(loss, (n_wrong == 0).float(), (sum_by(bio, t.top_probability, k) / n_val).reshape(-1),
-                       (sum_by(bio, t.entropy, k) / n_val).reshape(-1))
+    return ValueScores(
+        loss,
+        (n_wrong == 0).float(),
+        (sum_by(bio, t.top_probability, k) / n_val).reshape(-1),
+        (sum_by(bio, t.entropy, k) / n_val).reshape(-1),
+    )
 
 
 def summarize(scores: ValueScores, attributes: tuple[str, ...], prefix: str = "") -> dict[str, float]:
@@ -100,8 +108,9 @@ def summarize(scores: ValueScores, attributes: tuple[str, ...], prefix: str = ""
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, batch: Batch, attributes: Sequence[str] | int, chunk: int = 128,
-             hooks: list | None = None) -> ValueScores:
+def evaluate(
+    model: torch.nn.Module, batch: Batch, attributes: Sequence[str] | int, chunk: int = 128, hooks: list | None = None
+) -> ValueScores:
     """Forward `batch` in chunks (optionally with forward hooks) and score its attribute values.
 
     attributes: the run's attribute names (config.data.attributes), or just their number."""
@@ -109,7 +118,7 @@ def evaluate(model: torch.nn.Module, batch: Batch, attributes: Sequence[str] | i
     parts = []
     device = next(model.parameters()).device
     for i in range(0, len(batch), chunk):
-        sub = batch[i: i + chunk].to(device)
+        sub = batch[i : i + chunk].to(device)
         logits = model.run_with_hooks(sub.tokens, fwd_hooks=hooks) if hooks else model(sub.tokens)
         parts.append(value_scores(logits, sub, n_attributes))
     return ValueScores(*(torch.cat([getattr(p, f) for p in parts]).cpu() for f in ValueScores.__dataclass_fields__))

@@ -41,10 +41,19 @@ from workbench.config import ModelConfig
 def model_config(cfg: ModelConfig, d_vocab: int, n_ctx: int, device: str = "cpu") -> HookedTransformerConfig:
     """The HookedTransformerConfig for a model config, a vocabulary and a context length."""
     return HookedTransformerConfig(
-        n_layers=cfg.n_layers, d_model=cfg.d_model, n_heads=cfg.n_heads, d_head=cfg.d_head,
-        d_mlp=cfg.d_mlp, n_ctx=n_ctx, d_vocab=d_vocab, act_fn=cfg.act_fn,
-        normalization_type="LN", positional_embedding_type=cfg.positional_embedding_type,
-        default_prepend_bos=False, device=device, seed=None,
+        n_layers=cfg.n_layers,
+        d_model=cfg.d_model,
+        n_heads=cfg.n_heads,
+        d_head=cfg.d_head,
+        d_mlp=cfg.d_mlp,
+        n_ctx=n_ctx,
+        d_vocab=d_vocab,
+        act_fn=cfg.act_fn,
+        normalization_type="LN",
+        positional_embedding_type=cfg.positional_embedding_type,
+        default_prepend_bos=False,
+        device=device,
+        seed=None,
     )
 
 
@@ -60,21 +69,35 @@ def build_model(cfg: ModelConfig, d_vocab: int, n_ctx: int, seed: int, device: s
             module.__class__ = FAST[type(module)]
             module._fast = fast
     model.__class__, model._fast = FastHookedTransformer, fast
-    model._hook_dicts = tuple(d for m in model.modules() for d in (m._forward_hooks, m._forward_pre_hooks,
-                                                                   m._backward_hooks, m._backward_pre_hooks))
+    model._hook_dicts = tuple(
+        d
+        for m in model.modules()
+        for d in (m._forward_hooks, m._forward_pre_hooks, m._backward_hooks, m._backward_pre_hooks)
+    )
     return model.to(device, print_details=False)
 
 
 def _global_hooks() -> bool:
     """Whether a torch hook is registered on every module."""
-    return bool(_torch_module._global_forward_hooks or _torch_module._global_forward_pre_hooks
-                or _torch_module._global_backward_hooks or _torch_module._global_backward_pre_hooks)
+    return bool(
+        _torch_module._global_forward_hooks
+        or _torch_module._global_forward_pre_hooks
+        or _torch_module._global_backward_hooks
+        or _torch_module._global_backward_pre_hooks
+    )
 
 
 def _observed(point: torch.nn.Module) -> bool:
     """Whether anything reads or writes a HookPoint: a TransformerLens hook, a torch hook on it or on every module."""
-    return bool(getattr(point, "fwd_hooks", None) or getattr(point, "bwd_hooks", None) or point._forward_hooks
-                or point._forward_pre_hooks or point._backward_hooks or point._backward_pre_hooks or _global_hooks())
+    return bool(
+        getattr(point, "fwd_hooks", None)
+        or getattr(point, "bwd_hooks", None)
+        or point._forward_hooks
+        or point._forward_pre_hooks
+        or point._backward_hooks
+        or point._backward_pre_hooks
+        or _global_hooks()
+    )
 
 
 class FastAttention(Attention):
@@ -84,19 +107,43 @@ class FastAttention(Attention):
         """No hook on hook_attn_scores / hook_pattern, no extra inputs, and a configuration whose eager
         computation is exactly softmax(q k^T / attn_scale + causal mask) v."""
         c = self.cfg
-        return (self.training and all(x is None for x in extra) and not _observed(self.hook_pattern)
-                and not _observed(self.hook_attn_scores)
-                and c.positional_embedding_type in ("standard", "rotary") and not c.use_attn_result
-                and not c.load_in_4bit and not c.use_logn_attn and not c.use_attention_sinks
-                and c.clip_qkv is None and not softcap_enabled(c.attn_scores_soft_cap) and not c.use_qk_norm
-                and (self._attention_dir_override or c.attention_dir) == "causal"
-                and c.original_architecture not in ("OlmoeForCausalLM", "Olmo2ForCausalLM", "Olmo3ForCausalLM"))
+        return (
+            self.training
+            and all(x is None for x in extra)
+            and not _observed(self.hook_pattern)
+            and not _observed(self.hook_attn_scores)
+            and c.positional_embedding_type in ("standard", "rotary")
+            and not c.use_attn_result
+            and not c.load_in_4bit
+            and not c.use_logn_attn
+            and not c.use_attention_sinks
+            and c.clip_qkv is None
+            and not softcap_enabled(c.attn_scores_soft_cap)
+            and not c.use_qk_norm
+            and (self._attention_dir_override or c.attention_dir) == "causal"
+            and c.original_architecture not in ("OlmoeForCausalLM", "Olmo2ForCausalLM", "Olmo3ForCausalLM")
+        )
 
-    def forward(self, query_input, key_input, value_input, past_kv_cache_entry=None, additive_attention_mask=None,
-                attention_mask=None, position_bias=None):
+    def forward(
+        self,
+        query_input,
+        key_input,
+        value_input,
+        past_kv_cache_entry=None,
+        additive_attention_mask=None,
+        attention_mask=None,
+        position_bias=None,
+    ):
         if not self.fast_path_applies(past_kv_cache_entry, additive_attention_mask, attention_mask, position_bias):
-            return super().forward(query_input, key_input, value_input, past_kv_cache_entry,
-                                   additive_attention_mask, attention_mask, position_bias)
+            return super().forward(
+                query_input,
+                key_input,
+                value_input,
+                past_kv_cache_entry,
+                additive_attention_mask,
+                attention_mask,
+                position_bias,
+            )
         if query_input is key_input is value_input and query_input.ndim == 3:  # one matmul for q, k and v
             b, t = query_input.shape[:2]
             w = einops.rearrange(torch.cat([self.W_Q, self.W_K, self.W_V]), "h d_model d_head -> (h d_head) d_model")
@@ -108,8 +155,13 @@ class FastAttention(Attention):
         if self.cfg.positional_embedding_type == "rotary":
             q = self.hook_rot_q(self.apply_rotary(q, 0, None))
             k = self.hook_rot_k(self.apply_rotary(k, 0, None))
-        z = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2).to(q.dtype),
-                                           is_causal=True, scale=1.0 / float(self.attn_scale))
+        z = F.scaled_dot_product_attention(
+            q.transpose(1, 2),
+            k.transpose(1, 2),
+            v.transpose(1, 2).to(q.dtype),
+            is_causal=True,
+            scale=1.0 / float(self.attn_scale),
+        )
         z = self.hook_z(z.transpose(1, 2))  # [batch, pos, head_index, d_head]
         w = einops.rearrange(self.W_O, "head_index d_head d_model -> d_model (head_index d_head)")
         if z.dtype != w.dtype:
@@ -134,8 +186,10 @@ def attach_tokenizer(model: HookedTransformer, tokenizer) -> HookedTransformer:
 def context_length(cfg: ModelConfig, longest: int) -> int:
     """cfg.n_ctx, or the longest possible biography (`longest` tokens) when 0; shorter is an error."""
     if cfg.n_ctx and cfg.n_ctx < longest:
-        raise ValueError(f"model.n_ctx={cfg.n_ctx} is shorter than the longest biography ({longest} tokens): "
-                         f"allowed n_ctx >= {longest}, or 0 to fit it")
+        raise ValueError(
+            f"model.n_ctx={cfg.n_ctx} is shorter than the longest biography ({longest} tokens): "
+            f"allowed n_ctx >= {longest}, or 0 to fit it"
+        )
     return cfg.n_ctx or longest
 
 
@@ -149,8 +203,11 @@ def matmul_parameters(model: HookedTransformer) -> int:
     """Parameters that enter a matrix multiply per token: every weight matrix (W_Q, W_K, W_V, W_O, W_in, W_out,
     W_U) but the token and positional embeddings (lookups), without biases and LayerNorm scales."""
     skip = ("embed.", "pos_embed.")
-    return sum(p.numel() for n, p in model.named_parameters()
-               if n.rsplit(".", 1)[-1].startswith("W_") and not n.startswith(skip))
+    return sum(
+        p.numel()
+        for n, p in model.named_parameters()
+        if n.rsplit(".", 1)[-1].startswith("W_") and not n.startswith(skip)
+    )
 
 
 def training_flops(model: HookedTransformer, lengths) -> float:
@@ -182,8 +239,11 @@ class FastLayerNorm(LayerNorm):
     is nine elementwise operations forward, more backward)."""
 
     def forward(self, x):
-        if (not self._fast["unobserved"] or x.dtype != self.w.dtype
-                or self.cfg.dtype not in (torch.float32, torch.float64)):
+        if (
+            not self._fast["unobserved"]
+            or x.dtype != self.w.dtype
+            or self.cfg.dtype not in (torch.float32, torch.float64)
+        ):
             return super().forward(x)
         return F.layer_norm(x, (self.length,), self.w, self.b, self.eps)
 
@@ -195,11 +255,18 @@ class FastBlock(TransformerBlock):
 
     def fast_path_applies(self, *extra) -> bool:
         c = self.cfg
-        return (self._fast["unobserved"] and all(x is None for x in extra)
-                and not c.use_attn_in and not c.use_split_qkv_input
-                and not c.use_hook_mlp_in and not c.attn_only and not c.parallel_attn_mlp
-                and not c.use_normalization_before_and_after and c.original_architecture not in POST_NORM_ARCHITECTURES
-                and c.positional_embedding_type != "shortformer")
+        return (
+            self._fast["unobserved"]
+            and all(x is None for x in extra)
+            and not c.use_attn_in
+            and not c.use_split_qkv_input
+            and not c.use_hook_mlp_in
+            and not c.attn_only
+            and not c.parallel_attn_mlp
+            and not c.use_normalization_before_and_after
+            and c.original_architecture not in POST_NORM_ARCHITECTURES
+            and c.positional_embedding_type != "shortformer"
+        )
 
     def forward(self, resid_pre, shortformer_pos_embed=None, past_kv_cache_entry=None, attention_mask=None):
         if not self.fast_path_applies(shortformer_pos_embed, past_kv_cache_entry, attention_mask):

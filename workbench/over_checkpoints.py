@@ -53,6 +53,7 @@ class Models:
 
 def canonical_params(params: dict | None) -> str:
     """The params as canonical JSON (sorted keys, no spaces; tuples as lists, numpy scalars as numbers)."""
+
     def default(o):
         if isinstance(o, (np.generic, np.ndarray)):
             return o.tolist()
@@ -91,8 +92,10 @@ def checked_steps(run: Run, steps) -> list[int]:
         steps = allowed
     steps = list(steps)
     if not steps or any(s not in allowed for s in steps):
-        raise ValueError(f"steps={steps!r} is out of range: allowed a non-empty subset of the checkpoint steps "
-                         f"of run {run.path}: {allowed}")
+        raise ValueError(
+            f"steps={steps!r} is out of range: allowed a non-empty subset of the checkpoint steps "
+            f"of run {run.path}: {allowed}"
+        )
     return sorted({int(s) for s in steps})
 
 
@@ -110,10 +113,16 @@ def _read_cache(path: Path) -> pd.DataFrame:
     except (OSError, UnicodeDecodeError, ValueError, pd.errors.ParserError) as e:
         warnings.warn(f"ignoring the unreadable cache {path} (it will be recomputed): {e}", stacklevel=3)
         return empty
-    if (list(df.columns[:3]) != KEY_COLUMNS or df[KEY_COLUMNS].isna().any().any()
-            or not pd.api.types.is_integer_dtype(df["step"])):
-        warnings.warn(f"ignoring the cache {path} (it will be recomputed): its columns are {list(df.columns)}, "
-                      f"expected {KEY_COLUMNS} first", stacklevel=3)
+    if (
+        list(df.columns[:3]) != KEY_COLUMNS
+        or df[KEY_COLUMNS].isna().any().any()
+        or not pd.api.types.is_integer_dtype(df["step"])
+    ):
+        warnings.warn(
+            f"ignoring the cache {path} (it will be recomputed): its columns are {list(df.columns)}, "
+            f"expected {KEY_COLUMNS} first",
+            stacklevel=3,
+        )
         return empty
     return df
 
@@ -121,17 +130,25 @@ def _read_cache(path: Path) -> pd.DataFrame:
 def _add_rows(cache: pd.DataFrame, rows: pd.DataFrame, path: Path) -> pd.DataFrame:
     """The cache with `rows` (one step's, key columns first) replacing that step's rows of the same params."""
     if len(cache) and list(cache.columns) != list(rows.columns):
-        warnings.warn(f"discarding the cache {path}: its columns are {list(cache.columns)}, the computation's "
-                      f"{list(rows.columns)}", stacklevel=3)
+        warnings.warn(
+            f"discarding the cache {path}: its columns are {list(cache.columns)}, the computation's "
+            f"{list(rows.columns)}",
+            stacklevel=3,
+        )
         cache = cache.iloc[:0]
     step, params = rows["step"].iloc[0], rows["params"].iloc[0]
     keep = cache[~((cache["step"] == step) & (cache["params"] == params))]
     return pd.concat([keep, rows], ignore_index=True) if len(keep) else rows
 
 
-def over_checkpoints(run: Run, name: str, compute: Callable[[int, Models], pd.DataFrame],
-                     steps: list[int] | None = None, params: dict[str, Any] | None = None,
-                     progress: bool = True) -> pd.DataFrame:
+def over_checkpoints(
+    run: Run,
+    name: str,
+    compute: Callable[[int, Models], pd.DataFrame],
+    steps: list[int] | None = None,
+    params: dict[str, Any] | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
     """`compute(step, models)` at checkpoints of `run` (default: all), cached in <run>/analysis/<name>.csv.
 
     compute returns one step's rows (at least one, no step column); `models(step)` loads checkpoints
@@ -153,8 +170,10 @@ def over_checkpoints(run: Run, name: str, compute: Callable[[int, Models], pd.Da
     for s in tqdm(todo, desc=f"{run.name}: {name}", disable=not progress):
         rows = compute(s, models)
         if not len(rows) or set(rows.columns) & set(KEY_COLUMNS):
-            raise ValueError(f"{name}: compute returned columns {list(rows.columns)} and {len(rows)} rows at "
-                             f"step {s}: allowed at least one row and none of the columns {KEY_COLUMNS}")
+            raise ValueError(
+                f"{name}: compute returned columns {list(rows.columns)} and {len(rows)} rows at "
+                f"step {s}: allowed at least one row and none of the columns {KEY_COLUMNS}"
+            )
         keys = pd.DataFrame({"step": s, "weights_sha256": sha[s], "params": key}, index=range(len(rows)))
         cache = _add_rows(cache, pd.concat([keys, rows.reset_index(drop=True)], axis=1), path)
         if writable:
@@ -162,8 +181,7 @@ def over_checkpoints(run: Run, name: str, compute: Callable[[int, Models], pd.Da
                 path.parent.mkdir(parents=True, exist_ok=True)
                 atomic_write_csv(path, cache)
             except OSError as e:
-                warnings.warn(f"could not write the cache {path} (results are returned, not cached): {e}",
-                              stacklevel=2)
+                warnings.warn(f"could not write the cache {path} (results are returned, not cached): {e}", stacklevel=2)
                 writable = False
     mine = cache[(cache["params"] == key) & (cache["weights_sha256"] == cache["step"].map(sha))]
     mine = mine.sort_values("step", kind="stable").drop(columns=["weights_sha256", "params"])

@@ -58,14 +58,16 @@ class PlateauRule:
     def describe(self) -> str:
         """The rule in one paragraph, with its thresholds (the module docstring's definition): what the
         report shows under the plateau, so the two cannot disagree."""
-        return (f"Plateau: the first run of at least {self.min_evals} consecutive evaluations whose attribute loss is "
-                f"within {self.level_tol:.0%} of the no-knowledge baseline and flat (local slope |d log loss / d log "
-                f"step| at most {self.max_slope:g}, fitted over the evaluations from a step to {self.span:g} times it, "
-                f"at least {self.window}); one failing evaluation between two good ones does not break the run. "
-                f"It starts at the first of them; it ends at the first later evaluation from which the loss stays "
-                f"{self.escape:.0%} below the plateau's level (its median loss) for {self.sustain} consecutive "
-                f"evaluations, and is censored when that does not happen within the run. 95% intervals: bootstrap "
-                f"over the evaluation set's sequences, the lower end moved back to the evaluation before it.")
+        return (
+            f"Plateau: the first run of at least {self.min_evals} consecutive evaluations whose attribute loss is "
+            f"within {self.level_tol:.0%} of the no-knowledge baseline and flat (local slope |d log loss / d log "
+            f"step| at most {self.max_slope:g}, fitted over the evaluations from a step to {self.span:g} times it, "
+            f"at least {self.window}); one failing evaluation between two good ones does not break the run. "
+            f"It starts at the first of them; it ends at the first later evaluation from which the loss stays "
+            f"{self.escape:.0%} below the plateau's level (its median loss) for {self.sustain} consecutive "
+            f"evaluations, and is censored when that does not happen within the run. 95% intervals: bootstrap "
+            f"over the evaluation set's sequences, the lower end moved back to the evaluation before it."
+        )
 
 
 @dataclass(frozen=True)
@@ -138,7 +140,7 @@ def plateau(steps, loss, baseline: float, rule: PlateauRule = PlateauRule()) -> 
                 level = float(np.median(loss[run_start:stop]))
                 below = loss < (1 - rule.escape) * level
                 for j in range(run_start + 1, len(loss) - rule.sustain + 1):
-                    if below[j: j + rule.sustain].all():
+                    if below[j : j + rule.sustain].all():
                         return steps[run_start], steps[j], False, level
                 return steps[run_start], math.nan, True, level
             run_start = None
@@ -151,8 +153,9 @@ def boundaries(steps, loss, baseline: float, rule: PlateauRule = PlateauRule()) 
     return start, end
 
 
-def detect_phases(steps, per_sequence_loss, baseline: float, rule: PlateauRule | None = None,
-                  n_boot: int = 200, seed: int = 0) -> Phases:
+def detect_phases(
+    steps, per_sequence_loss, baseline: float, rule: PlateauRule | None = None, n_boot: int = 200, seed: int = 0
+) -> Phases:
     """The plateau of per-sequence attribute losses [n_evals, n_sequences], with 95% intervals."""
     rule = rule or PlateauRule()
     steps = np.asarray(steps, dtype=float)
@@ -175,5 +178,13 @@ def detect_phases(steps, per_sequence_loss, baseline: float, rule: PlateauRule |
         earlier = steps[steps < lo]
         return (float(earlier[-1]) if len(earlier) and math.isfinite(lo) else lo, hi)
 
-    return Phases(float(start), float(end), ci(starts), ci(ends), bool(censored), level,
-                  len(starts) / n_boot if n_boot else math.nan, rule)
+    return Phases(
+        float(start),
+        float(end),
+        ci(starts),
+        ci(ends),
+        bool(censored),
+        level,
+        len(starts) / n_boot if n_boot else math.nan,
+        rule,
+    )

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from workbench.config import RunConfig
-from workbench.phases import Phases, PlateauRule, detect_phases
 from workbench.naming import checkpoints_root  # noqa: F401  (re-exported)
+from workbench.phases import Phases, PlateauRule, detect_phases
 from workbench.training.rundir import RunDir, saved_step
 
 if TYPE_CHECKING:
@@ -73,13 +73,15 @@ class Run:
         return min(self.checkpoint_steps, key=lambda s: abs(s - step))
 
     def load_model(self, step: int | None = None, device: str = "cpu") -> "HookedTransformer":
-        """The model at a checkpoint step (default: the last), in eval mode, ready for run_with_cache, carrying
-        the run's tokenizer (`to_str_tokens`, `to_tokens`, `generate` work on text; `workbench.model.attach_tokenizer`)."""
+        """The model at a checkpoint step (default: the last), in eval mode, ready for run_with_cache, carrying the
+        run's tokenizer (`to_str_tokens`, `to_tokens`, `generate` work on text; `workbench.model.attach_tokenizer`)."""
         steps = self.checkpoint_steps
         step = steps[-1] if step is None else step
         if isinstance(step, bool) or not isinstance(step, numbers.Integral):
-            raise ValueError(f"step={step!r}: a step must be an int (got {type(step).__name__} {step!r}): "
-                             f"allowed a checkpoint step of run {self.path}: {steps}")
+            raise ValueError(
+                f"step={step!r}: a step must be an int (got {type(step).__name__} {step!r}): "
+                f"allowed a checkpoint step of run {self.path}: {steps}"
+            )
         step = int(step)
         if step not in steps:
             raise ValueError(f"step={step} has no checkpoint in run {self.path}: allowed {steps}")
@@ -87,8 +89,13 @@ class Run:
         from workbench.model import attach_tokenizer, build_model, context_length
         from workbench.training.checkpoint import load_weights
 
-        model = build_model(self.config.model, self.tokenizer.vocab_size,
-                            context_length(self.config.model, self.data.max_length), self.config.seed, device)
+        model = build_model(
+            self.config.model,
+            self.tokenizer.vocab_size,
+            context_length(self.config.model, self.data.max_length),
+            self.config.seed,
+            device,
+        )
         load_weights(model, self.path / entry["weights"], entry["sha256"])
         return attach_tokenizer(model, self.tokenizer).eval()
 
@@ -126,15 +133,29 @@ def list_runs(root: str | Path = "checkpoints") -> pd.DataFrame:
         try:
             m = run.manifest()
         except (ValueError, OSError) as e:
-            rows.append({"run": manifest.parent.name, "status": "broken", "checkpoints": 0,
-                         "path": str(manifest.parent), "error": str(e)})
+            rows.append(
+                {
+                    "run": manifest.parent.name,
+                    "status": "broken",
+                    "checkpoints": 0,
+                    "path": str(manifest.parent),
+                    "error": str(e),
+                }
+            )
             continue
         status = m.get("status")
         if status == "running" and not run.locked():
             status = "interrupted"
-        rows.append({"run": manifest.parent.name, "preset": m.get("preset"), "status": status,
-                     "last_step": saved_step(m), "checkpoints": len(m.get("checkpoints", {})),
-
-                     "wall_s": round(m.get("wall_s", 0.0), 1), "path": str(manifest.parent), "error": ""})
+        rows.append(
+            {
+                "run": manifest.parent.name,
+                "preset": m.get("preset"),
+                "status": status,
+                "last_step": saved_step(m),
+                "checkpoints": len(m.get("checkpoints", {})),
+                "wall_s": round(m.get("wall_s", 0.0), 1),
+                "path": str(manifest.parent),
+                "error": "",
+            }
+        )
     return pd.DataFrame(rows, columns=list(RUN_COLUMNS)).astype({"last_step": "Int64"})
-

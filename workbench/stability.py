@@ -62,8 +62,9 @@ def _patterns(model: HookedTransformer, tokens: Tensor) -> list[Float[Tensor, "b
 
 
 @torch.no_grad()
-def pattern_distance(model_a: HookedTransformer, model_b: HookedTransformer, batch: Batch,
-                     positions: str = "all", chunk: int = 32) -> pd.DataFrame:
+def pattern_distance(
+    model_a: HookedTransformer, model_b: HookedTransformer, batch: Batch, positions: str = "all", chunk: int = 32
+) -> pd.DataFrame:
     """Mean Jensen-Shannon divergence between the two models' attention patterns, per layer and head.
 
     Returns columns (layer, head, distance); distance is averaged over the selected query
@@ -72,8 +73,10 @@ def pattern_distance(model_a: HookedTransformer, model_b: HookedTransformer, bat
     mask = query_mask(batch, positions)
     shape_a, shape_b = (model_a.cfg.n_layers, model_a.cfg.n_heads), (model_b.cfg.n_layers, model_b.cfg.n_heads)
     if shape_a != shape_b:
-        raise ValueError(f"model_b has {shape_b[0]} layers x {shape_b[1]} heads; model_a has "
-                         f"{shape_a[0]} x {shape_a[1]}: allowed the same architecture")
+        raise ValueError(
+            f"model_b has {shape_b[0]} layers x {shape_b[1]} heads; model_a has "
+            f"{shape_a[0]} x {shape_a[1]}: allowed the same architecture"
+        )
     n_queries = int(mask.sum())
     if n_queries == 0:
         raise ValueError(f"batch has no query positions for positions={positions!r}")
@@ -82,15 +85,14 @@ def pattern_distance(model_a: HookedTransformer, model_b: HookedTransformer, bat
     model_a.eval(), model_b.eval()
     try:
         for i in range(0, len(batch), chunk):
-            tokens, m = batch.tokens[i: i + chunk], mask[i: i + chunk]
+            tokens, m = batch.tokens[i : i + chunk], mask[i : i + chunk]
             for layer, (pa, pb) in enumerate(zip(_patterns(model_a, tokens), _patterns(model_b, tokens))):
                 js = js_divergence(pa, pb)  # [batch, head, query]
                 total[layer] += (js * m[:, None, :]).sum((0, 2))
     finally:
         model_a.train(was[0]), model_b.train(was[1])
     layer, head = np.meshgrid(np.arange(shape_a[0]), np.arange(shape_a[1]), indexing="ij")
-    return pd.DataFrame({"layer": layer.ravel(), "head": head.ravel(),
-                         "distance": (total / n_queries).numpy().ravel()})
+    return pd.DataFrame({"layer": layer.ravel(), "head": head.ravel(), "distance": (total / n_queries).numpy().ravel()})
 
 
 # -- over checkpoints, cached ------------------------------------------------------------------
@@ -108,6 +110,7 @@ def _check_size_and_positions(size: int, positions: str) -> None:
 
 def _distances(reference: Callable[[int], int], batch: Callable[[], Batch], positions: str):
     """`compute(step, models)` for `over_checkpoints`: the distance of each step from reference(step)."""
+
     def compute(step: int, models) -> pd.DataFrame:
         ref = reference(step)
         return pattern_distance(models(step), models(ref), batch(), positions).assign(reference_step=ref)
@@ -120,8 +123,13 @@ def _eval_batch(run: Run, size: int) -> Callable[[], Batch]:
     return functools.cache(lambda: run.data.eval_batch("seen", size))
 
 
-def attention_stability(run: Run | str | Path, reference_step: int | None = None, size: int = 128,
-                        positions: str = "all", progress: bool = True) -> pd.DataFrame:
+def attention_stability(
+    run: Run | str | Path,
+    reference_step: int | None = None,
+    size: int = 128,
+    positions: str = "all",
+    progress: bool = True,
+) -> pd.DataFrame:
     """Distance of every checkpoint of `run` from `reference_step` (default: its first checkpoint,
     for a fine-tuning run the base checkpoint). Columns: step, layer, head, distance, reference_step.
     Cached in <run>/analysis/attention_stability.csv (`over_checkpoints`)."""
@@ -131,15 +139,20 @@ def attention_stability(run: Run | str | Path, reference_step: int | None = None
     ref = steps[0] if reference_step is None else reference_step
     if ref not in steps:
         raise ValueError(f"reference_step={ref} has no checkpoint in run {run.path}: allowed {steps}")
-    params = {"size": size, "positions": positions, "reference_step": ref,
-              "reference_sha256": run.manifest_entry(ref)["sha256"]}
+    params = {
+        "size": size,
+        "positions": positions,
+        "reference_step": ref,
+        "reference_sha256": run.manifest_entry(ref)["sha256"],
+    }
     compute = _distances(lambda step: ref, _eval_batch(run, size), positions)
     df = over_checkpoints(run, "attention_stability", compute, steps, params, progress)
     return df[_COLUMNS + ["reference_step"]]
 
 
-def pretraining_drift(base_run: Run | str | Path, size: int = 128, positions: str = "all",
-                      progress: bool = True) -> pd.DataFrame:
+def pretraining_drift(
+    base_run: Run | str | Path, size: int = 128, positions: str = "all", progress: bool = True
+) -> pd.DataFrame:
     """The same distance over a pre-training run, for scale: every checkpoint vs step 0
     (reference="start") and vs the previous checkpoint (reference="previous").
     Cached in <run>/analysis/pretraining_drift.csv (`over_checkpoints`, params naming the rule)."""
@@ -152,7 +165,8 @@ def pretraining_drift(base_run: Run | str | Path, size: int = 128, positions: st
     frames = []
     for name, reference, extra in (("start", lambda step: steps[0], start), ("previous", previous.__getitem__, {})):
         params = {"size": size, "positions": positions, "reference": name, **extra}
-        df = over_checkpoints(run, "pretraining_drift", _distances(reference, batch, positions), steps[1:], params,
-                              progress)
+        df = over_checkpoints(
+            run, "pretraining_drift", _distances(reference, batch, positions), steps[1:], params, progress
+        )
         frames.append(df.assign(reference=name))
     return pd.concat(frames, ignore_index=True)[_COLUMNS + ["reference_step", "reference"]]

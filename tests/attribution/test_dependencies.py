@@ -9,9 +9,12 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 
 def _runtime_closure() -> set[str]:
     """Normalised names of the workbench's runtime dependencies and theirs, transitively (no extras)."""
+
     def norm(name: str) -> str:
         return re.sub(r"[-_.]+", "-", name).lower()
 
@@ -34,17 +37,25 @@ def _runtime_closure() -> set[str]:
 
 def _modules(code: str) -> set[str]:
     """Top-level modules loaded by running `code` in a fresh interpreter."""
-    out = subprocess.run([sys.executable, "-c", f"{code}\nimport sys\nprint(' '.join(sorted(sys.modules)))"],
-                         capture_output=True, text=True, timeout=300, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", f"{code}\nimport sys\nprint(' '.join(sorted(sys.modules)))"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    ).stdout
     return {m.split(".")[0] for m in out.split()}
 
 
+@pytest.mark.slow  # two fresh interpreters importing torch
 def test_attribution_imports_only_declared_dependencies():
     # what torch and TransformerLens load on their own (optional accelerators they pick up when present) is theirs
     baseline = _modules("import torch, transformer_lens")
-    loaded = _modules("import workbench.attribution.ekfac, workbench.attribution.influence, "
-                      "workbench.attribution.window, workbench.attribution.retrain, workbench.attribution.formation, "
-                      "workbench.attribution.heads")
+    loaded = _modules(
+        "import workbench.attribution.ekfac, workbench.attribution.influence, "
+        "workbench.attribution.window, workbench.attribution.retrain, workbench.attribution.formation, "
+        "workbench.attribution.heads"
+    )
     closure = _runtime_closure()
     owners = md.packages_distributions()
     leaked = {}

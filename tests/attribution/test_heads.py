@@ -68,8 +68,13 @@ def test_the_recall_head_of_a_run_is_in_its_last_layer_at_a_checkpoint(dense_run
     assert (found.layer, found.head) == tuple(found.scores.iloc[0][["layer", "head"]].astype(int))
 
 
-@pytest.mark.parametrize("layer, head, message", [(2, 0, r"layer=2 is out of range: allowed an integer in \[0, 1\]"),
-                                                  (0, 2, r"head=2 is out of range: allowed an integer in \[0, 1\]")])
+@pytest.mark.parametrize(
+    "layer, head, message",
+    [
+        (2, 0, r"layer=2 is out of range: allowed an integer in \[0, 1\]"),
+        (0, 2, r"head=2 is out of range: allowed an integer in \[0, 1\]"),
+    ],
+)
 def test_heads_outside_the_model_are_refused(layer, head, message):
     with pytest.raises(ValueError, match=message):
         check_head(preset("tiny").model, layer, head)

@@ -91,8 +91,11 @@ def test_compare_known_answers():
     assert compare(a, a) == pytest.approx({"spearman": 1.0, "top_overlap": 1.0})
     assert compare(a, -a) == pytest.approx({"spearman": -1.0, "top_overlap": 0.0})
     assert compare(a, np.r_[a[:9], -1.0], top=0.2)["top_overlap"] == 0.5  # 9 left the top 2
-    assert compare(a, np.r_[a[:5], a[:5]])["spearman"] == pytest.approx(np.corrcoef(  # ties: average ranks
-        [1, 2, 3, 4, 5, 6, 7, 8, 9, 10], [1.5, 3.5, 5.5, 7.5, 9.5, 1.5, 3.5, 5.5, 7.5, 9.5])[0, 1])
+    assert compare(a, np.r_[a[:5], a[:5]])["spearman"] == pytest.approx(
+        np.corrcoef(  # ties: average ranks
+            [1, 2, 3, 4, 5, 6, 7, 8, 9, 10], [1.5, 3.5, 5.5, 7.5, 9.5, 1.5, 3.5, 5.5, 7.5, 9.5]
+        )[0, 1]
+    )
     with pytest.raises(ValueError, match="a, b"):
         compare(a, a[:5])
 

@@ -79,12 +79,15 @@ def test_the_retrain_trains_on_the_edited_batches(dense_run, attribution, retrai
         assert data.train_batch(step).individuals.tolist() == [original[r] for r in keep]
 
 
-@pytest.mark.parametrize("change, message", [
-    (["seed=1"], "seed=1 differs from the attributed run"),
-    (["train.lr=0.001"], "train.lr=0.001 differs from the attributed run"),
-    (["train.steps=30"], "train.steps=30 differs from the attributed run"),  # a cosine schedule: steps fixed
-    (["data.n_individuals=50"], "data=.* differs from the attributed run"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (["seed=1"], "seed=1 differs from the attributed run"),
+        (["train.lr=0.001"], "train.lr=0.001 differs from the attributed run"),
+        (["train.steps=30"], "train.steps=30 differs from the attributed run"),  # a cosine schedule: steps fixed
+        (["data.n_individuals=50"], "data=.* differs from the attributed run"),
+    ],
+)
 def test_a_retrain_that_is_not_the_twin_is_refused(attribution, change, message, tmp_path):
     from workbench.experiment import train
 
@@ -95,11 +98,13 @@ def test_a_retrain_that_is_not_the_twin_is_refused(attribution, change, message,
 
 
 def test_edit_config_ranges():
-    for kw, message in (({"percent": 0}, r"edit.percent=0 is out of range: allowed a number in \(0.0, 100.0\)"),
-                        ({"percent": 100}, "edit.percent=100 is out of range"),
-                        ({"selection": "best"}, "edit.selection='best' is out of range"),
-                        ({"action": "upweight"}, "edit.action='upweight' is out of range: allowed remove | duplicate"),
-                        ({"unit": "individual", "selection": "matched"}, "matched pairs individuals")):
+    for kw, message in (
+        ({"percent": 0}, r"edit.percent=0 is out of range: allowed a number in \(0.0, 100.0\)"),
+        ({"percent": 100}, "edit.percent=100 is out of range"),
+        ({"selection": "best"}, "edit.selection='best' is out of range"),
+        ({"action": "upweight"}, "edit.action='upweight' is out of range: allowed remove | duplicate"),
+        ({"unit": "individual", "selection": "matched"}, "matched pairs individuals"),
+    ):
         with pytest.raises(ValueError, match=message):
             EditConfig("x", **kw)
 
@@ -109,12 +114,15 @@ def test_the_retrain_sweep_plans_one_validated_twin_per_point(attribution, tmp_p
 
     monkeypatch.setenv("WORKBENCH_CHECKPOINTS", str(tmp_path))
     arms = [{"selection": s, "percent": k} for s in ("top", "random") for k in (10, 30)] + [
-        {"action": "duplicate", "selection": "top", "percent": 10}]
+        {"action": "duplicate", "selection": "top", "percent": 10}
+    ]
     spec = retrain.retrain_spec(attribution, arms=arms, selection_seeds=(0, 1))
     planned = plan_sweep(spec)
     assert len(planned.trials) == 10
-    editing = {(t.config.edit.action, t.config.edit.selection, t.config.edit.percent, t.config.edit.selection_seed)
-               for t in planned.trials}
+    editing = {
+        (t.config.edit.action, t.config.edit.selection, t.config.edit.percent, t.config.edit.selection_seed)
+        for t in planned.trials
+    }
     assert len(editing) == 10 and all(t.config.seed == attribution.meta["seed"] for t in planned.trials)
     assert "seed0-duplicate-top-k10-selection_seed1" in {t.name for t in planned.trials}
     bad = retrain.retrain_spec(attribution, arms=[{"percent": 100}])

@@ -48,8 +48,10 @@ def test_gradients_are_the_heads_parameter_gradients(model_and_batch):
     model.zero_grad()
 
 
-@pytest.mark.parametrize("layer, head, message", [(2, 0, "layer=2 is out of range: allowed an integer in [0, 1]"),
-                                                  (0, -1, "head=-1 is out of range")])
+@pytest.mark.parametrize(
+    "layer, head, message",
+    [(2, 0, "layer=2 is out of range: allowed an integer in [0, 1]"), (0, -1, "head=-1 is out of range")],
+)
 def test_a_head_outside_the_model_is_refused(model_and_batch, layer, head, message):
     with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
         HeadView(model_and_batch[0], layer, head)

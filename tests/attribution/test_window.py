@@ -33,7 +33,10 @@ def test_aggregates_match_an_independent_groupby(attribution):
     seqs = attribution.sequences
     by_ind = attribution.aggregate("individual").set_index("individual")
     want = seqs.groupby("individual")["influence"].agg(["sum", "size"])
-    assert np.allclose(by_ind.loc[want.index, "total"], want["sum"]) and (by_ind.loc[want.index, "n"] == want["size"]).all()
+    assert (
+        np.allclose(by_ind.loc[want.index, "total"], want["sum"])
+        and (by_ind.loc[want.index, "n"] == want["size"]).all()
+    )
     assert list(by_ind["total"]) == sorted(by_ind["total"], reverse=True)
     by_template = attribution.aggregate("template")
     a = json.loads((attribution.path / "attribution.json").read_text())["attributes"][0]
@@ -41,9 +44,11 @@ def test_aggregates_match_an_independent_groupby(attribution):
     got = by_template[by_template["attribute"] == a].set_index("template")["total"]
     assert np.allclose(got.loc[mine.index], mine)
     assert aggregate(seqs, "step")["n"].eq(len(seqs) // (WINDOW[1] - WINDOW[0])).all()
-    assert np.isclose(attribution.aggregate("attribute")["total"].sum() + seqs["bos_influence"].sum(),
-                      seqs["influence"].sum(),
-                      atol=1e-4 * seqs["influence"].abs().max())
+    assert np.isclose(
+        attribution.aggregate("attribute")["total"].sum() + seqs["bos_influence"].sum(),
+        seqs["influence"].sum(),
+        atol=1e-4 * seqs["influence"].abs().max(),
+    )
 
 
 def test_an_existing_attribution_is_loaded_not_recomputed(dense_run, attribution):
@@ -53,7 +58,8 @@ def test_an_existing_attribution_is_loaded_not_recomputed(dense_run, attribution
         other = AttributionConfig(*HEAD, *WINDOW, fit_size=0, damping=1e-3)
         (dense_run.path / "attribution" / other.name).mkdir()
         (dense_run.path / "attribution" / other.name / "attribution.json").write_text(
-            (attribution.path / "attribution.json").read_text())
+            (attribution.path / "attribution.json").read_text()
+        )
         attribute(dense_run, other, progress=False)
 
 
@@ -65,8 +71,9 @@ def test_an_attribution_saved_with_the_old_probe_keys_still_loads(attribution, t
     shutil.copytree(attribution.path, old)
     meta = json.loads((old / "attribution.json").read_text())
     config = meta["config"]
-    meta["config"] = {("probe" if k == "measure" else "probe_size" if k == "measure_size" else k): v
-                      for k, v in config.items()}
+    meta["config"] = {
+        ("probe" if k == "measure" else "probe_size" if k == "measure_size" else k): v for k, v in config.items()
+    }
     assert "probe" in meta["config"] and "measure" not in meta["config"]
     (old / "attribution.json").write_text(json.dumps(meta))
     loaded = load_attribution(old)
@@ -87,12 +94,18 @@ def test_a_tampered_table_is_refused(attribution, tmp_path):
         load_attribution(tmp_path)
 
 
-@pytest.mark.parametrize("kw, message", [
-    ({"layer": 2}, r"layer=2 is out of range: allowed an integer in \[0, 1\]"),
-    ({"head": 2}, r"head=2 is out of range: allowed an integer in \[0, 1\]"),
-    ({"end": 41}, r"attribution.start, attribution.end = 10, 41: allowed start < end within the run.s steps \[0, 40\]"),
-    ({"step": 7}, r"attribution.step=7 is out of range: allowed a checkpoint step of the run"),
-])
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        ({"layer": 2}, r"layer=2 is out of range: allowed an integer in \[0, 1\]"),
+        ({"head": 2}, r"head=2 is out of range: allowed an integer in \[0, 1\]"),
+        (
+            {"end": 41},
+            r"attribution.start, attribution.end = 10, 41: allowed start < end within the run.s steps \[0, 40\]",
+        ),
+        ({"step": 7}, r"attribution.step=7 is out of range: allowed a checkpoint step of the run"),
+    ],
+)
 def test_bad_configs_for_the_run_raise_before_any_compute(dense_run, kw, message):
     cfg = dict(layer=HEAD[0], head=HEAD[1], start=10, end=20) | kw
     before = sorted(p.name for p in (dense_run.path / "attribution").glob("*"))
@@ -102,13 +115,16 @@ def test_bad_configs_for_the_run_raise_before_any_compute(dense_run, kw, message
     assert not list(dense_run.path.glob(".attribution-*"))
 
 
-@pytest.mark.parametrize("kw, message", [
-    ({"start": 10, "end": 10}, r"attribution.end=10 is out of range: allowed an integer in \[11, inf\]"),
-    ({"measure": "value"}, "attribution.measure='value' is out of range: allowed attention | logit"),
-    ({"fisher": "exact"}, "attribution.fisher='exact' is out of range"),
-    ({"damping": -1.0}, "attribution.damping=-1.0 is out of range"),
-    ({"layer": -1}, "attribution.layer=-1 is out of range"),
-])
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        ({"start": 10, "end": 10}, r"attribution.end=10 is out of range: allowed an integer in \[11, inf\]"),
+        ({"measure": "value"}, "attribution.measure='value' is out of range: allowed attention | logit"),
+        ({"fisher": "exact"}, "attribution.fisher='exact' is out of range"),
+        ({"damping": -1.0}, "attribution.damping=-1.0 is out of range"),
+        ({"layer": -1}, "attribution.layer=-1 is out of range"),
+    ],
+)
 def test_bad_configs_raise_on_construction(kw, message):
     with pytest.raises(ValueError, match=message):
         AttributionConfig(**(dict(layer=1, head=0, start=0, end=10) | kw))
@@ -125,7 +141,9 @@ def test_a_registered_measure_of_ones_own_is_used_by_name(dense_run, monkeypatch
         return (view.captured["pattern"][:, :, 0] * queries).sum(1) / queries.sum(1)
 
     monkeypatch.setitem(MEASURES, "bos", lambda: Measure("bos", ("qk",), to_bos))
-    a = attribute(dense_run, AttributionConfig(1, 0, 10, 12, measure="bos", measure_size=32, fit_size=0), progress=False)
+    a = attribute(
+        dense_run, AttributionConfig(1, 0, 10, 12, measure="bos", measure_size=32, fit_size=0), progress=False
+    )
     assert a.config.measure == "bos" and len(a.sequences) == 32 and a.sequences["influence"].std() > 0
     with pytest.raises(ValueError, match="attribution.measure"):
         AttributionConfig(1, 0, 10, 12, measure="nope")

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from workbench.data.biographies import Biographer
 from workbench.data.batch import Batch
+from workbench.data.biographies import Biographer
 from workbench.data.kinds import BOS, NAME, PAD, TEXT, VALUE
 from workbench.data.pools import split_date
 from workbench.data.templates import TEMPLATES
@@ -118,8 +118,10 @@ def test_values_spliced_not_merged(tiny_data, parsed_train):
         for s in sentences:
             assert s.value_tokens == bio.value_tokens(ind, s.attribute)
             assert s.name_tokens == bio.name_tokens(ind)
-            assert tiny_data.tokenizer.decode(s.value_tokens) == " " + population.describe(ind)[
-                population.config.attributes[s.attribute]]
+            assert (
+                tiny_data.tokenizer.decode(s.value_tokens)
+                == " " + population.describe(ind)[population.config.attributes[s.attribute]]
+            )
 
 
 # ---- labels ------------------------------------------------------------------------------------
@@ -292,12 +294,18 @@ def test_token_roles_on_a_hand_checked_biography():
 
     from workbench.data.batch import Batch
     from workbench.data.kinds import BOS
+
     # BOS | "X" [Ann Lee] "is from" <Paris> "." | "X" [Ann Lee] "works at" <Ac me> | PAD
     kind = [BOS, TEXT, NAME, NAME, TEXT, VALUE, TEXT, TEXT, NAME, NAME, TEXT, VALUE, VALUE, PAD]
     attr = [-1, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, -1]
     start = [0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1, 0, 0]
-    b = Batch(torch.arange(14)[None], torch.tensor([kind]), torch.tensor([attr]), torch.tensor([start]).bool(),
-              torch.tensor([0]))
+    b = Batch(
+        torch.arange(14)[None],
+        torch.tensor([kind]),
+        torch.tensor([attr]),
+        torch.tensor([start]).bool(),
+        torch.tensor([0]),
+    )
     assert b.name_mask[0].nonzero()[:, 0].tolist() == [2, 3, 8, 9]
     assert b.name_end_mask[0].nonzero()[:, 0].tolist() == [3, 9]
     assert b.first_name_end.tolist() == [3]

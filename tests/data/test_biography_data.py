@@ -18,6 +18,7 @@ FIELDS = [f.name for f in dataclasses.fields(Batch)]
 def _equal(a, b) -> bool:
     def same(x, y) -> bool:
         return x is None and y is None or x is not None and y is not None and torch.equal(x, y)
+
     return all(same(getattr(a, f), getattr(b, f)) for f in FIELDS)
 
 
@@ -99,8 +100,9 @@ def test_old_group_names_are_refused_with_the_new_name(tiny_data):
 
 
 def test_sampler_kind_from_config(tiny_config, stats):
-    cfg = tiny_config.replace(data={"sampler": SamplerConfig(kind="celebrities", n_celebrities=2,
-                                                             weight_celebrities=1000.0)})
+    cfg = tiny_config.replace(
+        data={"sampler": SamplerConfig(kind="celebrities", n_celebrities=2, weight_celebrities=1000.0)}
+    )
     data = BiographyData(cfg)
     ids = torch.cat([data.train_batch(s).individuals for s in range(20)])
     n = cfg.data.n_individuals
@@ -121,8 +123,15 @@ def test_stats(tiny_data):
 
 
 def test_no_knowledge_baseline_by_hand_in_data():
-    cfg = RunConfig(data=DataConfig(n_individuals=50, n_heldout=10, attributes=("major", "company"), vocab_size=512,
-                                    pool_sizes=PoolSizes(first_names=20, last_names=20, majors=10, companies=20)))
+    cfg = RunConfig(
+        data=DataConfig(
+            n_individuals=50,
+            n_heldout=10,
+            attributes=("major", "company"),
+            vocab_size=512,
+            pool_sizes=PoolSizes(first_names=20, last_names=20, majors=10, companies=20),
+        )
+    )
     data = BiographyData(cfg)
     assert data.stats()["no_knowledge_baseline"] == pytest.approx((math.log(10) + math.log(20)) / 2)
     b = data.train_batch(0)

@@ -22,7 +22,7 @@ def test_the_pool_is_disjoint_and_the_other_groups_unchanged(tiny_data):
     assert pop.context.start == base.new.stop and len(pop.context) == 700
     for group in ("seen", "heldout", "new"):
         r = pop.group(group)
-        assert r == base.group(group) and (pop.values[r.start:r.stop] == base.values[r.start:r.stop]).all()
+        assert r == base.group(group) and (pop.values[r.start : r.stop] == base.values[r.start : r.stop]).all()
     with pytest.raises(ValueError, match="group='context'"):
         pop.group("context")  # not an evaluation group
     assert data.eval_groups == tiny_data.eval_groups
@@ -69,13 +69,25 @@ def test_context_individuals_never_enter_a_datastore_or_an_evaluation_set():
         assert not np.isin(data.eval_batch(group, 32).individuals.numpy(), ctx).any()
 
 
-@pytest.mark.parametrize("packing, message", [
-    ({"k": 3, "q_ctx": 1.5, "n_context": 700}, r"packing\.q_ctx=1\.5 is out of range: allowed a number in \[0\.0, 1\.0\]"),
-    ({"k": 1, "q_ctx": 0.5, "n_context": 700}, r"packing\.q_ctx=0\.5 is out of range: allowed 0 when packing\.k=1"),
-    ({"k": 3, "q_ctx": 0.5, "n_context": 0}, r"packing\.n_context=0 is out of range: allowed > 0 when packing\.q_ctx"),
-    ({"k": 3, "q_ctx": 0.5, "n_context": 100}, r"data\.packing\.n_context=100 is out of range: allowed >= 320"),
-    ({"k": 3, "q_ctx": 0.5, "n_context": 10**9}, r"data\.packing\.n_context=1000000000 is out of range: allowed an integer"),
-])
+@pytest.mark.parametrize(
+    "packing, message",
+    [
+        (
+            {"k": 3, "q_ctx": 1.5, "n_context": 700},
+            r"packing\.q_ctx=1\.5 is out of range: allowed a number in \[0\.0, 1\.0\]",
+        ),
+        ({"k": 1, "q_ctx": 0.5, "n_context": 700}, r"packing\.q_ctx=0\.5 is out of range: allowed 0 when packing\.k=1"),
+        (
+            {"k": 3, "q_ctx": 0.5, "n_context": 0},
+            r"packing\.n_context=0 is out of range: allowed > 0 when packing\.q_ctx",
+        ),
+        ({"k": 3, "q_ctx": 0.5, "n_context": 100}, r"data\.packing\.n_context=100 is out of range: allowed >= 320"),
+        (
+            {"k": 3, "q_ctx": 0.5, "n_context": 10**9},
+            r"data\.packing\.n_context=1000000000 is out of range: allowed an integer",
+        ),
+    ],
+)
 def test_bad_context_settings_are_one_line_errors(packing, message):
     with pytest.raises(ValueError, match=message):
         preset("tiny", data={"packing": packing})

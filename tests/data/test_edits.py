@@ -55,17 +55,21 @@ def test_set_edit_none_restores_the_original_batches():
     assert torch.equal(data.train_batch(1).tokens, _data().train_batch(1).tokens)
 
 
-@pytest.mark.parametrize("kw, message", [
-    ({"remove": [(0, B)]}, "edit.remove: a row is out of range: allowed rows in [0, 15]"),
-    ({"duplicate": [(0, -1)]}, "edit.duplicate: a row is out of range"),
-    ({"remove": [(-1, 0)]}, "edit.remove: a step is negative"),
-    ({"remove": [(1, 2), (1, 2)]}, "edit.remove: a (step, row) pair repeats"),
-    ({"remove": [(1, 2)], "duplicate": [(1, 2)]}, "both removed and duplicated"),
-    ({"remove": [(4, r) for r in range(B)]}, "edit.remove empties the batch of step 4: allowed at most 15"),
-])
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        ({"remove": [(0, B)]}, "edit.remove: a row is out of range: allowed rows in [0, 15]"),
+        ({"duplicate": [(0, -1)]}, "edit.duplicate: a row is out of range"),
+        ({"remove": [(-1, 0)]}, "edit.remove: a step is negative"),
+        ({"remove": [(1, 2), (1, 2)]}, "edit.remove: a (step, row) pair repeats"),
+        ({"remove": [(1, 2)], "duplicate": [(1, 2)]}, "both removed and duplicated"),
+        ({"remove": [(4, r) for r in range(B)]}, "edit.remove empties the batch of step 4: allowed at most 15"),
+    ],
+)
 def test_bad_edits_raise_naming_the_field(kw, message):
-    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")
-                       .replace("]", r"\]")):
+    with pytest.raises(
+        ValueError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[").replace("]", r"\]")
+    ):
         SequenceEdit(B, **kw)
 
 

@@ -42,9 +42,9 @@ def test_every_biography_of_a_packed_row_keeps_its_own_labels():
             for j in range(3):
                 i, n = r * 3 + j, int(alone["lengths"][r * 3 + j])
                 for name in ("tokens", "kind", "attribute", "value_start"):
-                    got = getattr(batch, name)[r, at: at + n].numpy()
+                    got = getattr(batch, name)[r, at : at + n].numpy()
                     assert (got == alone[name][i, :n]).all(), (step, r, j, name)
-                assert (batch.biography[r, at: at + n] == j).all()
+                assert (batch.biography[r, at : at + n] == j).all()
                 at += n
             assert (batch.kind[r, at:] == PAD).all() and (batch.biography[r, at:] == -1).all()
             assert int((batch.kind[r] == BOS).sum()) == 3
@@ -65,6 +65,7 @@ def test_q_same_sets_how_often_an_individual_appears_twice():
         data = _packed(k=3, q=q)
         groups = np.concatenate([data.train_individuals(s) for s in range(200)])
         return float(np.mean([len(set(g)) < 3 for g in groups.tolist()]))
+
     never, half, always = twice(0.0), twice(0.5), twice(1.0)
     assert always == 1.0
     # chance repeats among 64 individuals (k=3) are ~5%; q adds its share
@@ -84,8 +85,14 @@ def test_metrics_score_every_biography_of_a_packed_row():
     second = batch[[r]]
     span = slice(starts[1], end)
     from workbench.data.batch import Batch
-    alone = Batch(second.tokens[:, span], second.kind[:, span], second.attribute[:, span],
-                  second.value_start[:, span], second.individuals)
+
+    alone = Batch(
+        second.tokens[:, span],
+        second.kind[:, span],
+        second.attribute[:, span],
+        second.value_start[:, span],
+        second.individuals,
+    )
     own = value_scores(logits[[r]][:, span], alone, n_attr)
     assert torch.allclose(scores.loss[2 * r + 1], own.loss[0])
     assert torch.equal(scores.correct[2 * r + 1], own.correct[0])
@@ -97,9 +104,15 @@ def test_packed_context_fits_k_biographies():
     assert int(data.train_batch(0).mask.sum(1).max()) <= data.max_length
 
 
-@pytest.mark.parametrize("packing, field", [({"k": 0}, "packing.k"), ({"k": 17}, "packing.k"),
-                                            ({"k": 2, "q_same": 1.5}, "packing.q_same"),
-                                            ({"k": 1, "q_same": 0.3}, "packing.q_same")])
+@pytest.mark.parametrize(
+    "packing, field",
+    [
+        ({"k": 0}, "packing.k"),
+        ({"k": 17}, "packing.k"),
+        ({"k": 2, "q_same": 1.5}, "packing.q_same"),
+        ({"k": 1, "q_same": 0.3}, "packing.q_same"),
+    ],
+)
 def test_bad_packing_raises_naming_the_field(packing, field):
     with pytest.raises(ValueError, match=field.replace(".", r"\.")):
         preset("tiny", data={"packing": packing})

@@ -18,8 +18,17 @@ from workbench.data.pools import (
 FILE_POOLS = ("first_names", "last_names", "cities", "universities", "majors", "companies")
 
 
-@pytest.mark.parametrize("name, size", [("first_names", 900), ("last_names", 1000), ("cities", 800),
-                                        ("universities", 200), ("majors", 100), ("companies", 500)])
+@pytest.mark.parametrize(
+    "name, size",
+    [
+        ("first_names", 900),
+        ("last_names", 1000),
+        ("cities", 800),
+        ("universities", 200),
+        ("majors", 100),
+        ("companies", 500),
+    ],
+)
 def test_shipped_sizes_exact(name, size):
     assert len(read_pool(name)) == size
     assert SHIPPED_POOL_SIZES[name] == size

@@ -52,7 +52,8 @@ def test_names_use_the_pools(small_pools):
     assert last.min() >= 0 and last.max() < small_pools.last_names
     i = 17
     assert w.full_name(i) == " ".join(
-        (w.pools.first_names[first[i]], w.pools.first_names[middle[i]], w.pools.last_names[last[i]]))
+        (w.pools.first_names[first[i]], w.pools.first_names[middle[i]], w.pools.last_names[last[i]])
+    )
 
 
 def test_whole_name_space_can_be_used():
@@ -67,13 +68,13 @@ def test_prefix_stable_when_groups_grow():
     base = make_population(DataConfig(n_individuals=4200, n_heldout=10, pool_sizes=p), seed=3)
     more = make_population(DataConfig(n_individuals=4200, n_heldout=4000, n_finetune=500, pool_sizes=p), seed=3)
     r = base.seen
-    np.testing.assert_array_equal(base.names[r.start:r.stop], more.names[r.start:r.stop])
-    np.testing.assert_array_equal(base.values[r.start:r.stop], more.values[r.start:r.stop])
-    np.testing.assert_array_equal(base.template_order[r.start:r.stop], more.template_order[r.start:r.stop])
+    np.testing.assert_array_equal(base.names[r.start : r.stop], more.names[r.start : r.stop])
+    np.testing.assert_array_equal(base.values[r.start : r.stop], more.values[r.start : r.stop])
+    np.testing.assert_array_equal(base.template_order[r.start : r.stop], more.template_order[r.start : r.stop])
     assert base.fingerprint("seen") == more.fingerprint("seen")
     # the first held-out individuals are the same too
     h = base.heldout
-    np.testing.assert_array_equal(base.names[h.start:h.stop], more.names[h.start:h.stop])
+    np.testing.assert_array_equal(base.names[h.start : h.stop], more.names[h.start : h.stop])
     # and adding fine-tuning individuals does not touch the held-out ones
     more2 = make_population(DataConfig(n_individuals=4200, n_heldout=4000, n_finetune=900, pool_sizes=p), seed=3)
     assert more2.fingerprint("heldout") == more.fingerprint("heldout")

@@ -71,8 +71,9 @@ def test_power_law_alpha_zero_is_uniform():
 
 def test_celebrities(stats):
     n_c, w = 5, 10.0
-    s = make_sampler(SamplerConfig(kind="celebrities", n_celebrities=n_c, weight_celebrities=w), range(N), BATCH,
-                     1000, seed=3)
+    s = make_sampler(
+        SamplerConfig(kind="celebrities", n_celebrities=n_c, weight_celebrities=w), range(N), BATCH, 1000, seed=3
+    )
     p = np.ones(N)
     p[:n_c] = w
     p /= p.sum()
@@ -182,7 +183,7 @@ def test_sequential_visits_groups_in_order():
     expected = [(step // steps_per_phase) % n_groups for step in range(total)]
     assert groups == expected
     # each group is an equal, contiguous block of ids, in order; together they cover all
-    blocks = [ids[s.bounds[g]: s.bounds[g + 1]] for g in range(n_groups)]
+    blocks = [ids[s.bounds[g] : s.bounds[g + 1]] for g in range(n_groups)]
     assert [len(b) for b in blocks] == [10] * 4
     assert np.array_equal(np.concatenate(blocks), ids)
     for step in range(total):
@@ -228,9 +229,13 @@ def test_zero_weight_individual_never_drawn():
 
 
 def test_probabilities_sum_to_one():
-    for cfg in (SamplerConfig(kind="uniform"), SamplerConfig(kind="power_law", alpha=1.5),
-                SamplerConfig(kind="celebrities", n_celebrities=3),
-                SamplerConfig(kind="warmup", indiv_warmup=5), SamplerConfig(kind="sequential", n_groups=3)):
+    for cfg in (
+        SamplerConfig(kind="uniform"),
+        SamplerConfig(kind="power_law", alpha=1.5),
+        SamplerConfig(kind="celebrities", n_celebrities=3),
+        SamplerConfig(kind="warmup", indiv_warmup=5),
+        SamplerConfig(kind="sequential", n_groups=3),
+    ):
         s = make_sampler(cfg, range(N), 16, 100, seed=0)
         for step in (0, 99):
             p = s.probabilities(step)

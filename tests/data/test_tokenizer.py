@@ -16,8 +16,9 @@ from workbench.data.tokenizer import BOS, PAD, BiographyTokenizer, template_piec
 
 @pytest.fixture(scope="module")
 def small():
-    pools = Pools.from_sizes(PoolSizes(first_names=40, last_names=40, cities=30, universities=10, majors=10,
-                                       companies=20, years=10))
+    pools = Pools.from_sizes(
+        PoolSizes(first_names=40, last_names=40, cities=30, universities=10, majors=10, companies=20, years=10)
+    )
     return pools, train_tokenizer(pools, ATTRIBUTES, 25, 600)
 
 
@@ -101,8 +102,17 @@ def test_equality_is_by_content(small):
 def test_every_pool_value_round_trips(vocab):
     pools = Pools.from_sizes(PoolSizes())
     tok = train_tokenizer(pools, ATTRIBUTES, 25, vocab)
-    segments = [" " + v for v in pools.first_names + pools.last_names + pools.cities + pools.universities
-                + pools.majors + pools.companies + MONTHS + pools.years]
+    segments = [
+        " " + v
+        for v in pools.first_names
+        + pools.last_names
+        + pools.cities
+        + pools.universities
+        + pools.majors
+        + pools.companies
+        + MONTHS
+        + pools.years
+    ]
     segments += [f" {d}" for d in range(1, 32)] + [","]
     for s in segments:
         assert tok.decode(tok.encode_segment(s)) == s
@@ -144,4 +154,3 @@ def test_token_strings(small):
     ids = tok.encode_segment(" Ada was born.")
     assert "".join(tok.token_strings(ids)) == " Ada was born."
     assert len(tok.token_strings(ids)) == len(ids)
-

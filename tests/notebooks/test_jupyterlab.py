@@ -20,10 +20,10 @@ from pathlib import Path
 
 import psutil
 import pytest
-from playwright.sync_api import sync_playwright
-
 from browser import chromium
+from playwright.sync_api import sync_playwright
 from rayproc import ray_pids, wait_gone
+
 from workbench.config import preset
 
 pytestmark = [pytest.mark.browser, pytest.mark.ray]
@@ -55,10 +55,24 @@ def lab(tiny_run_dir, tmp_path):
     env = dict(os.environ, WORKBENCH_PRESET="tiny", WORKBENCH_CHECKPOINTS=str(root), OMP_NUM_THREADS="1")
     ray_before = ray_pids()
     server = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}", "--allow-root",
-         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={work}", "--LabApp.expose_app_in_browser=True",
-         "--NotebookNotary.db_file=:memory:"],
-        env=env, stdout=open(tmp_path / "server.log", "w"), stderr=subprocess.STDOUT, start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "jupyterlab",
+            "--no-browser",
+            "--ip=127.0.0.1",
+            f"--port={port}",
+            "--allow-root",
+            f"--IdentityProvider.token={token}",
+            f"--ServerApp.root_dir={work}",
+            "--LabApp.expose_app_in_browser=True",
+            "--NotebookNotary.db_file=:memory:",
+        ],
+        env=env,
+        stdout=open(tmp_path / "server.log", "w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -97,7 +111,7 @@ def _counts(page) -> dict:
                                                for (let i = 3; i < d.length; i += 4) if (d[i] > 0) return true; return false; });
         return {images: imgs.filter(i => i.complete && i.naturalWidth > 0).length, all_images: imgs.length,
                 canvases: canvases.length, painted: painted.length,
-                errors: document.querySelectorAll('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"] .jp-RenderedText').length}; }""")
+                errors: document.querySelectorAll('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"] .jp-RenderedText').length}; }""")  # noqa: E501
 
 
 def _views(page) -> dict:
@@ -140,18 +154,33 @@ def test_notebook_03_runs_and_its_widgets_recompute_in_jupyterlab(lab, tmp_path)
             page.wait_for_selector(EXPLORER_IMG, timeout=60_000)
             n_canvases = 2 * (preset("tiny").model.n_heads + 1)
             # under load the views draw and paint after the cells report done: wait on that condition, not a time
-            ran = _settle(page, lambda c: c["images"] >= 8 and c["images"] == c["all_images"] and c["drawn"] == 2
-                          and c["canvases"] >= n_canvases and c["painted"] == c["canvases"], timeout_s=180)
+            ran = _settle(
+                page,
+                lambda c: (
+                    c["images"] >= 8
+                    and c["images"] == c["all_images"]
+                    and c["drawn"] == 2
+                    and c["canvases"] >= n_canvases
+                    and c["painted"] == c["canvases"]
+                ),
+                timeout_s=180,
+            )
             views = {k: ran[k] for k in ("views", "drawn", "thumbnails")}
             assert ran["images"] >= 8 and ran["images"] == ran["all_images"]  # figures decoded, the explorer's too
             assert views == {"views": 2, "drawn": 2, "thumbnails": 0}  # the routings before / after, interactive
             assert ran["canvases"] >= n_canvases and ran["painted"] == ran["canvases"]
             before = page.locator(EXPLORER_IMG).first.get_attribute("src")
             attribute = page.locator(".jp-Cell:last-child .widget-dropdown:has(label:text-is('attribute')) select")
-            chosen = next(a for a in preset("tiny").data.attributes if a != attribute.evaluate("s => s.selectedOptions[0].text"))
+            chosen = next(
+                a for a in preset("tiny").data.attributes if a != attribute.evaluate("s => s.selectedOptions[0].text")
+            )
             attribute.select_option(label=chosen)
-            page.wait_for_function(f"""(old) => {{ const i = document.querySelector({EXPLORER_IMG!r});
-                                       return i && i.getAttribute('src') !== old; }}""", arg=before, timeout=120_000)
+            page.wait_for_function(
+                f"""(old) => {{ const i = document.querySelector({EXPLORER_IMG!r});
+                                       return i && i.getAttribute('src') !== old; }}""",
+                arg=before,
+                timeout=120_000,
+            )
             status = page.locator(".jp-Cell:last-child .widget-html").first.inner_text()
             assert f"{chosen} = " in status  # the explorer's header names the new attribute and its value
             page.screenshot(path=str(tmp_path / "explorer.png"))
@@ -161,8 +190,15 @@ def test_notebook_03_runs_and_its_widgets_recompute_in_jupyterlab(lab, tmp_path)
             # patterns (interactive again once trusted); the widgets' own figures may not come back
             _shut_kernels(url, token)
             _open(page, url, token)
-            again = _settle(page, lambda c: c["images"] >= ran["images"] - 2 and c["drawn"] + c["thumbnails"] == 2
-                            and c["painted"] == c["canvases"], timeout_s=120)
+            again = _settle(
+                page,
+                lambda c: (
+                    c["images"] >= ran["images"] - 2
+                    and c["drawn"] + c["thumbnails"] == 2
+                    and c["painted"] == c["canvases"]
+                ),
+                timeout_s=120,
+            )
             assert again["images"] >= ran["images"] - 2 and again["painted"] == again["canvases"]
             assert again["views"] == 2 and again["drawn"] + again["thumbnails"] == 2
             page.screenshot(path=str(tmp_path / "reopened.png"))

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from browser import probe_counts, rendered_dom, with_probe
 from nbclient import NotebookClient
 
-from browser import probe_counts, rendered_dom, with_probe
 import workbench as wb
 from workbench.patching import default_reference_steps
 from workbench.sweeps import read_plan
@@ -25,9 +25,16 @@ pytestmark = pytest.mark.slow
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
-EXPECTED = ["01_three_phases", "02_name_attention", "03_attention_patching", "04_finetuning_and_memory",
-            "05_toy_memory", "06_scaling_and_curricula", "07_data_attribution",
-            "08_retrieval"]
+EXPECTED = [
+    "01_three_phases",
+    "02_name_attention",
+    "03_attention_patching",
+    "04_finetuning_and_memory",
+    "05_toy_memory",
+    "06_scaling_and_curricula",
+    "07_data_attribution",
+    "08_retrieval",
+]
 CELL_TIMEOUT_S = 300
 WIDGET = "application/vnd.jupyter.widget-view+json"
 
@@ -53,8 +60,9 @@ def outputs(nb, mime: str) -> list[str]:
 def explorers(nb) -> int:
     """Outputs that are a live widget with its static figure beside it (`workbench.viz.explorers`; progress
     bars are widgets without one)."""
-    return sum(WIDGET in o.get("data", {}) and "image/png" in o.get("data", {})
-               for c in nb.cells for o in c.get("outputs", []))
+    return sum(
+        WIDGET in o.get("data", {}) and "image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", [])
+    )
 
 
 def python_source(cell: str) -> str:
@@ -204,16 +212,25 @@ def check_08(nb, root: Path) -> None:
     assert study.is_file()
 
 
-CHECKS = {"01": check_01, "02": check_02, "03": check_03, "04": check_04, "05": check_05, "06": check_06, "07": check_07,
-          "08": check_08}
+CHECKS = {
+    "01": check_01,
+    "02": check_02,
+    "03": check_03,
+    "04": check_04,
+    "05": check_05,
+    "06": check_06,
+    "07": check_07,
+    "08": check_08,
+}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_runs_on_tiny(path, notebook_root, notebook_timings):
     nb = read(path)
     before = sorted(p.name for p in NOTEBOOKS_DIR.iterdir())
-    client = NotebookClient(nb, timeout=CELL_TIMEOUT_S, kernel_name="python3",
-                            resources={"metadata": {"path": str(NOTEBOOKS_DIR)}})
+    client = NotebookClient(
+        nb, timeout=CELL_TIMEOUT_S, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS_DIR)}}
+    )
     start = time.perf_counter()
     with pytest.MonkeyPatch.context() as env:  # the kernel inherits this process's environment
         env.setenv("WORKBENCH_PRESET", "tiny")

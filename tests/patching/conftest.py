@@ -8,8 +8,8 @@ import shutil
 
 import pytest
 
-from workbench.config import preset
 from workbench.atomic import atomic_write_json
+from workbench.config import preset
 from workbench.training.checkpoint import sha256
 
 

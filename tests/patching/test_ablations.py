@@ -7,8 +7,7 @@ from matplotlib.figure import Figure
 
 from workbench.config import preset
 from workbench.data.biography_data import BiographyData
-from workbench.patching.ablations import (ValueTarget, ablate, activation_patching, make_pair,
-                                          pattern_patching_scores)
+from workbench.patching.ablations import ValueTarget, ablate, activation_patching, make_pair, pattern_patching_scores
 from workbench.viz import plot_heads, plot_layer_position
 
 
@@ -51,8 +50,12 @@ def test_make_pair_matches_name_lengths_and_rejects_bad_input(coarse_data):
     assert len(bio.name_tokens(pair.corrupt_with)) == n and len({len(bio.name_tokens(i)) for i in range(96)}) > 1
     assert torch.nonzero(pair.clean[0] != pair.corrupted[0])[:, 0].tolist() == list(pair.name_positions)
     longer = next(i for i in range(len(coarse_data.population.names)) if len(bio.name_tokens(i)) != n)
-    for kwargs, match in [({"corrupt_with": longer}, "same number of tokens"), ({"corrupt_with": 3}, "corrupt_with"),
-                          ({"attribute": "hobby"}, "attribute"), ({"individual": 10**6}, "individual")]:
+    for kwargs, match in [
+        ({"corrupt_with": longer}, "same number of tokens"),
+        ({"corrupt_with": 3}, "corrupt_with"),
+        ({"attribute": "hobby"}, "attribute"),
+        ({"individual": 10**6}, "individual"),
+    ]:
         args = {"individual": 3, "attribute": "major", **kwargs}
         with pytest.raises(ValueError, match=match):
             make_pair(coarse_data, **args)
@@ -65,8 +68,9 @@ def test_resid_patching_restores_clean_at_the_final_position_and_nothing_before_
     assert last["normalized"].item() == pytest.approx(1.0, abs=1e-4)
     assert last["score"].item() == pytest.approx(post.attrs["clean_score"], abs=1e-5)
 
-    pre = activation_patching(model, pair.clean, pair.corrupted, pair.target, "resid_pre", labels=pair.labels,
-                              progress=False)
+    pre = activation_patching(
+        model, pair.clean, pair.corrupted, pair.target, "resid_pre", labels=pair.labels, progress=False
+    )
     assert list(pre.columns) == ["layer", "position", "token", "score", "normalized"]
     assert len(pre) == model.cfg.n_layers * pair.clean.shape[1]
     assert pre.attrs["clean_score"] != pre.attrs["corrupted_score"]
@@ -128,11 +132,15 @@ def test_bad_arguments(model, pair):
 
 
 def test_plots(model, pair):
-    pre = activation_patching(model, pair.clean, pair.corrupted, pair.target, "resid_pre", labels=pair.labels,
-                              progress=False)
+    pre = activation_patching(
+        model, pair.clean, pair.corrupted, pair.target, "resid_pre", labels=pair.labels, progress=False
+    )
     fig = plot_layer_position(pre)
     assert isinstance(fig, Figure)
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == list(pair.labels)
     heads = activation_patching(model, pair.clean, pair.corrupted, pair.target, "z", progress=False)
     fig = plot_heads(heads)
-    assert isinstance(fig, Figure) and fig.axes[0].images[0].get_array().shape == (model.cfg.n_layers, model.cfg.n_heads)
+    assert isinstance(fig, Figure) and fig.axes[0].images[0].get_array().shape == (
+        model.cfg.n_layers,
+        model.cfg.n_heads,
+    )

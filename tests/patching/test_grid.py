@@ -10,8 +10,15 @@ from matplotlib.figure import Figure
 
 from workbench.experiment import patch_grid
 from workbench.experiment import train as real_train
-from workbench.patching.grid import (GRID_COLUMNS, default_out_root, default_reference_steps, grid_curves, plan_grid,
-                                    read_grid_csv, summary_row)
+from workbench.patching.grid import (
+    GRID_COLUMNS,
+    default_out_root,
+    default_reference_steps,
+    grid_curves,
+    plan_grid,
+    read_grid_csv,
+    summary_row,
+)
 from workbench.run import load_run
 from workbench.training.loop import Callback
 from workbench.viz import plot_grid
@@ -64,18 +71,26 @@ def test_grid_trains_skips_and_resumes(tiny_run, tiny_run_dir, tmp_path):
     assert isinstance(plot_grid(df, curves), Figure)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"reference_steps": [0, 7]}, "reference_step=7"),
-    ({"reference_steps": []}, "reference_steps"),
-    ({"reference_steps": [0], "start_steps": [0, 9]}, "start_step=9"),
-    ({"reference_steps": [0], "config_overrides": {"model": {"d_model": 48}}}, "architecture"),
-    ({"reference_steps": [0], "config_overrides": {"patch": None}}, "patch"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"reference_steps": [0, 7]}, "reference_step=7"),
+        ({"reference_steps": []}, "reference_steps"),
+        ({"reference_steps": [0], "start_steps": [0, 9]}, "start_step=9"),
+        ({"reference_steps": [0], "config_overrides": {"model": {"d_model": 48}}}, "architecture"),
+        ({"reference_steps": [0], "config_overrides": {"patch": None}}, "patch"),
+    ],
+)
 def test_bad_grids_fail_before_any_training(tiny_run_dir, tmp_path, kwargs, match):
     root, kwargs = tmp_path / "bad-grid", dict(kwargs)
     with pytest.raises(ValueError, match=match):
-        patch_grid(tiny_run_dir, out_root=root, config_overrides=kwargs.pop("config_overrides", SHORT),
-                   progress=False, **kwargs)
+        patch_grid(
+            tiny_run_dir,
+            out_root=root,
+            config_overrides=kwargs.pop("config_overrides", SHORT),
+            progress=False,
+            **kwargs,
+        )
     assert not root.exists()
 
 
@@ -87,8 +102,9 @@ def test_existing_run_with_another_config_is_rejected(tiny_run_dir, tmp_path):
 
 
 def test_summary_row_and_default_out_root(tiny_run):
-    metrics = pd.DataFrame({"step": [0, 10, 20, 30], "attribute_loss": [5.0, 3.0, 2.0, 1.0],
-                            "attribute_accuracy": [0.0, 0.3, 0.5, 0.9]})
+    metrics = pd.DataFrame(
+        {"step": [0, 10, 20, 30], "attribute_loss": [5.0, 3.0, 2.0, 1.0], "attribute_accuracy": [0.0, 0.3, 0.5, 0.9]}
+    )
     row = summary_row(40, 0, SimpleNamespace(metrics=metrics, path="x"))
     assert row["steps_to_50pct_accuracy"] == 20 and row["final_attribute_loss"] == 1.0
     never = summary_row(40, 0, SimpleNamespace(metrics=metrics.assign(attribute_accuracy=0.1), path="x"))

@@ -64,7 +64,9 @@ def test_patching_survives_run_with_cache_and_run_with_hooks(model, early, eval_
     with patch_patterns(model, early, heads=[0]):
         patched = model(eval_tokens)
         logits, cache = model.run_with_cache(eval_tokens)
-        hooked = model.run_with_hooks(eval_tokens, fwd_hooks=[("blocks.1.hook_resid_pre", lambda x, hook: seen.append(1))])
+        hooked = model.run_with_hooks(
+            eval_tokens, fwd_hooks=[("blocks.1.hook_resid_pre", lambda x, hook: seen.append(1))]
+        )
         again = model(eval_tokens)  # run_with_hooks resets its own hooks, not the permanent ones
     assert torch.equal(logits, patched) and torch.equal(hooked, patched) and torch.equal(again, patched)
     assert seen == [1]
@@ -125,10 +127,16 @@ def test_uniform_patterns_average_over_causal_positions(model, eval_tokens):
     assert torch.equal(cache["blocks.0.attn.hook_pattern"], pats[0])
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"layers": [2]}, r"layers\[\]=2 is out of range: allowed an integer in \[0, 1\]"), ({"layers": [-1]}, "layers"),
-    ({"heads": [5]}, "heads"), ({"heads": [1, 1]}, "heads=.* allowed distinct indices"), ({"mix": 1.5}, "mix"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"layers": [2]}, r"layers\[\]=2 is out of range: allowed an integer in \[0, 1\]"),
+        ({"layers": [-1]}, "layers"),
+        ({"heads": [5]}, "heads"),
+        ({"heads": [1, 1]}, "heads=.* allowed distinct indices"),
+        ({"mix": 1.5}, "mix"),
+    ],
+)
 def test_bad_arguments_raise_before_any_hook(model, early, kwargs, match):
     with pytest.raises(ValueError, match=match):
         PatternPatcher(model, early, **kwargs)

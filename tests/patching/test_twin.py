@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from workbench.config import PatchConfig, RunConfig, preset
+from workbench.experiment import train
 from workbench.metrics import evaluate, summarize
 from workbench.patching.hooks import patch_patterns
 from workbench.patching.sources import ReferencePatterns
-from workbench.experiment import train
 from workbench.training.loop import Callback
 
 SHORT = {"steps": 6, "checkpoint_steps": (0, 6), "eval_every": 3}
@@ -17,7 +17,8 @@ SHORT = {"steps": 6, "checkpoint_steps": (0, 6), "eval_every": 3}
 
 def _patched(reference, step=40, start=0, train_cfg=SHORT, **spec):
     return preset("tiny", train=train_cfg).replace(
-        patch=PatchConfig(reference_run=str(reference), reference_step=step, start_step=start, **spec))
+        patch=PatchConfig(reference_run=str(reference), reference_step=step, start_step=start, **spec)
+    )
 
 
 def test_patched_run_records_its_spec_and_starts_from_the_patched_untrained_model(tiny_run, tiny_run_dir, tmp_path):
@@ -70,16 +71,21 @@ def test_start_step_resets_the_optimizer_and_does_not_patch_before(tiny_run, tin
     assert run.metrics.iloc[0]["attribute_loss"] == tiny_run.metrics.iloc[0]["attribute_loss"]
 
 
-@pytest.mark.parametrize("case, match", [
-    ("unknown_run", "not a run directory"),
-    ("no_checkpoint", "reference_step=7 has no checkpoint"),
-    ("layer", "patch.layers"),
-    ("head", "patch.heads"),
-    ("start", "patch.start_step"),
-    ("architecture", "another architecture"),
-    ("tokenizer", "another tokenizer"),
-])
-def test_bad_specs_fail_before_training(case, match, tiny_run_dir, other_arch_run_dir, other_tokenizer_run_dir, tmp_path):
+@pytest.mark.parametrize(
+    "case, match",
+    [
+        ("unknown_run", "not a run directory"),
+        ("no_checkpoint", "reference_step=7 has no checkpoint"),
+        ("layer", "patch.layers"),
+        ("head", "patch.heads"),
+        ("start", "patch.start_step"),
+        ("architecture", "another architecture"),
+        ("tokenizer", "another tokenizer"),
+    ],
+)
+def test_bad_specs_fail_before_training(
+    case, match, tiny_run_dir, other_arch_run_dir, other_tokenizer_run_dir, tmp_path
+):
     cfg = {
         "unknown_run": lambda: _patched(tmp_path / "nowhere"),
         "no_checkpoint": lambda: _patched(tiny_run_dir, step=7),

@@ -2,11 +2,19 @@ import pytest
 import torch
 
 from workbench.config import preset
-from workbench.probes.keyvalue import (VIEW_COLUMNS, decoded_values, jaccard, key_value_view, overwrite,
-                                       overwrite_details, overwrite_over_checkpoints, pool_first_tokens)
+from workbench.experiment import train
+from workbench.probes.keyvalue import (
+    VIEW_COLUMNS,
+    decoded_values,
+    jaccard,
+    key_value_view,
+    overwrite,
+    overwrite_details,
+    overwrite_over_checkpoints,
+    pool_first_tokens,
+)
 from workbench.probes.sites import biographies
 from workbench.probes.tracking import OverwriteTracker
-from workbench.experiment import train
 
 INDIVIDUALS = list(range(24))
 
@@ -87,8 +95,10 @@ def test_overwrite_over_checkpoints(tiny_run_copy, tiny_model_init):
         overwrite_over_checkpoints(tiny_run, progress=False)
 
 
-@pytest.mark.parametrize("kwargs, match", [({"k": 0}, "k="), ({"k": 10**6}, "k="), ({"layer": 5}, "layers"),
-                                           ({"individual": -1}, "individuals")])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [({"k": 0}, "k="), ({"k": 10**6}, "k="), ({"layer": 5}, "layers"), ({"individual": -1}, "individuals")],
+)
 def test_bad_key_value_arguments_raise(tiny_model, tiny_data, kwargs, match):
     args = {"individual": 0, "layer": 0, "k": 3, **kwargs}
     with pytest.raises(ValueError, match=match):
@@ -97,8 +107,12 @@ def test_bad_key_value_arguments_raise(tiny_model, tiny_data, kwargs, match):
 
 def test_tracker_follows_overwrite_during_training(tmp_path):
     tracker = OverwriteTracker(every=5, n=16, path=tmp_path / "overwrite.csv")
-    train(preset("tiny", train={"steps": 10, "checkpoint_steps": (0, 10)}), tmp_path / "run", progress=False,
-          callbacks=[tracker])
+    train(
+        preset("tiny", train={"steps": 10, "checkpoint_steps": (0, 10)}),
+        tmp_path / "run",
+        progress=False,
+        callbacks=[tracker],
+    )
     df = tracker.frame()
     assert df["step"].tolist() == [0, 0, 5, 5, 10, 10]
     assert (df[df["step"] == 0]["overwritten"] == 0).all()

@@ -4,8 +4,7 @@ import pytest
 import torch
 
 from workbench.data.kinds import NAME, VALUE
-from workbench.probes.linear import (chance_level, fit_probe, probe_accuracy, probe_scores,
-                                     probes_over_checkpoints)
+from workbench.probes.linear import chance_level, fit_probe, probe_accuracy, probe_scores, probes_over_checkpoints
 from workbench.probes.sites import activations_at, biographies, probe_targets
 from workbench.viz import plot_probes
 
@@ -44,9 +43,14 @@ def test_chance_level_is_the_majority_rate_or_uniform():
     assert chance_level(torch.tensor([3]), torch.tensor([0, 1]), 4) == 0.25
 
 
-@pytest.mark.parametrize("args, match", [((torch.zeros(3, 2), torch.zeros(4, dtype=torch.long), 2), "x must"),
-                                         ((torch.zeros(3, 2), torch.tensor([0, 1, 5]), 3), "n_classes"),
-                                         ((torch.zeros(3, 2), torch.tensor([0, 1, 0]), 2, -1.0), "weight_decay")])
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        ((torch.zeros(3, 2), torch.zeros(4, dtype=torch.long), 2), "x must"),
+        ((torch.zeros(3, 2), torch.tensor([0, 1, 5]), 3), "n_classes"),
+        ((torch.zeros(3, 2), torch.tensor([0, 1, 0]), 2, -1.0), "weight_decay"),
+    ],
+)
 def test_bad_probe_input_raises(args, match):
     # mismatched shapes are caught by the test session's runtime checker of the [n d] / [n] annotations
     # (a TypeError naming the parameter) before the function's own ValueError (what users without it get)
@@ -84,7 +88,7 @@ def test_targets_are_the_individuals_values(tiny_data):
     targets = probe_targets(tiny_data, ids)
     population, attrs = tiny_data.population, tiny_data.config.data.attributes
     assert targets["major"][0].tolist() == population.values[ids, attrs.index("major")].tolist()
-    for name, (y, n_classes) in targets.items():
+    for y, n_classes in targets.values():
         assert 0 <= y.min() and y.max() < n_classes
     years = [population.describe(i)["birth_date"].split()[-1] for i in ids]
     assert [population.pools.years[y] for y in targets["birth_date.year"][0]] == years
@@ -104,8 +108,9 @@ def test_probe_accuracy_covers_layers_sites_and_attributes(tiny_probes, tiny_mod
 
 
 def test_probes_over_checkpoints_and_plot(tiny_run_copy, tiny_probes):
-    df = probes_over_checkpoints(tiny_run_copy, steps=[0], n_train=20, n_test=8, fit_steps=5, layers=[0],
-                                 progress=False)
+    df = probes_over_checkpoints(
+        tiny_run_copy, steps=[0], n_train=20, n_test=8, fit_steps=5, layers=[0], progress=False
+    )
     assert list(df.columns[:2]) == ["step", "layer"] and set(df["step"]) == {0}
     for frame in (df, tiny_probes):
         fig = plot_probes(frame)

@@ -3,8 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from workbench.probes.localisation import (METHODS, intervened_loss, localisation_over_checkpoints,
-                                           localise)
+from workbench.probes.localisation import METHODS, intervened_loss, localisation_over_checkpoints, localise
 from workbench.probes.sites import biographies
 from workbench.viz import plot_localisation
 
@@ -56,8 +55,9 @@ def test_restoring_the_whole_clean_residual_recovers_the_clean_loss(tiny_model, 
     _, cache = tiny_model.run_with_cache(kept.tokens, names_filter=f"blocks.{last}.{site}")
     clean_loss = intervened_loss(tiny_model, kept, last, everything, None, n_attr)
     corrupt_loss = intervened_loss(tiny_model, corrupted, last, everything, None, n_attr)
-    patched = intervened_loss(tiny_model, corrupted, last, everything, cache[f"blocks.{last}.{site}"], n_attr,
-                              site=site, chunk=5)
+    patched = intervened_loss(
+        tiny_model, corrupted, last, everything, cache[f"blocks.{last}.{site}"], n_attr, site=site, chunk=5
+    )
     assert (corrupt_loss - clean_loss).abs().max() > 1e-4
     torch.testing.assert_close(patched, clean_loss)
 
@@ -79,8 +79,9 @@ def test_corrupted_biographies_change_only_the_name(tiny_data, clean):
 
 def test_over_checkpoints_adds_the_step(tiny_run_copy):
     tiny_run = tiny_run_copy  # the results are cached in the run directory
-    df = localisation_over_checkpoints(tiny_run, steps=[0, tiny_run.checkpoint_steps[-1]], n=8,
-                                       methods=("zero_ablation",), progress=False)
+    df = localisation_over_checkpoints(
+        tiny_run, steps=[0, tiny_run.checkpoint_steps[-1]], n=8, methods=("zero_ablation",), progress=False
+    )
     assert list(df.columns[:2]) == ["step", "layer"]
     assert sorted(df["step"].unique()) == [0, tiny_run.checkpoint_steps[-1]]
     fig = plot_localisation(df)
@@ -98,9 +99,16 @@ def test_plot_of_one_checkpoint(scores):
         plot_localisation(scores, attribute="shoe_size")
 
 
-@pytest.mark.parametrize("kwargs, match", [({"methods": ("resample",)}, "methods"), ({"n": 0}, "n="),
-                                           ({"n": 10**6}, "n="), ({"layers": [7]}, "layers"),
-                                           ({"group": "everyone"}, "group")])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"methods": ("resample",)}, "methods"),
+        ({"n": 0}, "n="),
+        ({"n": 10**6}, "n="),
+        ({"layers": [7]}, "layers"),
+        ({"group": "everyone"}, "group"),
+    ],
+)
 def test_bad_arguments_raise(tiny_model, tiny_data, kwargs, match):
     with pytest.raises(ValueError, match=match):
         localise(tiny_model, tiny_data, **kwargs)

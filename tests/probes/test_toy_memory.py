@@ -5,8 +5,7 @@ import pytest
 from workbench.probes.toy_memory import ToyMemoryConfig, make_pairs, run_toy_memory
 from workbench.viz import plot_toy_memory
 
-SMALL = dict(n_keys=512, n_new=128, d_hidden=128, pretrain_steps=400, finetune_steps=200, batch_size=128,
-             eval_every=50)
+SMALL = dict(n_keys=512, n_new=128, d_hidden=128, pretrain_steps=400, finetune_steps=200, batch_size=128, eval_every=50)
 
 
 @pytest.fixture(scope="module")
@@ -58,9 +57,19 @@ def test_replay_fraction_follows_the_weights():
     assert ToyMemoryConfig(replay_weight=0.0).replay_fraction == 0.0
 
 
-@pytest.mark.parametrize("field, value", [("n_keys", 0), ("n_values", 1), ("replay_weight", -0.1),
-                                          ("lr", 0.0), ("finetune_lr", float("nan")), ("batch_size", 2.5),
-                                          ("pretrain_steps", -1), ("seed", True)])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("n_keys", 0),
+        ("n_values", 1),
+        ("replay_weight", -0.1),
+        ("lr", 0.0),
+        ("finetune_lr", float("nan")),
+        ("batch_size", 2.5),
+        ("pretrain_steps", -1),
+        ("seed", True),
+    ],
+)
 def test_bad_config_raises_naming_the_field(field, value):
     # a wrong type (batch_size=2.5) is caught by the test session's runtime type checker first: TypeError
     with pytest.raises((ValueError, TypeError), match=field):

@@ -21,7 +21,7 @@ def _assert_training_only(data, store) -> None:
         # the document's tokens are that individual's: its name appears in every sentence
         name = data.biographer.name_tokens(ind)
         toks = store.tokens[d].tolist()
-        n_hits = sum(toks[i: i + len(name)] == name for i in range(len(toks)))
+        n_hits = sum(toks[i : i + len(name)] == name for i in range(len(toks)))
         assert n_hits == len(data.config.data.attributes)
 
 
@@ -37,10 +37,17 @@ def test_trained_datastore_holds_every_biography_trained_on(packed_run):
     data = packed_run.data
     store = build_datastore(data, DatastoreConfig(source="trained", up_to_step=3))
     _assert_training_only(data, store)
-    trained = {tuple(data.biographer.arrays(data.train_individuals(s).reshape(-1), "training",
-                                            data._batch_rng(s))["tokens"][i][: n].tolist())
-               for s in range(3) for i, n in enumerate(
-                   data.biographer.arrays(data.train_individuals(s).reshape(-1), "training", data._batch_rng(s))["lengths"])}
+    trained = {
+        tuple(
+            data.biographer.arrays(data.train_individuals(s).reshape(-1), "training", data._batch_rng(s))["tokens"][i][
+                :n
+            ].tolist()
+        )
+        for s in range(3)
+        for i, n in enumerate(
+            data.biographer.arrays(data.train_individuals(s).reshape(-1), "training", data._batch_rng(s))["lengths"]
+        )
+    }
     assert {tuple(t.tolist()) for t in store.tokens} == trained
     assert len(store) == len(trained)  # exact repeats kept once
 

@@ -13,7 +13,7 @@ STEPS = np.array([0, 1, 10, 100, 1000, 10_000])
 ACC = np.array([0.0, 0.0, 0.25, 0.5, 0.75, 1.0])  # accuracy = log10(step) / 4: linear in log-steps
 
 
-@pytest.mark.parametrize("target, expected", [(0.5, 100.0), (0.625, 10 ** 2.5), (0.3, 10 ** 1.2), (1.0, 10_000.0)])
+@pytest.mark.parametrize("target, expected", [(0.5, 100.0), (0.625, 10**2.5), (0.3, 10**1.2), (1.0, 10_000.0)])
 def test_equivalent_step_of_a_log_linear_curve_is_exact(target, expected):
     s, status = equivalent_step(STEPS, ACC, target)
     assert status == "within" and s == pytest.approx(expected, rel=1e-12)
@@ -36,7 +36,7 @@ def test_beyond_and_below_the_run_are_bounds_never_numbers():
     assert below.status == "below" and math.isnan(below.multiplier) and below.bound == pytest.approx(0.01)
     # a longer baseline of the same curve turns the bound into the exact value
     longer = compute_multiplier(STEPS, ACC, 100, 0.9)
-    assert longer.status == "within" and longer.multiplier == pytest.approx(10 ** 3.6 / 100, rel=1e-12)
+    assert longer.status == "within" and longer.multiplier == pytest.approx(10**3.6 / 100, rel=1e-12)
 
 
 def test_an_interval_past_the_baseline_is_open_not_capped():

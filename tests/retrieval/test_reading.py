@@ -50,8 +50,8 @@ def test_each_condition_places_the_documents_it_names(packed_run, monkeypatch):
             about = int(batch.individuals[d])
             assert (about == query) == (d == c.row)  # own is the query's individual, other someone else's
             text = docs[d].tolist()  # the document names its individual
-            assert any(text[j: j + len(names[about])] == list(names[about]) for j in range(len(text)))
-    per = {c: [x.docs for x in contexts[i * 8: (i + 1) * 8]] for i, c in enumerate(CONDITIONS)}
+            assert any(text[j : j + len(names[about])] == list(names[about]) for j in range(len(text)))
+    per = {c: [x.docs for x in contexts[i * 8 : (i + 1) * 8]] for i, c in enumerate(CONDITIONS)}
     assert all(len(d) == 0 for d in per["alone"]) and all(d == (r,) for r, d in enumerate(per["own"]))
     assert all(d[1] == r and d[0] != r for r, d in enumerate(per["other_own"]))
     assert all(d[0] == r and d[1] != r for r, d in enumerate(per["own_other"]))
@@ -78,8 +78,23 @@ def test_the_cli_prints_the_reading_tests_after_the_study(packed_run, capsys):
     from workbench.cli import main
 
     step = str(packed_run.checkpoint_steps[-1])
-    assert main(["retrieve", str(packed_run.path), "--steps", step, "--votes", "1", "--name", "cli-reading",
-                 "--reading", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "retrieve",
+                str(packed_run.path),
+                "--steps",
+                step,
+                "--votes",
+                "1",
+                "--name",
+                "cli-reading",
+                "--reading",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "reading tests, held-out accuracy" in out
     header = out.split("reading tests")[1].splitlines()[1]

@@ -48,10 +48,17 @@ def test_summary_and_multipliers_cover_every_step_and_mode(packed_run, study):
     assert 0 <= study.meta["datastore"]["name_recall_at_1"] <= 1 and study.meta["datastore"]["documents"] > 0
 
 
-@pytest.mark.parametrize("kw, field", [
-    ({"steps": (7,)}, "retrieval.steps"), ({"m": 3}, "retrieval.m"), ({"modes": ("web",)}, "retrieval.modes"),
-    ({"modes": ("vote",), "votes": 0}, "retrieval.votes"), ({"groups": ("new",)}, "retrieval.groups"),
-    ({"name": "a/b"}, "retrieval.name")])
+@pytest.mark.parametrize(
+    "kw, field",
+    [
+        ({"steps": (7,)}, "retrieval.steps"),
+        ({"m": 3}, "retrieval.m"),
+        ({"modes": ("web",)}, "retrieval.modes"),
+        ({"modes": ("vote",), "votes": 0}, "retrieval.votes"),
+        ({"groups": ("new",)}, "retrieval.groups"),
+        ({"name": "a/b"}, "retrieval.name"),
+    ],
+)
 def test_bad_specs_raise_before_compute(packed_run, kw, field):
     with pytest.raises(ValueError, match=field.replace(".", r"\.")):
         retrieve(packed_run, RetrievalConfig(**{"name": "bad", **kw}), progress=False)
@@ -78,8 +85,13 @@ def test_a_longer_baseline_run_gives_the_equivalent_steps_past_the_runs_end(cons
     from workbench.retrieval.multiplier import compute_multiplier
 
     short, long = constant_runs
-    r = retrieve(short, RetrievalConfig(name="longer", steps=(20,), modes=("none", "bm25"), votes=0, n_boot=20,
-                                        baseline_run=str(long.path)), progress=False)
+    r = retrieve(
+        short,
+        RetrievalConfig(
+            name="longer", steps=(20,), modes=("none", "bm25"), votes=0, n_boot=20, baseline_run=str(long.path)
+        ),
+        progress=False,
+    )
     assert r.meta["baseline"]["times_longer"] == 2.0 and r.meta["baseline"]["run"] == str(long.path)
     base = long.metrics.dropna(subset=["attribute_accuracy"])
     for row in r.multipliers.itertuples():  # each row is the multiplier on the long run's curve

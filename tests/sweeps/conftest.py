@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from rayproc import ray_pids, wait_gone
 
+
 @pytest.fixture(scope="module")
 def local_ray():
     """A local Ray instance the engine reuses (it leaves a caller's Ray running); stopped afterwards,
@@ -13,8 +14,14 @@ def local_ray():
     import ray
 
     before = ray_pids()
-    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
-             object_store_memory=100 * 2**20)
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        logging_level="ERROR",
+        log_to_driver=False,
+        object_store_memory=100 * 2**20,
+    )
     started = ray_pids() - before
     assert started, "ray.init started no process"
     yield

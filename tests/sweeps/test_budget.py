@@ -21,10 +21,14 @@ def test_done_means_escaped_and_memorised_or_out_of_budget():
     assert [b.next_steps(s) for s in (100, 400, 600)] == [200, 800, 1000]
 
 
-@pytest.mark.parametrize("table, message", [
-    ({"max_steps": 0}, r"budget\.max_steps=0 is out of range"), ({"max_steps": 10, "factor": 1.0}, r"budget\.factor=1\.0"),
-    ({"max_steps": 10, "until": 0.5}, r"budget\.until"),
-])
+@pytest.mark.parametrize(
+    "table, message",
+    [
+        ({"max_steps": 0}, r"budget\.max_steps=0 is out of range"),
+        ({"max_steps": 10, "factor": 1.0}, r"budget\.factor=1\.0"),
+        ({"max_steps": 10, "until": 0.5}, r"budget\.until"),
+    ],
+)
 def test_bad_budgets_are_refused_with_the_spec(table, message):
     with pytest.raises(ValueError, match=message):
         SweepSpec(name="b", preset="tiny", budget=table)
@@ -33,9 +37,14 @@ def test_bad_budgets_are_refused_with_the_spec(table, message):
 def test_a_budgeted_trial_is_extended_to_its_maximum_and_replanned_as_is(tmp_path):
     from workbench.experiment import budgeted, plan_sweep
 
-    spec = {"name": "b", "preset": "tiny", "out": str(tmp_path / "sweep"), "grid": {"seed": [0]},
-            "set": {"train.schedule": "constant", "train.steps": 10, "train.n_checkpoints": 1},
-            "budget": {"max_steps": 30, "until_accuracy": 1.0, "factor": 2.0}}
+    spec = {
+        "name": "b",
+        "preset": "tiny",
+        "out": str(tmp_path / "sweep"),
+        "grid": {"seed": [0]},
+        "set": {"train.schedule": "constant", "train.steps": 10, "train.n_checkpoints": 1},
+        "budget": {"max_steps": 30, "until_accuracy": 1.0, "factor": 2.0},
+    }
     trial = plan_sweep(spec).trials[0]
     run = budgeted(trial.config, trial.out, progress=False, budget=SweepSpec.from_dict(spec).budget)
     assert run.config.train.steps == 30 and run.status == "finished"

@@ -27,7 +27,10 @@ def free_port() -> int:
 
 def client_env(token: str) -> dict[str, str]:
     """This environment without RAY_ADDRESS, with the cluster's token (Ray >= 2.59 authenticates clusters)."""
-    return {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
+    return {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN": token,
+    }
 
 
 @pytest.fixture
@@ -38,9 +41,23 @@ def ray_head(tmp_path):
     port, token = free_port(), secrets.token_hex(16)
     before = ray_pids()
     env = client_env(token)
-    head = subprocess.Popen([ray, "start", "--head", "--block", f"--port={port}", "--num-cpus=2",
-                             "--node-ip-address=127.0.0.1", "--include-dashboard=false", "--disable-usage-stats"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    head = subprocess.Popen(
+        [
+            ray,
+            "start",
+            "--head",
+            "--block",
+            f"--port={port}",
+            "--num-cpus=2",
+            "--node-ip-address=127.0.0.1",
+            "--include-dashboard=false",
+            "--disable-usage-stats",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     address = f"127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -66,11 +83,18 @@ def ray_head(tmp_path):
 def test_sweep_on_an_existing_cluster(tmp_path, ray_head):
     address, token = ray_head
     toml = tmp_path / "s.toml"
-    toml.write_text(f'name = "c"\npreset = "tiny"\nout = "{tmp_path / "c"}"\n[set]\n"train.steps" = 10\n'
-                    '[grid]\nseed = [0, 1]\n[resources]\ncpus = 1\n')
+    toml.write_text(
+        f'name = "c"\npreset = "tiny"\nout = "{tmp_path / "c"}"\n[set]\n"train.steps" = 10\n'
+        "[grid]\nseed = [0, 1]\n[resources]\ncpus = 1\n"
+    )
     env = client_env(token) | {"OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-m", "workbench", "sweep", str(toml), "--address", address, "--quiet"],
-                          env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-m", "workbench", "sweep", str(toml), "--address", address, "--quiet"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("finished") == 2
     for seed in (0, 1):

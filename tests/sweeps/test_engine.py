@@ -14,8 +14,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-
 from rayproc import ray_pids, wait_gone
+
 from workbench import experiment
 from workbench.sweeps import read_plan
 from workbench.training.loop import Callback
@@ -27,8 +27,14 @@ STEPS = 20
 
 
 def spec(tmp_path: Path, name: str = "s", **extra) -> dict:
-    return {"name": name, "preset": "tiny", "out": str(tmp_path / name), "set": {"train.steps": STEPS},
-            "grid": {"seed": [0, 1]}, **extra}
+    return {
+        "name": name,
+        "preset": "tiny",
+        "out": str(tmp_path / name),
+        "set": {"train.steps": STEPS},
+        "grid": {"seed": [0, 1]},
+        **extra,
+    }
 
 
 def manifest(run: str | Path) -> dict:
@@ -96,12 +102,15 @@ def test_failure_reported_and_retried_on_request(tmp_path, local_ray):
     assert json.loads(record.read_text())["attempts"] == 2 and again.loc["short-seed0", "status"] == "failed"
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"grid": {"data.n_individuals": [64, 0]}}, r"point n_individuals0: data\.n_individuals=0 is out of range"),
-    ({"grid": {"train.lr": [1e-3, "fast"]}}, r"point lrfast: --set train\.lr='fast': not a valid float"),
-    ({"grid": {"model.widht": [1]}}, r"model\.widht: unknown field"),
-    ({"set": {"train.steps": 20, "patch.mix": 0.5}}, r"patch is not set in this config"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"grid": {"data.n_individuals": [64, 0]}}, r"point n_individuals0: data\.n_individuals=0 is out of range"),
+        ({"grid": {"train.lr": [1e-3, "fast"]}}, r"point lrfast: --set train\.lr='fast': not a valid float"),
+        ({"grid": {"model.widht": [1]}}, r"model\.widht: unknown field"),
+        ({"set": {"train.steps": 20, "patch.mix": 0.5}}, r"patch is not set in this config"),
+    ],
+)
 def test_bad_spec_refused_before_any_trial(tmp_path, change, message):
     bad = spec(tmp_path) | change
     with pytest.raises(ValueError, match=message):
@@ -125,12 +134,19 @@ def test_existing_run_with_another_config_refused(tmp_path, local_ray):
 
 def test_cli_and_api_give_the_same_run_directories(tmp_path, local_ray):
     toml = tmp_path / "s.toml"
-    toml.write_text(f'name = "cli"\npreset = "tiny"\nout = "{tmp_path / "cli"}"\n[set]\n"train.steps" = {STEPS}\n'
-                    '[grid]\nseed = [0, 1]\n')
+    toml.write_text(
+        f'name = "cli"\npreset = "tiny"\nout = "{tmp_path / "cli"}"\n[set]\n"train.steps" = {STEPS}\n'
+        "[grid]\nseed = [0, 1]\n"
+    )
     before = ray_pids()
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-m", "workbench", "sweep", str(toml), "--quiet"], env=env,
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-m", "workbench", "sweep", str(toml), "--quiet"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr
     assert "seed0" in done.stdout and "finished" in done.stdout
     assert not wait_gone(ray_pids() - before), "the CLI's Ray outlived it"
@@ -151,7 +167,13 @@ def test_a_trial_sharing_a_gpu_caps_its_memory_at_its_fraction(tmp_path, monkeyp
     caps, seen = [], []
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "set_per_process_memory_fraction", lambda f, device=None: caps.append((f, device)))
-    status = execute(lambda config, out, progress: seen.append(out), None, str(tmp_path / "r"),
-                     str(tmp_path / "failure.json"), torch.get_num_threads(), gpus)
+    status = execute(
+        lambda config, out, progress: seen.append(out),
+        None,
+        str(tmp_path / "r"),
+        str(tmp_path / "failure.json"),
+        torch.get_num_threads(),
+        gpus,
+    )
     assert status == ("finished", "") and seen == [str(tmp_path / "r")]
     assert caps == ([] if capped is None else [(capped, 0)])

@@ -16,16 +16,29 @@ def table(ns, ends, seeds=(0, 1), rel_ci=0.05, **cols) -> pd.DataFrame:
     rows = []
     for n, end in zip(ns, ends):
         for s in seeds:
-            rows.append({"trial": f"N{n}-seed{s}", "data.n_individuals": n, "seed": s, "status": "finished",
-                         "plateau_end": end, "plateau_end_lo": end * (1 - rel_ci), "plateau_end_hi": end * (1 + rel_ci),
-                         "has_plateau": True, "censored": False, "final_attribute_loss": 1.0,
-                         "final_attribute_accuracy": 0.5, "steps": 10_000, **cols})
+            rows.append(
+                {
+                    "trial": f"N{n}-seed{s}",
+                    "data.n_individuals": n,
+                    "seed": s,
+                    "status": "finished",
+                    "plateau_end": end,
+                    "plateau_end_lo": end * (1 - rel_ci),
+                    "plateau_end_hi": end * (1 + rel_ci),
+                    "has_plateau": True,
+                    "censored": False,
+                    "final_attribute_loss": 1.0,
+                    "final_attribute_accuracy": 0.5,
+                    "steps": 10_000,
+                    **cols,
+                }
+            )
     return pd.DataFrame(rows)
 
 
 def test_exact_power_law_recovered():
     ns = np.array([1000, 2000, 4000, 8000])
-    fit = power_law_fit(table(ns, 0.43 * ns ** 0.81, rel_ci=0.0))
+    fit = power_law_fit(table(ns, 0.43 * ns**0.81, rel_ci=0.0))
     assert fit.b == pytest.approx(0.81, abs=1e-9) and fit.a == pytest.approx(0.43, rel=1e-6)
     assert fit.b_ci[0] == pytest.approx(0.81, abs=1e-6) and fit.b_ci[1] == pytest.approx(0.81, abs=1e-6)
     assert fit.n == 8 and fit.excluded == ()
@@ -35,7 +48,7 @@ def test_interval_widens_with_seed_spread_and_covers_the_truth():
     rng = np.random.default_rng(1)
     ns = np.repeat([1000, 2000, 4000, 8000], 2)
     t = table([1000, 2000, 4000, 8000], [1.0] * 4)
-    t["plateau_end"] = 2.0 * ns ** 0.5 * np.exp(rng.normal(0, 0.15, len(ns)))
+    t["plateau_end"] = 2.0 * ns**0.5 * np.exp(rng.normal(0, 0.15, len(ns)))
     t["plateau_end_lo"], t["plateau_end_hi"] = t["plateau_end"] * 0.9, t["plateau_end"] * 1.1
     fit = power_law_fit(t)
     assert fit.b_ci[0] < 0.5 < fit.b_ci[1]
@@ -102,15 +115,18 @@ def test_every_estimator_has_its_own_fit_and_exposures():
     from workbench.sweeps.results import exposures_at_escape
 
     ns = np.array([1000, 2000, 4000, 8000])
-    t = table(ns, 0.43 * ns ** 0.81, rel_ci=0.0, exposures_per_step=0.0)
+    t = table(ns, 0.43 * ns**0.81, rel_ci=0.0, exposures_per_step=0.0)
     t["exposures_per_step"] = 32 / t["data.n_individuals"]
-    for name, law in (("onset", 0.3 * t["data.n_individuals"] ** 0.9), ("accuracy10", 2.0 * t["data.n_individuals"] ** 0.7)):
+    for name, law in (
+        ("onset", 0.3 * t["data.n_individuals"] ** 0.9),
+        ("accuracy10", 2.0 * t["data.n_individuals"] ** 0.7),
+    ):
         t[f"escape_{name}"] = law
         t[f"escape_{name}_lo"] = t[f"escape_{name}_hi"] = law
     fits = {e: power_law_fit(t, estimator=e, n_boot=100) for e in ("rule", "onset", "accuracy10")}
     assert [round(f.b, 9) for f in fits.values()] == [0.81, 0.9, 0.7]
     ex = exposures_at_escape(t).set_index(["estimator", "data.n_individuals"])
-    assert ex.loc[("rule", 2000), "exposures"] == pytest.approx(0.43 * 2000 ** 0.81 * 32 / 2000)
+    assert ex.loc[("rule", 2000), "exposures"] == pytest.approx(0.43 * 2000**0.81 * 32 / 2000)
     assert ex.loc[("onset", 8000), "runs"] == 2
     t.loc[t["trial"] == "N1000-seed0", "escape_onset"] = np.nan  # an onset not reached
     assert "N1000-seed0: onset not reached within the run" in power_law_fit(t, estimator="onset", n_boot=10).excluded

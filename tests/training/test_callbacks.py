@@ -29,8 +29,9 @@ def written(monkeypatch):
     return names
 
 
-@pytest.mark.parametrize("every,with_optimizer", [(1, [0, 10, 20, 30, 40]), (2, [0, 20, 40]), (3, [0, 30, 40]),
-                                                  (0, [40])])
+@pytest.mark.parametrize(
+    "every,with_optimizer", [(1, [0, 10, 20, 30, 40]), (2, [0, 20, 40]), (3, [0, 30, 40]), (0, [40])]
+)
 def test_optimizer_state_is_written_only_where_configured(tmp_path, written, every, with_optimizer):
     train(preset("tiny", train={"optimizer_every": every}), tmp_path / "r", progress=False)
     assert sorted(int(n[5:11]) for n in written if n.endswith(".optim.safetensors")) == with_optimizer
@@ -65,9 +66,15 @@ def test_the_hash_computed_while_writing_is_the_files_and_safetensors_reads_it(t
     from safetensors import safe_open
     from safetensors.torch import load_file
 
-    tensors = {"a": torch.randn(300, 7), "b": torch.arange(10), "scalar": torch.tensor(2.5),
-               "empty": torch.zeros(0, 4), "bf16": torch.ones(5, dtype=torch.bfloat16),
-               "mask": torch.tensor([True, False]), "t": torch.randn(3, 4).t()}
+    tensors = {
+        "a": torch.randn(300, 7),
+        "b": torch.arange(10),
+        "scalar": torch.tensor(2.5),
+        "empty": torch.zeros(0, 4),
+        "bf16": torch.ones(5, dtype=torch.bfloat16),
+        "mask": torch.tensor([True, False]),
+        "t": torch.randn(3, 4).t(),
+    }
     digest = save_tensors(tmp_path / "t.safetensors", tensors, {"k": "v"})
     assert digest == sha256(tmp_path / "t.safetensors")
     assert not list(tmp_path.glob("*.tmp"))

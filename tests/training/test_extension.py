@@ -37,10 +37,16 @@ def test_train_or_resume_extends_the_same_run_with_fewer_steps(tmp_path):
     assert again.config.train.steps == 40 and again.status == "finished" and again.metrics["step"].max() == 40
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"train": {"schedule": "cosine"}}, r"train\.schedule='cosine' is out of range: allowed constant to extend a run"),
-    ({"data": {"sampler": {"kind": "sequential"}}}, r"data\.sampler\.kind='sequential' is out of range"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            {"train": {"schedule": "cosine"}},
+            r"train\.schedule='cosine' is out of range: allowed constant to extend a run",
+        ),
+        ({"data": {"sampler": {"kind": "sequential"}}}, r"data\.sampler\.kind='sequential' is out of range"),
+    ],
+)
 def test_runs_whose_length_shapes_them_are_refused(tmp_path, change, message):
     run = train(CONSTANT.replace(train={"steps": 10}).replace(**change), tmp_path / "r", progress=False)
     before = {p.name: p.read_bytes() for p in run.path.iterdir() if p.is_file()}

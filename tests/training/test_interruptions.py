@@ -34,13 +34,20 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # one thre
 
 
 def _cli(*args: str, **kw) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "workbench", *args], env=ENV, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", "workbench", *args],
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )
 
 
 def _finish(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "workbench", *args], env=ENV, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "workbench", *args], env=ENV, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def _same_run(a: Path, b: Path) -> None:
@@ -129,14 +136,20 @@ sys.exit(main(sys.argv[1:]))
 
 
 # after config.json and tokenizer.json are written, before the manifest
-_KILL_IN_CREATION = _dying_cli("workbench.training.rundir", "atomic_write_json", "path.endswith('manifest.json')",
-                               after=False)
+_KILL_IN_CREATION = _dying_cli(
+    "workbench.training.rundir", "atomic_write_json", "path.endswith('manifest.json')", after=False
+)
 
 
 def test_kill9_during_directory_creation_leaves_a_replaceable_directory(uninterrupted, tmp_path):
     out = tmp_path / "run"
-    died = subprocess.run([sys.executable, "-c", _KILL_IN_CREATION, "train", *LONG, "--out", str(out)], env=ENV,
-                          capture_output=True, text=True, timeout=300)
+    died = subprocess.run(
+        [sys.executable, "-c", _KILL_IN_CREATION, "train", *LONG, "--out", str(out)],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert died.returncode == -signal.SIGKILL
     assert (out / "config.json").is_file() and not (out / "manifest.json").exists()
     refused = _finish("train", "--resume", str(out))
@@ -196,14 +209,20 @@ def test_a_second_process_is_refused_while_a_run_trains(tmp_path):
 
 
 # weights written, optimizer and manifest not yet
-_KILL_IN_CHECKPOINT = _dying_cli("workbench.training.callbacks", "save_tensors",
-                                 "path.endswith('step_000120.safetensors')", after=True)
+_KILL_IN_CHECKPOINT = _dying_cli(
+    "workbench.training.callbacks", "save_tensors", "path.endswith('step_000120.safetensors')", after=True
+)
 
 
 def test_kill9_while_a_checkpoint_is_written_then_resume_is_exact(uninterrupted, tmp_path):
     out = tmp_path / "run"
-    died = subprocess.run([sys.executable, "-c", _KILL_IN_CHECKPOINT, "train", *LONG, "--out", str(out)], env=ENV,
-                          capture_output=True, text=True, timeout=300)
+    died = subprocess.run(
+        [sys.executable, "-c", _KILL_IN_CHECKPOINT, "train", *LONG, "--out", str(out)],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert died.returncode == -signal.SIGKILL
     assert 120 not in load_run(out).checkpoint_steps  # the manifest never pointed at the half-made checkpoint
     done = _finish("train", "--resume", str(out))

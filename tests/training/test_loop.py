@@ -122,8 +122,13 @@ def test_a_padded_run_with_prefetch_off_trains_like_the_default(tmp_path):
     train(cfg, tmp_path / "a", progress=False)
     train(cfg.replace(train={"pad_multiple": 8, "prefetch": 0}), tmp_path / "b", progress=False)
     a, b = load_run(tmp_path / "a").metrics, load_run(tmp_path / "b").metrics
-    torch.testing.assert_close(torch.tensor(b["training_loss"].values), torch.tensor(a["training_loss"].values),
-                               rtol=1e-4, atol=1e-5, equal_nan=True)
+    torch.testing.assert_close(
+        torch.tensor(b["training_loss"].values),
+        torch.tensor(a["training_loss"].values),
+        rtol=1e-4,
+        atol=1e-5,
+        equal_nan=True,
+    )
 
 
 @pytest.mark.parametrize("field,value", [("precision", "bf16"), ("precision", "fp16"), ("compile", True)])
@@ -139,10 +144,19 @@ def test_precision_resolves_to_fp32_on_cpu():
     assert resolve_precision(TrainConfig(precision="fp32"), "cpu") is None
 
 
-@pytest.mark.parametrize("field,value", [
-    ("precision", "fp8"), ("tf32", 1), ("compile", "yes"), ("pad_multiple", -1), ("pad_multiple", 2048),
-    ("prefetch", -1), ("optimizer_every", -2), ("optimizer_every", 1.5),
-])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("precision", "fp8"),
+        ("tf32", 1),
+        ("compile", "yes"),
+        ("pad_multiple", -1),
+        ("pad_multiple", 2048),
+        ("prefetch", -1),
+        ("optimizer_every", -2),
+        ("optimizer_every", 1.5),
+    ],
+)
 def test_bad_loop_options_name_the_field(field, value):
     with pytest.raises(ValueError, match=rf"^train\.{field}={value!r} is out of range: allowed"):
         TrainConfig(**{field: value})
@@ -155,10 +169,16 @@ def test_a_config_without_the_new_fields_loads_with_the_defaults(tiny_config):
     assert type(tiny_config).from_dict(d) == tiny_config
 
 
-@pytest.mark.parametrize("precision,bf16,expected", [
-    ("auto", True, torch.bfloat16), ("auto", False, torch.float16), ("fp16", True, torch.float16),
-    ("fp32", True, None), ("bf16", True, torch.bfloat16),
-])
+@pytest.mark.parametrize(
+    "precision,bf16,expected",
+    [
+        ("auto", True, torch.bfloat16),
+        ("auto", False, torch.float16),
+        ("fp16", True, torch.float16),
+        ("fp32", True, None),
+        ("bf16", True, torch.bfloat16),
+    ],
+)
 def test_precision_resolves_on_a_gpu(monkeypatch, precision, bf16, expected):
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: bf16)
     assert resolve_precision(TrainConfig(precision=precision), "cuda") == expected
@@ -167,8 +187,11 @@ def test_precision_resolves_on_a_gpu(monkeypatch, precision, bf16, expected):
 def test_bf16_on_a_gpu_without_it_is_one_line_naming_the_field(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: False)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Tesla V100")
-    with pytest.raises(ValueError, match=r"^train\.precision='bf16' is out of range on Tesla V100 \(no bf16\): "
-                                         r"allowed auto \| fp16 \| fp32$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^train\.precision='bf16' is out of range on Tesla V100 \(no bf16\): "
+        r"allowed auto \| fp16 \| fp32$",
+    ):
         resolve_precision(TrainConfig(precision="bf16"), "cuda")
 
 
@@ -194,5 +217,6 @@ def test_the_compiled_loop_equals_eager_within_tolerance(tmp_path, monkeypatch):
     train(cfg.replace(train={"compile": True}), tmp_path / "compiled", progress=False)
     a, b = load_run(tmp_path / "eager").metrics, load_run(tmp_path / "compiled").metrics
     for column in ("training_loss", "attribute_loss", "heldout_attribute_loss"):
-        torch.testing.assert_close(torch.tensor(b[column].values), torch.tensor(a[column].values), rtol=1e-4,
-                                   atol=1e-5, equal_nan=True)
+        torch.testing.assert_close(
+            torch.tensor(b[column].values), torch.tensor(a[column].values), rtol=1e-4, atol=1e-5, equal_nan=True
+        )

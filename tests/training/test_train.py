@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from workbench.config import ModelConfig, TrainConfig, preset
-from workbench.run import load_run
 from workbench.experiment import resume, train
+from workbench.model import build_model
+from workbench.run import load_run
 from workbench.training.checkpoint import load_weights
 from workbench.training.loop import Callback
-from workbench.model import build_model
 
 
 def test_tiny_run_loss_falls(tiny_run):
@@ -20,8 +20,13 @@ def test_tiny_run_loss_falls(tiny_run):
     assert m["attribute_loss"].iloc[-1] < m["attribute_loss"].iloc[0]
     assert m["training_loss"].iloc[-1] < m["training_loss"].iloc[1]
     assert (m["no_knowledge_baseline"] == tiny_run.config.data.no_knowledge_baseline).all()
-    for col in ("attribute_accuracy", "heldout_attribute_loss", "heldout_attribute_accuracy",
-                "heldout_top_probability", "heldout_entropy"):
+    for col in (
+        "attribute_accuracy",
+        "heldout_attribute_loss",
+        "heldout_attribute_accuracy",
+        "heldout_top_probability",
+        "heldout_entropy",
+    ):
         assert col in m.columns
     assert tiny_run.status == "finished"
     assert tiny_run.checkpoint_steps == [0, 10, 20, 30, 40]
@@ -34,9 +39,12 @@ def test_every_way_to_train_returns_the_loaded_run(tiny_run_dir, tmp_path):
     from workbench.run import Run
 
     short = preset("tiny", train={"steps": 2, "checkpoint_steps": (0, 2), "eval_every": 2})
-    runs = [train(short, tmp_path / "short", progress=False), resume(tmp_path / "short", progress=False),
-            train_or_resume(short, tmp_path / "short", progress=False),
-            finetune(tiny_run_dir, 40, n_new=8, steps=2, out=tmp_path / "ft", progress=False)]
+    runs = [
+        train(short, tmp_path / "short", progress=False),
+        resume(tmp_path / "short", progress=False),
+        train_or_resume(short, tmp_path / "short", progress=False),
+        finetune(tiny_run_dir, 40, n_new=8, steps=2, out=tmp_path / "ft", progress=False),
+    ]
     assert [type(r) for r in runs] == [Run] * 4
     assert [r.path for r in runs] == [tmp_path / "short"] * 3 + [tmp_path / "ft"]
     assert runs[0].metrics["step"].tolist() == [0, 2] and runs[3].config.finetune.n_new == 8
@@ -92,7 +100,7 @@ def _copy(run, tmp_path):
 def test_truncated_checkpoint_names_the_file(tiny_run, tmp_path):
     dst = _copy(tiny_run, tmp_path)
     f = dst / "step_000040.safetensors"
-    f.write_bytes(f.read_bytes()[: 100])
+    f.write_bytes(f.read_bytes()[:100])
     with pytest.raises(ValueError, match="step_000040.safetensors"):
         load_run(dst).load_model(40)
 
@@ -126,24 +134,30 @@ def test_mismatched_tokenizer_is_a_clear_error(tiny_run, tmp_path):
         load_run(dst).load_model(40)
 
 
-@pytest.mark.parametrize("make", [
-    lambda: TrainConfig(lr=0.0),
-    lambda: TrainConfig(lr=-1e-3),
-    lambda: TrainConfig(batch_size=0),
-    lambda: TrainConfig(steps=0),
-    lambda: preset("no-such-preset"),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: TrainConfig(lr=0.0),
+        lambda: TrainConfig(lr=-1e-3),
+        lambda: TrainConfig(batch_size=0),
+        lambda: TrainConfig(steps=0),
+        lambda: preset("no-such-preset"),
+    ],
+)
 def test_bad_configs_fail_on_construction(make):
     with pytest.raises(ValueError):
         make()
 
 
-@pytest.mark.parametrize("field,make", [
-    ("train.lr", lambda: TrainConfig(lr=0.0)),
-    ("train.batch_size", lambda: TrainConfig(batch_size=0)),
-    ("train.steps", lambda: TrainConfig(steps=0)),
-    ("preset", lambda: preset("no-such-preset")),
-])
+@pytest.mark.parametrize(
+    "field,make",
+    [
+        ("train.lr", lambda: TrainConfig(lr=0.0)),
+        ("train.batch_size", lambda: TrainConfig(batch_size=0)),
+        ("train.steps", lambda: TrainConfig(steps=0)),
+        ("preset", lambda: preset("no-such-preset")),
+    ],
+)
 def test_bad_config_errors_name_the_field(field, make):
     with pytest.raises(ValueError, match=field.replace(".", r"\.")):
         make()

@@ -8,14 +8,21 @@ import re
 import numpy as np
 import pytest
 import torch
+from browser import rendered_dom
 from circuitsvis.utils.render import RenderedHTML
 
-from browser import rendered_dom
 from workbench.data.kinds import NAME, VALUE
 from workbench.phases import Phases
 from workbench.viz import attention_views
-from workbench.viz.attention_views import (attention_view, pack_attention, phase_steps, phase_views, plot_pattern,
-                                           save_offline_html, token_labels)
+from workbench.viz.attention_views import (
+    attention_view,
+    pack_attention,
+    phase_steps,
+    phase_views,
+    plot_pattern,
+    save_offline_html,
+    token_labels,
+)
 
 REMOTE = re.compile(r"<(script|link|img|iframe)\b[^>]*\b(src|href)\s*=\s*[\"']?\s*(https?:)?//", re.I)
 
@@ -28,8 +35,10 @@ def batch(tiny_run):
 @pytest.fixture(scope="module")
 def views(tiny_run, batch):
     model = tiny_run.load_model()
-    return {"all heads": attention_view(model, tiny_run.data, batch, row=1, layer="last"),
-            "head 1 <first layer>": attention_view(model, tiny_run.tokenizer, batch, row=1, layer=0, heads=[1])}
+    return {
+        "all heads": attention_view(model, tiny_run.data, batch, row=1, layer="last"),
+        "head 1 <first layer>": attention_view(model, tiny_run.tokenizer, batch, row=1, layer=0, heads=[1]),
+    }
 
 
 def marked_labels(run, batch, row):
@@ -64,8 +73,13 @@ def test_attention_view_contents(tiny_run, batch, views):
 
 def test_attention_view_validates(tiny_run, batch):
     model = tiny_run.load_model()
-    for kwargs, field in (({"layer": 2}, "layer"), ({"layer": "middle"}, "layer"), ({"heads": [2]}, "heads"),
-                          ({"heads": []}, "heads"), ({"row": 4}, "row")):
+    for kwargs, field in (
+        ({"layer": 2}, "layer"),
+        ({"layer": "middle"}, "layer"),
+        ({"heads": [2]}, "heads"),
+        ({"heads": []}, "heads"),
+        ({"row": 4}, "row"),
+    ):
         with pytest.raises(ValueError, match=field):
             attention_view(model, tiny_run.data, batch, **kwargs)
 
@@ -114,9 +128,11 @@ def test_offline_html_is_written_atomically(views, tmp_path, monkeypatch):
 
 
 # Stands in for the bundle: records what a view's script passes to CircuitsVis.render, as JSON in the DOM.
-RECORD_RENDER = ("<script>window.CircuitsVis = {AttentionHeads: 'AttentionHeads', render: (id, component, props) => {"
-                 "const e = document.createElement('pre'); e.className = 'render-call'; "
-                 "e.textContent = JSON.stringify({id, component, props}); document.body.appendChild(e); }};</script>")
+RECORD_RENDER = (
+    "<script>window.CircuitsVis = {AttentionHeads: 'AttentionHeads', render: (id, component, props) => {"
+    "const e = document.createElement('pre'); e.className = 'render-call'; "
+    "e.textContent = JSON.stringify({id, component, props}); document.body.appendChild(e); }};</script>"
+)
 
 
 @pytest.mark.browser

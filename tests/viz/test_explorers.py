@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from workbench.attention import attention_metrics
-from workbench.patching import activation_patching, ablate, make_pair
+from workbench.patching import ablate, activation_patching, make_pair
 from workbench.viz.explorers import AblationExplorer, AttentionExplorer, GridComparer
 
 
@@ -23,8 +23,9 @@ def test_ablation_explorer_recomputes_on_change(tiny_run):
     e = AblationExplorer(tiny_run, individual=0, attribute="birth_city")
     first, first_png = e.result.copy(), _png(e)
     pair = make_pair(tiny_run.data, 0, "birth_city")
-    direct = activation_patching(tiny_run.load_model(), pair.clean, pair.corrupted, pair.target, "resid_pre",
-                                 labels=pair.labels, progress=False)
+    direct = activation_patching(
+        tiny_run.load_model(), pair.clean, pair.corrupted, pair.target, "resid_pre", labels=pair.labels, progress=False
+    )
     pd.testing.assert_frame_equal(first, direct)  # no second code path
     e.set(individual=3)
     assert e.result.attrs["individual"] == 3 and not e.result.equals(first) and _png(e) != first_png
@@ -33,8 +34,14 @@ def test_ablation_explorer_recomputes_on_change(tiny_run):
     assert list(e.result.columns) == ["layer", "head", "score", "normalized"]
     e.set(component="zero ablation", step=tiny_run.checkpoint_steps[0])
     pair3 = make_pair(tiny_run.data, 3, "birth_city")
-    direct = ablate(tiny_run.load_model(tiny_run.checkpoint_steps[0]), pair3.clean, pair3.target, kind="zero",
-                    units="heads", progress=False)
+    direct = ablate(
+        tiny_run.load_model(tiny_run.checkpoint_steps[0]),
+        pair3.clean,
+        pair3.target,
+        kind="zero",
+        units="heads",
+        progress=False,
+    )
     assert e.result["delta"].to_numpy() == pytest.approx(direct["delta"].to_numpy())
 
 
@@ -76,14 +83,21 @@ def test_attention_explorer_draws_the_pattern_of_row_pattern(tiny_run, monkeypat
 
 
 def test_grid_comparer_shows_the_chosen_reference_steps(tiny_run):
-    grid = pd.DataFrame({"reference_step": pd.array([None, 10, 20], dtype="Int64"),
-                         "start_step": pd.array([None, 0, 0], dtype="Int64"), "run": [str(tiny_run.path)] * 3,
-                         "final_attribute_loss": [1.0, 1.0, 1.0], "final_attribute_accuracy": [0.0, 0.0, 0.0],
-                         "steps_to_50pct_accuracy": [float("nan")] * 3})
+    grid = pd.DataFrame(
+        {
+            "reference_step": pd.array([None, 10, 20], dtype="Int64"),
+            "start_step": pd.array([None, 0, 0], dtype="Int64"),
+            "run": [str(tiny_run.path)] * 3,
+            "final_attribute_loss": [1.0, 1.0, 1.0],
+            "final_attribute_accuracy": [0.0, 0.0, 0.0],
+            "steps_to_50pct_accuracy": [float("nan")] * 3,
+        }
+    )
     g = GridComparer(grid)
 
     def labels() -> list[str]:
         return [line.get_label() for line in g.figure.axes[0].get_lines()]
+
     assert any("ref step 10" in x for x in labels()) and any("ref step 20" in x for x in labels())
     g.set([20])
     assert not any("ref step 10" in x for x in labels()) and any("ref step 20" in x for x in labels())

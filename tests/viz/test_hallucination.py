@@ -41,8 +41,7 @@ def _fake_run(phases):
         for metric in METRICS:
             cols[f"{prefix}{metric}"] = np.linspace(0.1, 0.9, len(steps))
     config = SimpleNamespace(data=SimpleNamespace(no_knowledge_baseline=4.2), train=SimpleNamespace(eval_every=10))
-    return SimpleNamespace(metrics=pd.DataFrame(cols), config=config, name="fake", path="fake",
-                           phases=lambda: phases)
+    return SimpleNamespace(metrics=pd.DataFrame(cols), config=config, name="fake", path="fake", phases=lambda: phases)
 
 
 def test_finetuning_runs_show_new_individuals_and_plateau_lines():

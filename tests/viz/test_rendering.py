@@ -15,11 +15,11 @@ import tempfile
 from html.parser import HTMLParser
 from pathlib import Path
 
+import browser
 import numpy as np
 import pytest
-
-import browser
 from browser import non_blank_fraction, probe_counts, rendered_dom, screenshot, with_probe
+
 from workbench.viz import attention_view, save_offline_html
 from workbench.viz.report import default_sections, write_report
 
@@ -76,12 +76,28 @@ def page_requests(page: Path, log: Path) -> list[str]:
     """The http(s) URLs a page requested while Chromium loaded it, from the browser's net log. Requests
     of the page carry its file:// network isolation key; Chromium's own background requests do not."""
     with tempfile.TemporaryDirectory() as profile:
-        subprocess.run([browser.chromium(), *browser.FLAGS, f"--user-data-dir={profile}", f"--log-net-log={log}",
-                        "--dump-dom", page.resolve().as_uri()], capture_output=True, text=True, timeout=120)
+        subprocess.run(
+            [
+                browser.chromium(),
+                *browser.FLAGS,
+                f"--user-data-dir={profile}",
+                f"--log-net-log={log}",
+                "--dump-dom",
+                page.resolve().as_uri(),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     events = json.loads(log.read_text())["events"]
-    return sorted({e["params"]["url"] for e in events
-                   if str(e.get("params", {}).get("url", "")).startswith(("http:", "https:"))
-                   and str(e["params"].get("network_isolation_key", "")).startswith("file://")})
+    return sorted(
+        {
+            e["params"]["url"]
+            for e in events
+            if str(e.get("params", {}).get("url", "")).startswith(("http:", "https:"))
+            and str(e["params"].get("network_isolation_key", "")).startswith("file://")
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -98,8 +114,10 @@ def pages(tiny_run_dir, tmp_path_factory) -> dict[str, Path]:
     tiny_run = load_run(shutil.copytree(tiny_run_dir, out / "tiny"))
     batch = tiny_run.data.eval_batch("seen", 4)
     view = attention_view(tiny_run.load_model(), tiny_run.data, batch, row=0, layer="last")
-    return {"report": write_report(tiny_run, out / "report.html"),
-            "view": save_offline_html({"last layer": view}, out / "view.html", title="tiny run: attention")}
+    return {
+        "report": write_report(tiny_run, out / "report.html"),
+        "view": save_offline_html({"last layer": view}, out / "view.html", title="tiny run: attention"),
+    }
 
 
 def test_report_dom_after_scripts(pages, tiny_run, tmp_path):

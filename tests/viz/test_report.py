@@ -10,8 +10,11 @@ from workbench.viz.report import default_sections, write_report
 
 
 def test_report_has_contents_links_config_and_the_runs_retrieval(packed_run, tmp_path):
-    retrieve(packed_run, RetrievalConfig(name="report", steps=(40,), modes=("none", "bm25"), votes=0, n_boot=20),
-             progress=False)
+    retrieve(
+        packed_run,
+        RetrievalConfig(name="report", steps=(40,), modes=("none", "bm25"), votes=0, n_boot=20),
+        progress=False,
+    )
     titles = [t for t, _ in default_sections(packed_run)]
     assert "Retrieval and the compute multiplier" in titles and "Data attribution" not in titles
     page = write_report(packed_run, tmp_path / "report.html").read_text(encoding="utf-8")
@@ -39,6 +42,7 @@ def test_report_has_contents_links_config_and_the_runs_retrieval(packed_run, tmp
 def test_phases_figure_leaves_held_out_curves_to_the_hallucination_panel(tiny_run):
     def labels(fig) -> list[str]:
         return [line.get_label() for ax in fig.axes for line in ax.get_lines()]
+
     assert any("held-out" in x for x in labels(plot_phases(tiny_run)))
     assert not any("held-out" in x for x in labels(plot_phases(tiny_run, heldout=False)))
 

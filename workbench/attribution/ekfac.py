@@ -16,8 +16,8 @@ The Fisher's gradients come from labels sampled from the model ("sampled", the t
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -29,8 +29,12 @@ from workbench.data.batch import Batch
 from workbench.data.kinds import PAD
 
 
-def sequence_loss(logits: Float[Tensor, "batch pos vocab"], batch: Batch, sample: bool = False,
-                  generator: torch.Generator | None = None) -> Float[Tensor, "batch"]:
+def sequence_loss(
+    logits: Float[Tensor, "batch pos vocab"],
+    batch: Batch,
+    sample: bool = False,
+    generator: torch.Generator | None = None,
+) -> Float[Tensor, " batch"]:
     """Per sequence, the summed next-token loss over non-padding targets; with `sample`, the targets are
     drawn from the model's own distribution (for the true Fisher)."""
     logits = logits[:, :-1].float()
@@ -59,6 +63,7 @@ class _Taps:
                     x = torch.cat([x, torch.ones_like(x[..., :1])], -1)
                 self.inputs[name] = x
                 output.register_hook(lambda g: self.grads.__setitem__(name, g.detach()))
+
             return hook
 
         self._handles = [m.register_forward_hook(tap(n)) for n, m in self.modules.items()]
@@ -83,24 +88,34 @@ def _batches(batch: Batch, size: int, desc: str, progress: bool):
     return tqdm(range(0, len(batch), size), desc=desc, disable=not progress, leave=False)
 
 
-def fit_factors(view, modules: tuple[str, ...], fit: Batch, sample: bool, batch_size: int = 32, seed: int = 0,
-                progress: bool = False) -> dict[str, dict[str, torch.Tensor]]:
+def fit_factors(
+    view,
+    modules: tuple[str, ...],
+    fit: Batch,
+    sample: bool,
+    batch_size: int = 32,
+    seed: int = 0,
+    progress: bool = False,
+) -> dict[str, dict[str, torch.Tensor]]:
     """Per module: the eigenbases Q_A, Q_S of the token covariances and the corrected eigenvalues Λ [d_out, d_in]."""
     taps = _Taps({n: getattr(view, n) for n in modules})
     generator = torch.Generator(device=next(view.parameters()).device).manual_seed(seed)
     cov = {n: [0.0, 0.0, 0] for n in modules}  # A sum, S sum, tokens
     for i in _batches(fit, batch_size, "EK-FAC covariances", progress):
-        real = _tokens(view, fit[i: i + batch_size], taps, sample, generator)
+        real = _tokens(view, fit[i : i + batch_size], taps, sample, generator)
         for n in modules:
             a, g = taps.inputs[n][real].double(), taps.grads[n][real].double()  # [tokens, d]
             cov[n][0], cov[n][1], cov[n][2] = cov[n][0] + a.T @ a, cov[n][1] + g.T @ g, cov[n][2] + len(a)
     factors = {}
     for n, (a_sum, s_sum, count) in cov.items():
-        factors[n] = {"q_a": torch.linalg.eigh(a_sum / count)[1], "q_s": torch.linalg.eigh(s_sum / count)[1],
-                      "lam": 0.0}
+        factors[n] = {
+            "q_a": torch.linalg.eigh(a_sum / count)[1],
+            "q_s": torch.linalg.eigh(s_sum / count)[1],
+            "lam": 0.0,
+        }
     generator.manual_seed(seed + 1)
     for i in _batches(fit, batch_size, "EK-FAC eigenvalues", progress):
-        real = _tokens(view, fit[i: i + batch_size], taps, sample, generator)
+        real = _tokens(view, fit[i : i + batch_size], taps, sample, generator)
         for n, f in factors.items():
             a = taps.inputs[n].double() * real[..., None]
             g = taps.grads[n].double() * real[..., None]
@@ -136,14 +151,21 @@ def module_grads(view, modules: tuple[str, ...], value: torch.Tensor) -> dict[st
     return out
 
 
-def scores(view, modules: tuple[str, ...], ihvp: dict[str, torch.Tensor], train: Batch, batch_size: int = 32,
-           progress: bool = False) -> torch.Tensor:
+def scores(
+    view,
+    modules: tuple[str, ...],
+    ihvp: dict[str, torch.Tensor],
+    train: Batch,
+    batch_size: int = 32,
+    progress: bool = False,
+) -> torch.Tensor:
     """Per training sequence and position, Σ_modules g_tᵀ [(F+λI)⁻¹V] a_t (the data's labels): [n_train, pos]."""
     taps = _Taps({n: getattr(view, n) for n in modules})
     out = torch.zeros(len(train), train.tokens.shape[1], dtype=torch.float64)
     for i in _batches(train, batch_size, "EK-FAC scores", progress):
-        real = _tokens(view, train[i: i + batch_size], taps, False, None)
-        per_token = sum(torch.einsum("btg,ga,bta->bt", taps.grads[n].double(), h, taps.inputs[n].double())
-                        for n, h in ihvp.items())
-        out[i: i + batch_size, : per_token.shape[1]] = (per_token * real).cpu()
+        real = _tokens(view, train[i : i + batch_size], taps, False, None)
+        per_token = sum(
+            torch.einsum("btg,ga,bta->bt", taps.grads[n].double(), h, taps.inputs[n].double()) for n, h in ihvp.items()
+        )
+        out[i : i + batch_size, : per_token.shape[1]] = (per_token * real).cpu()
     return out

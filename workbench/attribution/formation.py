@@ -7,9 +7,9 @@ from its value at initialisation to its last value in the reference run (linear 
 checkpoints; NaN when it never does): one level for a reference run and all its retrains, so their
 formation steps compare.
 
-`retrain_table` gathers, per retrain of a sweep: the plateau end with its 95% interval
-(`workbench.phases`), the attribute accuracy at the last step all runs reached and the formation step; `effects` compares each
-selection with random removal of the same size, paired by seed, with a t-interval over seeds.
+`retrain_table` gathers, per retrain of a sweep: the plateau end with its 95% interval (`workbench.phases`), the
+attribute accuracy at the last step all runs reached and the formation step; `effects` compares each selection with
+random removal of the same size, paired by seed, with a t-interval over seeds.
 """
 
 from __future__ import annotations
@@ -26,8 +26,15 @@ from workbench.over_checkpoints import over_checkpoints
 from workbench.run import Run, load_run
 
 
-def measure_over_training(run: Run, layer: int, head: int, measure: str = "attention", size: int = 256,
-                        steps: list[int] | None = None, progress: bool = True) -> pd.DataFrame:
+def measure_over_training(
+    run: Run,
+    layer: int,
+    head: int,
+    measure: str = "attention",
+    size: int = 256,
+    steps: list[int] | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
     """step, measure: the head's measure (mean over the measure set) at checkpoints of `run`."""
     import torch
 
@@ -78,16 +85,22 @@ def _runs_with_heads(attributions, runs) -> list[tuple[Run, Attribution]]:
         edit = run.config.edit
         attribution = by_path.get(Path(edit.attribution).resolve()) if edit is not None else None
         if attribution is None:
-            raise ValueError(f"run {run.path} is not a retrain of one of the attributions given: allowed runs "
-                             f"whose edit.attribution is one of {sorted(map(str, by_path))}")
+            raise ValueError(
+                f"run {run.path} is not a retrain of one of the attributions given: allowed runs "
+                f"whose edit.attribution is one of {sorted(map(str, by_path))}"
+            )
         out.append((run, attribution))
     return out
 
 
 def retrain_curves(attributions, runs, size: int = 256, progress: bool = False) -> pd.DataFrame:
     """run, step, measure: the attributed head's measure over training, for the references and their retrains."""
-    frames = [measure_over_training(run, a.config.layer, a.config.head, a.config.measure, size, progress=progress)
-              .assign(run=str(run.path)) for run, a in _runs_with_heads(attributions, runs)]
+    frames = [
+        measure_over_training(run, a.config.layer, a.config.head, a.config.measure, size, progress=progress).assign(
+            run=str(run.path)
+        )
+        for run, a in _runs_with_heads(attributions, runs)
+    ]
     return pd.concat(frames, ignore_index=True)[["run", "step", "measure"]]
 
 
@@ -106,15 +119,24 @@ def retrain_table(attributions, runs, size: int = 256, progress: bool = False) -
         edit, phases = run.config.edit, run.phases()
         if edit is None:
             levels[str(a.path)] = formation_level(curve)
-        rows.append({
-            "run": str(run.path), "seed": run.config.seed, "head": f"L{a.config.layer}H{a.config.head}",
-            "action": edit.action if edit else "none", "selection": edit.selection if edit else "none",
-            "percent": edit.percent if edit else 0.0, "selection_seed": edit.selection_seed if edit else 0,
-            "plateau_end": phases.plateau_end, "plateau_end_lo": phases.plateau_end_ci[0],
-            "plateau_end_hi": phases.plateau_end_ci[1], "censored": phases.censored,
-            "accuracy": float(run.metrics.set_index("step")["attribute_accuracy"].loc[:common].iloc[-1]),
-            "accuracy_step": common,
-            "formation_step": formation_step(curve, levels[str(a.path)])})
+        rows.append(
+            {
+                "run": str(run.path),
+                "seed": run.config.seed,
+                "head": f"L{a.config.layer}H{a.config.head}",
+                "action": edit.action if edit else "none",
+                "selection": edit.selection if edit else "none",
+                "percent": edit.percent if edit else 0.0,
+                "selection_seed": edit.selection_seed if edit else 0,
+                "plateau_end": phases.plateau_end,
+                "plateau_end_lo": phases.plateau_end_ci[0],
+                "plateau_end_hi": phases.plateau_end_ci[1],
+                "censored": phases.censored,
+                "accuracy": float(run.metrics.set_index("step")["attribute_accuracy"].loc[:common].iloc[-1]),
+                "accuracy_step": common,
+                "formation_step": formation_step(curve, levels[str(a.path)]),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -124,15 +146,27 @@ def effects(table: pd.DataFrame, metric: str = "plateau_end", control: str = "ra
     ctrl = table[table["selection"] == control].groupby(["action", "percent", "seed"])[metric].mean()
     rows = []
     for (action, selection, percent), g in table[table["selection"] != "none"].groupby(
-            ["action", "selection", "percent"]):
-        d = np.array([v - ctrl.get((action, percent, s), math.nan) for s, v in
-                      g.groupby("seed")[metric].mean().items()])
+        ["action", "selection", "percent"]
+    ):
+        d = np.array(
+            [v - ctrl.get((action, percent, s), math.nan) for s, v in g.groupby("seed")[metric].mean().items()]
+        )
         d = d[np.isfinite(d)]
         n = len(d)
         half = _t975(n - 1) * d.std(ddof=1) / math.sqrt(n) if n > 1 else math.inf
         mean = float(d.mean()) if n else math.nan
-        rows.append({"action": action, "selection": selection, "percent": percent, "metric": metric,
-                     f"delta_vs_{control}": mean, "lo": mean - half, "hi": mean + half, "n_seeds": n})
+        rows.append(
+            {
+                "action": action,
+                "selection": selection,
+                "percent": percent,
+                "metric": metric,
+                f"delta_vs_{control}": mean,
+                "lo": mean - half,
+                "hi": mean + half,
+                "n_seeds": n,
+            }
+        )
     return pd.DataFrame(rows)
 
 

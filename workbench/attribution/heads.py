@@ -31,8 +31,9 @@ def _z_hook(head: int, ablation: str):
 
 
 @torch.no_grad()
-def head_scores(model, batch, n_attributes: int, ablation: str = "mean",
-                layers: tuple[int, ...] | None = None) -> pd.DataFrame:
+def head_scores(
+    model, batch, n_attributes: int, ablation: str = "mean", layers: tuple[int, ...] | None = None
+) -> pd.DataFrame:
     """layer, head, attribute_to_name, ablation_effect, rank (1 = recall-head candidate) on `batch`."""
     from workbench.attention import attention_metrics
     from workbench.metrics import evaluate
@@ -70,8 +71,14 @@ class RecallHead:
         return f"RecallHead(L{self.layer}H{self.head} at step {self.step})"
 
 
-def find_recall_head(run, step: int | None = None, size: int = 256, layers: tuple[int, ...] | None = None,
-                     ablation: str = "mean", progress: bool = False) -> RecallHead:
+def find_recall_head(
+    run,
+    step: int | None = None,
+    size: int = 256,
+    layers: tuple[int, ...] | None = None,
+    ablation: str = "mean",
+    progress: bool = False,
+) -> RecallHead:
     """The recall head of `run` at checkpoint `step` (default: the first at or after the plateau end,
     else the last), among `layers` (default: the last layer), on `size` seen individuals."""
     from workbench.attribution.measures import MEASURE_SEED_OFFSET

@@ -28,9 +28,9 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from workbench.attribution.ekfac import sequence_loss
 from workbench.config import check
 from workbench.data.batch import Batch
-from workbench.attribution.ekfac import sequence_loss
 
 FISHERS = ("sampled", "empirical")
 DAMPING_SCALE = 0.1  # λ = 0.1 × mean eigenvalue, the usual heuristic (EK-FAC's and the exact reference's)
@@ -44,9 +44,20 @@ def _check(measure, train: Batch, measure_batch: Batch, damping, fisher: str) ->
     check(bool(measure.modules), "measure.modules", "at least one of qk | v | o", measure.modules)
 
 
-def ekfac_influence(view, measure, train: Batch, measure_batch: Batch, damping: float | None = None,
-                    fisher: str = "sampled", fit: Batch | None = None, fit_size: int | None = None, per_token: bool = False,
-                    batch_size: int = 32, progress: bool = False, seed: int = 0):
+def ekfac_influence(
+    view,
+    measure,
+    train: Batch,
+    measure_batch: Batch,
+    damping: float | None = None,
+    fisher: str = "sampled",
+    fit: Batch | None = None,
+    fit_size: int | None = None,
+    per_token: bool = False,
+    batch_size: int = 32,
+    progress: bool = False,
+    seed: int = 0,
+):
     """EK-FAC influence [n_train] of each training sequence on the measure's mean over `measure_batch`
     (`workbench.attribution.ekfac`); with `per_token`, also its split over positions [n_train, pos]. The factors
     are fitted on `fit` (default: `train`), or on a seeded subset of `fit_size` of its sequences."""
@@ -71,8 +82,9 @@ def _flat_grad(value: Tensor, params: list[Tensor]) -> Tensor:
     return torch.cat([g.flatten() for g in torch.autograd.grad(value, params)]).double()
 
 
-def damped_solve(g_fit: Float[Tensor, "n p"], lam: float, v: Float[Tensor, "p *m"],
-                 solver: str = "auto") -> Float[Tensor, "p *m"]:
+def damped_solve(
+    g_fit: Float[Tensor, "n p"], lam: float, v: Float[Tensor, " p *m"], solver: str = "auto"
+) -> Float[Tensor, " p *m"]:
     """(F + λI)⁻¹ v for the Fisher F = GᵀG / n of the n per-sequence gradients G [n, p], exactly.
 
     `woodbury` solves the n × n system (F + λI)⁻¹ = (1/λ)(I - Gᵀ(nλI + GGᵀ)⁻¹G) in O(n²p) time and O(np)
@@ -93,9 +105,18 @@ def mean_eigenvalue(g_fit: Float[Tensor, "n p"]) -> float:
     return float((g_fit * g_fit).sum() / (n * p))
 
 
-def exact_influence(view, measure, train: Batch, measure_batch: Batch, damping: float | None = None,
-                    fisher: str = "sampled", fit: Batch | None = None, seed: int = 0, solver: str = "auto",
-                    chunk: int = 256) -> np.ndarray:
+def exact_influence(
+    view,
+    measure,
+    train: Batch,
+    measure_batch: Batch,
+    damping: float | None = None,
+    fisher: str = "sampled",
+    fit: Batch | None = None,
+    seed: int = 0,
+    solver: str = "auto",
+    chunk: int = 256,
+) -> np.ndarray:
     """The influence [n_train] with the Fisher of the tracked parameters built from the per-sequence gradients of
     `fit` (default: `train`) and solved exactly (`damped_solve`; λ = 0.1 × the mean eigenvalue by default, which is
     also the MDA rule λᵢ + 0.1·mean(λ)); the training gradients are taken `chunk` sequences at a time."""
@@ -107,16 +128,24 @@ def exact_influence(view, measure, train: Batch, measure_batch: Batch, damping: 
     fit = train if fit is None else fit
 
     def grads(batch: Batch, sample: bool) -> Tensor:  # [n, dim]: per-sequence gradients
-        return torch.stack([_flat_grad(sequence_loss(view(batch.tokens[i: i + 1].to(device)), batch[i: i + 1],
-                                                     sample, generator).sum(), params) for i in range(len(batch))])
+        return torch.stack(
+            [
+                _flat_grad(
+                    sequence_loss(view(batch.tokens[i : i + 1].to(device)), batch[i : i + 1], sample, generator).sum(),
+                    params,
+                )
+                for i in range(len(batch))
+            ]
+        )
 
     g_fit = grads(fit, fisher == "sampled")
     lam = damping if damping is not None else DAMPING_SCALE * mean_eigenvalue(g_fit)
     g_measure = _flat_grad(measure(view, measure_batch).mean(), params)
     solved = damped_solve(g_fit, lam, g_measure, solver)
     del g_fit
-    return np.concatenate([(-(grads(train[i: i + chunk], False) @ solved)).cpu().numpy()
-                           for i in range(0, len(train), chunk)])
+    return np.concatenate(
+        [(-(grads(train[i : i + chunk], False) @ solved)).cpu().numpy() for i in range(0, len(train), chunk)]
+    )
 
 
 def compare(a, b, top: float = 0.1) -> dict[str, float]:

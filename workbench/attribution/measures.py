@@ -13,8 +13,8 @@ respect to the tracked modules of the `HeadView` is what training sequences are 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from jaxtyping import Float
@@ -22,7 +22,9 @@ from torch import Tensor
 
 from workbench.data.batch import Batch
 
-MEASURE_SEED_OFFSET = 1  # the measure set: eval_batch("seen", size, seed_offset=1), seen individuals on evaluation templates
+MEASURE_SEED_OFFSET = (
+    1  # the measure set: eval_batch("seen", size, seed_offset=1), seen individuals on evaluation templates
+)
 
 
 @dataclass(frozen=True)
@@ -33,16 +35,16 @@ class Measure:
     modules: tuple[str, ...]
     fn: Callable
 
-    def __call__(self, view, batch: Batch) -> Float[Tensor, "batch"]:
+    def __call__(self, view, batch: Batch) -> Float[Tensor, " batch"]:
         return self.fn(view, batch)
 
 
-def _query_mean(values: Float[Tensor, "batch pos"], batch: Batch) -> Float[Tensor, "batch"]:
+def _query_mean(values: Float[Tensor, "batch pos"], batch: Batch) -> Float[Tensor, " batch"]:
     queries = batch.value_query_mask.to(values.device).float()
     return (values * queries).sum(1) / queries.sum(1).clamp(min=1)
 
 
-def _attention(view, batch: Batch) -> Float[Tensor, "batch"]:
+def _attention(view, batch: Batch) -> Float[Tensor, " batch"]:
     device = next(view.parameters()).device
     view(batch.tokens.to(device))
     pattern = view.captured["pattern"]  # [batch query key]
@@ -50,7 +52,7 @@ def _attention(view, batch: Batch) -> Float[Tensor, "batch"]:
     return _query_mean(to_name, batch)
 
 
-def _logit(view, batch: Batch) -> Float[Tensor, "batch"]:
+def _logit(view, batch: Batch) -> Float[Tensor, " batch"]:
     device = next(view.parameters()).device
     view(batch.tokens.to(device))
     out, scale = view.captured["head_out"], view.captured["final_scale"]  # [batch pos d_model], [batch pos 1]

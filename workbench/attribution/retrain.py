@@ -18,8 +18,9 @@ head): top (the k% most promoting), bottom (the k% most demoting), random (k% at
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -46,8 +47,11 @@ def select(attribution: Attribution, edit: EditConfig) -> np.ndarray:
     if edit.unit == "individual":
         totals = seqs.groupby("individual")["influence"].sum().sort_values(ascending=False, kind="stable")
         n = max(1, round(edit.percent / 100 * len(totals)))
-        ids = {"top": totals.index[:n], "bottom": totals.index[::-1][:n],
-               "random": rng.choice(totals.index.to_numpy(), n, replace=False)}[edit.selection]
+        ids = {
+            "top": totals.index[:n],
+            "bottom": totals.index[::-1][:n],
+            "random": rng.choice(totals.index.to_numpy(), n, replace=False),
+        }[edit.selection]
         chosen = np.flatnonzero(seqs["individual"].isin(ids).to_numpy())
     else:
         n = max(1, round(edit.percent / 100 * len(seqs)))
@@ -77,15 +81,19 @@ def check_twin(config: RunConfig, run: Run) -> None:
     for name in ("seed", "data", "model"):
         mine, theirs = getattr(config, name), getattr(run.config, name)
         if mine != theirs:
-            raise ValueError(f"{name}={mine!r} differs from the attributed run {run.path} ({theirs!r}): allowed "
-                             f"the attributed run's {name} (edit.attribution={attributed!r} retrains its twin)")
+            raise ValueError(
+                f"{name}={mine!r} differs from the attributed run {run.path} ({theirs!r}): allowed "
+                f"the attributed run's {name} (edit.attribution={attributed!r} retrains its twin)"
+            )
     for f in dataclasses.fields(TrainConfig):
         mine, theirs = getattr(config.train, f.name), getattr(run.config.train, f.name)
         free = f.name in _FREE_TRAIN_FIELDS and not (f.name == "steps" and config.train.schedule != "constant")
         if mine != theirs and not free:
-            raise ValueError(f"train.{f.name}={mine!r} differs from the attributed run {run.path} ({theirs!r}): "
-                             f"allowed {theirs!r} (only {', '.join(_FREE_TRAIN_FIELDS)} may differ, and steps "
-                             f"only with train.schedule='constant')")
+            raise ValueError(
+                f"train.{f.name}={mine!r} differs from the attributed run {run.path} ({theirs!r}): "
+                f"allowed {theirs!r} (only {', '.join(_FREE_TRAIN_FIELDS)} may differ, and steps "
+                f"only with train.schedule='constant')"
+            )
 
 
 def validate_edit(config: RunConfig) -> SequenceEdit:
@@ -94,8 +102,9 @@ def validate_edit(config: RunConfig) -> SequenceEdit:
     check_twin(config, load_run(attribution.run_path))
     end = attribution.config.end
     if config.train.steps < end:
-        raise ValueError(f"train.steps={config.train.steps} is out of range: allowed >= {end} "
-                         f"(the end of the attribution's window)")
+        raise ValueError(
+            f"train.steps={config.train.steps} is out of range: allowed >= {end} (the end of the attribution's window)"
+        )
     return sequence_edit(config, attribution)
 
 
@@ -130,28 +139,46 @@ def sweep_config(table: Mapping[str, Any], values: Mapping[str, Any]) -> RunConf
 ARMS = tuple({"action": "remove", "selection": s, "percent": 10.0} for s in ("top", "random", "matched"))
 
 
-def retrain_spec(attributions, arms=ARMS, selection_seeds=(0,), unit: str = "sequence", name: str = "retrain",
-                 steps: int | None = None, n_checkpoints: int | None = None, cpus: int = 1) -> dict:
+def retrain_spec(
+    attributions,
+    arms=ARMS,
+    selection_seeds=(0,),
+    unit: str = "sequence",
+    name: str = "retrain",
+    steps: int | None = None,
+    n_checkpoints: int | None = None,
+    cpus: int = 1,
+) -> dict:
     """A sweep spec (for `workbench.sweep`): for each attribution (its run's twin) and arm (a dict of
     EditConfig fields: action, selection, percent), one retrain per selection seed. Trials are named
     seed<run seed>-<action>-<selection>-k<percent>[-selection_seed<s>]."""
-    attributions = [a if isinstance(a, Attribution) else load_attribution(a)
-                    for a in (attributions if isinstance(attributions, (list, tuple)) else [attributions])]
+    attributions = [
+        a if isinstance(a, Attribution) else load_attribution(a)
+        for a in (attributions if isinstance(attributions, (list, tuple)) else [attributions])
+    ]
     cases = []
     for a in attributions:
         for arm in arms:
             arm = {"action": "remove", "selection": "top", "percent": 10.0} | dict(arm)
             label = f"seed{a.meta['seed']}-{arm['action']}-{arm['selection']}-k{float(arm['percent']):g}"
-            cases.append({"name": label, "edit.attribution": str(a.path),
-                          **{f"edit.{k}": v for k, v in arm.items()}})
-    settings = {"edit.unit": unit} | ({"train.steps": steps} if steps else {}) | (
-        {"train.n_checkpoints": n_checkpoints} if n_checkpoints else {})
+            cases.append({"name": label, "edit.attribution": str(a.path), **{f"edit.{k}": v for k, v in arm.items()}})
+    settings = (
+        {"edit.unit": unit}
+        | ({"train.steps": steps} if steps else {})
+        | ({"train.n_checkpoints": n_checkpoints} if n_checkpoints else {})
+    )
     seeds = list(selection_seeds)
     grid = {"edit.selection_seed": seeds} if len(seeds) > 1 else {}
     if len(seeds) == 1:
         settings["edit.selection_seed"] = seeds[0]
-    return {"name": name, "edit": {"attribution": str(attributions[0].path)}, "cases": cases, "set": settings,
-            "grid": grid, "resources": {"cpus": cpus}}
+    return {
+        "name": name,
+        "edit": {"attribution": str(attributions[0].path)},
+        "cases": cases,
+        "set": settings,
+        "grid": grid,
+        "resources": {"cpus": cpus},
+    }
 
 
 def warmup_individuals(attribution: Attribution, n: int, selection: str = "top", seed: int = 0) -> list[int]:
@@ -171,30 +198,51 @@ def warmup_individuals(attribution: Attribution, n: int, selection: str = "top",
     return sorted(ranked[:n])
 
 
-def curriculum_spec(attributions, n_warmup: int, warmup_steps: int, name: str = "attribution-curriculum",
-                    steps: int | None = None, n_checkpoints: int | None = None, cpus: int = 1) -> dict:
+def curriculum_spec(
+    attributions,
+    n_warmup: int,
+    warmup_steps: int,
+    name: str = "attribution-curriculum",
+    steps: int | None = None,
+    n_checkpoints: int | None = None,
+    cpus: int = 1,
+) -> dict:
     """A sweep spec: per attributed run (a preset's config), a warm-up curriculum on its `n_warmup` most
     promoting individuals vs on as many random ones, for `warmup_steps` steps, then all uniformly. The
     attributed run itself (uniform sampling, same seed) is the uniform arm."""
     from workbench.config import assign, preset
 
-    attributions = [a if isinstance(a, Attribution) else load_attribution(a)
-                    for a in (attributions if isinstance(attributions, (list, tuple)) else [attributions])]
+    attributions = [
+        a if isinstance(a, Attribution) else load_attribution(a)
+        for a in (attributions if isinstance(attributions, (list, tuple)) else [attributions])
+    ]
     cases, base = [], None
     for a in attributions:
         config = load_run(a.run_path).config
-        settings = {"train.steps": config.train.steps, "train.n_checkpoints": config.train.n_checkpoints,
-                    "data.n_individuals": config.data.n_individuals}
+        settings = {
+            "train.steps": config.train.steps,
+            "train.n_checkpoints": config.train.n_checkpoints,
+            "data.n_individuals": config.data.n_individuals,
+        }
         rebuilt = assign(preset(config.preset), settings | {"seed": config.seed})
         if rebuilt != config:
-            raise ValueError(f"run {a.run_path} is not its preset {config.preset!r} with train.steps, "
-                             f"train.n_checkpoints and data.n_individuals changed: allowed such a run")
+            raise ValueError(
+                f"run {a.run_path} is not its preset {config.preset!r} with train.steps, "
+                f"train.n_checkpoints and data.n_individuals changed: allowed such a run"
+            )
         if base not in (None, (config.preset, tuple(settings.items()))):
             raise ValueError("the attributed runs differ in more than their seed: allowed one config, several seeds")
         base = (config.preset, tuple(settings.items()))
         for selection in ("top", "random"):
-            cases.append({"name": f"seed{config.seed}-warmup-{selection}{n_warmup}", "seed": config.seed,
-                          "data.sampler.warmup_ids": warmup_individuals(a, n_warmup, selection, config.seed)})
+            cases.append(
+                {
+                    "name": f"seed{config.seed}-warmup-{selection}{n_warmup}",
+                    "seed": config.seed,
+                    "data.sampler.warmup_ids": warmup_individuals(a, n_warmup, selection, config.seed),
+                }
+            )
     settings = dict(base[1]) | {"data.sampler.kind": "warmup", "data.sampler.warmup_steps": warmup_steps}
-    settings |= ({"train.steps": steps} if steps else {}) | ({"train.n_checkpoints": n_checkpoints} if n_checkpoints else {})
+    settings |= ({"train.steps": steps} if steps else {}) | (
+        {"train.n_checkpoints": n_checkpoints} if n_checkpoints else {}
+    )
     return {"name": name, "preset": base[0], "set": settings, "cases": cases, "resources": {"cpus": cpus}}

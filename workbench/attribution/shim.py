@@ -48,8 +48,10 @@ class HeadView(nn.Module):
         cfg = model.cfg
         check_head_index(cfg.n_layers, cfg.n_heads, layer, head)
         if cfg.positional_embedding_type not in ("standard", "rotary"):
-            raise ValueError(f"positional_embedding_type={cfg.positional_embedding_type!r} is not supported: "
-                             f"allowed standard | rotary")
+            raise ValueError(
+                f"positional_embedding_type={cfg.positional_embedding_type!r} is not supported: "
+                f"allowed standard | rotary"
+            )
         self.layer, self.head, self.d_head = layer, head, cfg.d_head
         self.model = copy.deepcopy(model)
         self.model.requires_grad_(False)
@@ -78,17 +80,23 @@ class HeadView(nn.Module):
     def forward(self, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch pos vocab"]:
         self.captured = {}
         prefix = f"blocks.{self.layer}"  # hooks built per call: bound to this module, also after a deepcopy
-        hooks = [(f"{prefix}.hook_resid_pre", self._read_input), (f"{prefix}.attn.hook_q", self._slice(0)),
-                 (f"{prefix}.attn.hook_k", self._slice(1)), (f"{prefix}.attn.hook_v", self._slice(2)),
-                 (f"{prefix}.attn.hook_pattern", self._read_pattern), (f"{prefix}.attn.hook_z", self._read_z),
-                 (f"{prefix}.hook_attn_out", self._write_output), ("ln_final.hook_scale", self._read_scale)]
+        hooks = [
+            (f"{prefix}.hook_resid_pre", self._read_input),
+            (f"{prefix}.attn.hook_q", self._slice(0)),
+            (f"{prefix}.attn.hook_k", self._slice(1)),
+            (f"{prefix}.attn.hook_v", self._slice(2)),
+            (f"{prefix}.attn.hook_pattern", self._read_pattern),
+            (f"{prefix}.attn.hook_z", self._read_z),
+            (f"{prefix}.hook_attn_out", self._write_output),
+            ("ln_final.hook_scale", self._read_scale),
+        ]
         return self.model.run_with_hooks(tokens, fwd_hooks=hooks)
 
     # -- hooks -----------------------------------------------------------------------------------------
     def _read_input(self, resid_pre: Float[Tensor, "batch pos d_model"], hook) -> None:
         x = self.model.blocks[self.layer].ln1(resid_pre)  # what W_Q, W_K, W_V read
         qk = self.qk(x)
-        self._qkv = (qk[..., : self.d_head], qk[..., self.d_head:], self.v(x))  # each [batch pos d_head]
+        self._qkv = (qk[..., : self.d_head], qk[..., self.d_head :], self.v(x))  # each [batch pos d_head]
 
     def _slice(self, i: int):
         def hook(act: Float[Tensor, "batch pos head d_head"], hook) -> Tensor:

@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from workbench.attribution.measures import MEASURE_SEED_OFFSET, MEASURES
 from workbench.atomic import atomic_write_csv, atomic_write_json, read_json, saved_or_computed
+from workbench.attribution.measures import MEASURE_SEED_OFFSET, MEASURES
 from workbench.config import check, check_int, check_number
 
 AGGREGATES = ("individual", "attribute", "template", "step")
@@ -44,7 +44,9 @@ class AttributionConfig:
     start: int
     end: int
     step: int = 0
-    measure: str = "attention"  # a name in MEASURES: attention (attribute -> name; Q|K) | logit (direct logit; Q|K, V, O) | yours
+    measure: str = (
+        "attention"  # a name in MEASURES: attention (attribute -> name; Q|K) | logit (direct logit; Q|K, V, O) | yours
+    )
     measure_size: int = 256  # fixed measure set: seen individuals on evaluation templates
     fit_size: int = 4096  # window sequences (seeded subset) that fit the EK-FAC factors; 0 = all
     damping: float = 0.0  # 0: 0.1 x the mean eigenvalue (the usual heuristic)
@@ -75,14 +77,25 @@ def resolve(run, config: AttributionConfig) -> AttributionConfig:
     from workbench.attribution.heads import check_head
 
     if run.config.edit is not None:
-        raise ValueError(f"run {run.path} is an edited retrain: allowed a run trained on its original batches "
-                         f"(attribute the run it was edited from)")
-    check(run.config.data.packing.k == 1, "data.packing.k", "1 in an attributed run (scores are aggregated by "
-          "each sequence's one individual and sentence; packed sequences are not supported yet)",
-          run.config.data.packing.k)
+        raise ValueError(
+            f"run {run.path} is an edited retrain: allowed a run trained on its original batches "
+            f"(attribute the run it was edited from)"
+        )
+    check(
+        run.config.data.packing.k == 1,
+        "data.packing.k",
+        "1 in an attributed run (scores are aggregated by "
+        "each sequence's one individual and sentence; packed sequences are not supported yet)",
+        run.config.data.packing.k,
+    )
     check_head(run.config.model, config.layer, config.head)
-    check_window(run, config.start, config.end, f"attribution.start, attribution.end = {config.start}, {config.end}",
-                 "start < end")
+    check_window(
+        run,
+        config.start,
+        config.end,
+        f"attribution.start, attribution.end = {config.start}, {config.end}",
+        "start < end",
+    )
     steps = run.checkpoint_steps
     step = config.step or next((s for s in steps if s >= config.end), 0)
     check(step in steps, "attribution.step", f"a checkpoint step of the run: {steps}", config.step or "none after end")
@@ -113,8 +126,15 @@ def attribute(run, config: AttributionConfig | None = None, progress: bool = Tru
 
     run = load_run(run) if isinstance(run, (str, os.PathLike)) else run
     config = resolve(run, config if config is not None else _default_config(run, fields, progress))
-    return saved_or_computed(run.path / "attribution" / config.name, "attribution.json", load_attribution,
-                             lambda tmp: _compute(run, config, tmp, progress), config, "attribution", "or remove it")
+    return saved_or_computed(
+        run.path / "attribution" / config.name,
+        "attribution.json",
+        load_attribution,
+        lambda tmp: _compute(run, config, tmp, progress),
+        config,
+        "attribution",
+        "or remove it",
+    )
 
 
 def _default_config(run, fields: dict, progress: bool) -> AttributionConfig:
@@ -127,8 +147,10 @@ def _default_config(run, fields: dict, progress: bool) -> AttributionConfig:
     if fields.get("start") is None or fields.get("end") is None:
         phases = run.phases()
         if not phases.exists or phases.censored:
-            raise ValueError(f"run {run.path} has {phases.describe()}: allowed a run whose plateau ends, or give "
-                             f"start and end (the window of steps)")
+            raise ValueError(
+                f"run {run.path} has {phases.describe()}: allowed a run whose plateau ends, or give "
+                f"start and end (the window of steps)"
+            )
         fields["start"] = int(phases.plateau_start) if fields.get("start") is None else fields["start"]
         fields["end"] = int(phases.plateau_end) if fields.get("end") is None else fields["end"]
     start, end = fields["start"], fields["end"]
@@ -154,14 +176,26 @@ def _compute(run, config: AttributionConfig, tmp: Path, progress: bool) -> None:
     measure = MEASURES[config.measure]()
     t1 = time.perf_counter()
     influence, per_token = ekfac_influence(
-        view, measure, train, measure_batch, damping=config.damping or None, fisher=config.fisher,
-        fit_size=config.fit_size or None, per_token=True, batch_size=config.batch_size,
-        progress=progress)
+        view,
+        measure,
+        train,
+        measure_batch,
+        damping=config.damping or None,
+        fisher=config.fisher,
+        fit_size=config.fit_size or None,
+        per_token=True,
+        batch_size=config.batch_size,
+        progress=progress,
+    )
     t2 = time.perf_counter()
     sequences = sequence_table(data, config, train, influence, per_token)
-    write_attribution(tmp / "result", config, run, sequences,
-                      {"setup": round(t1 - t0, 2), "influence": round(t2 - t1, 2),
-                       "total": round(time.perf_counter() - t0, 2)})
+    write_attribution(
+        tmp / "result",
+        config,
+        run,
+        sequences,
+        {"setup": round(t1 - t0, 2), "influence": round(t2 - t1, 2), "total": round(time.perf_counter() - t0, 2)},
+    )
 
 
 def write_attribution(out: Path, config: AttributionConfig, run, sequences: pd.DataFrame, seconds: dict) -> None:
@@ -170,11 +204,19 @@ def write_attribution(out: Path, config: AttributionConfig, run, sequences: pd.D
     files = {"sequences.csv": sequences, **{f"by_{by}.csv": aggregate(sequences, by) for by in AGGREGATES}}
     for name, frame in files.items():
         atomic_write_csv(out / name, frame)
-    atomic_write_json(out / "attribution.json", {
-        "config": dataclasses.asdict(config), "run": str(run.path), "seed": run.config.seed,
-        "n_sequences": len(sequences), "attributes": list(run.config.data.attributes),
-        "sign": "influence > 0: training on the sequence raises the measure (promotes the head)",
-        "seconds": seconds, "sha256": {n: hashlib.sha256((out / n).read_bytes()).hexdigest() for n in files}})
+    atomic_write_json(
+        out / "attribution.json",
+        {
+            "config": dataclasses.asdict(config),
+            "run": str(run.path),
+            "seed": run.config.seed,
+            "n_sequences": len(sequences),
+            "attributes": list(run.config.data.attributes),
+            "sign": "influence > 0: training on the sequence raises the measure (promotes the head)",
+            "seconds": seconds,
+            "sha256": {n: hashlib.sha256((out / n).read_bytes()).hexdigest() for n in files},
+        },
+    )
 
 
 def sequence_table(data, config: AttributionConfig, train, influence, per_token) -> pd.DataFrame:
@@ -190,8 +232,12 @@ def sequence_table(data, config: AttributionConfig, train, influence, per_token)
     attributes = data.config.data.attributes
     b = data.config.train.batch_size
     steps = np.repeat(np.arange(config.start, config.end), b)
-    table = {"step": steps, "row": np.tile(np.arange(b), config.end - config.start),
-             "individual": train.individuals.numpy(), "influence": np.asarray(influence, dtype=np.float64)}
+    table = {
+        "step": steps,
+        "row": np.tile(np.arange(b), config.end - config.start),
+        "individual": train.individuals.numpy(),
+        "influence": np.asarray(influence, dtype=np.float64),
+    }
     tokens = torch.as_tensor(np.asarray(per_token, dtype=np.float64))[:, : train.tokens.shape[1]]
     position_attr = train.attribute.long()  # the sentence of each input position (-1 on BOS/padding)
     templates = np.concatenate([data.train_templates(s) for s in range(config.start, config.end)])
@@ -211,8 +257,14 @@ def aggregate(sequences: pd.DataFrame, by: str) -> pd.DataFrame:
         out = pd.DataFrame({"total": g.sum(), "mean": g.mean(), "n": g.size()}).reset_index()
     else:
         attributes = [c.split("/", 1)[1] for c in sequences.columns if c.startswith("influence/")]
-        long = pd.concat([pd.DataFrame({"attribute": a, "template": sequences[f"template/{a}"],
-                                        "influence": sequences[f"influence/{a}"]}) for a in attributes])
+        long = pd.concat(
+            [
+                pd.DataFrame(
+                    {"attribute": a, "template": sequences[f"template/{a}"], "influence": sequences[f"influence/{a}"]}
+                )
+                for a in attributes
+            ]
+        )
         keys = ["attribute"] if by == "attribute" else ["attribute", "template"]
         g = long.groupby(keys)["influence"]
         out = pd.DataFrame({"total": g.sum(), "mean": g.mean(), "n": g.size()}).reset_index()
@@ -245,8 +297,10 @@ def load_attribution(path: str | os.PathLike) -> Attribution:
     path = Path(path)
     meta_file = path / "attribution.json"
     if not meta_file.exists():
-        raise ValueError(f"{path} is not an attribution folder (no attribution.json): allowed "
-                         f"<run>/attribution/<name> written by workbench.attribution.attribute")
+        raise ValueError(
+            f"{path} is not an attribution folder (no attribution.json): allowed "
+            f"<run>/attribution/<name> written by workbench.attribution.attribute"
+        )
     meta = read_json(meta_file)
     for name, sha in meta["sha256"].items():
         if hashlib.sha256((path / name).read_bytes()).hexdigest() != sha:

@@ -10,11 +10,48 @@ configs by dotted path (typed `assign`, the command line's `override`).
 from workbench.config.checks import check, check_indices, check_int, check_number
 from workbench.config.overrides import assign, override
 from workbench.config.presets import PRESETS, preset
-from workbench.config.schema import (ATTRIBUTES, EDIT_SELECTIONS, MAX_STEPS, SAMPLER_KINDS, SHIPPED_POOL_SIZES,
-                                     SHIPPED_TEMPLATES, DataConfig, EditConfig, FinetuneConfig, ModelConfig,
-                                     PackingConfig, PatchConfig, PoolSizes, RunConfig, SamplerConfig, TrainConfig)
+from workbench.config.schema import (
+    ATTRIBUTES,
+    EDIT_SELECTIONS,
+    MAX_STEPS,
+    SAMPLER_KINDS,
+    SHIPPED_POOL_SIZES,
+    SHIPPED_TEMPLATES,
+    DataConfig,
+    EditConfig,
+    FinetuneConfig,
+    ModelConfig,
+    PackingConfig,
+    PatchConfig,
+    PoolSizes,
+    RunConfig,
+    SamplerConfig,
+    TrainConfig,
+)
 
-__all__ = ["ATTRIBUTES", "EDIT_SELECTIONS", "MAX_STEPS", "PRESETS", "SAMPLER_KINDS", "SHIPPED_POOL_SIZES",
-           "SHIPPED_TEMPLATES", "DataConfig", "EditConfig", "FinetuneConfig", "ModelConfig", "PackingConfig",
-           "PatchConfig", "PoolSizes", "RunConfig", "SamplerConfig", "TrainConfig", "assign", "check",
-           "check_indices", "check_int", "check_number", "override", "preset"]
+__all__ = [
+    "ATTRIBUTES",
+    "EDIT_SELECTIONS",
+    "MAX_STEPS",
+    "PRESETS",
+    "SAMPLER_KINDS",
+    "SHIPPED_POOL_SIZES",
+    "SHIPPED_TEMPLATES",
+    "DataConfig",
+    "EditConfig",
+    "FinetuneConfig",
+    "ModelConfig",
+    "PackingConfig",
+    "PatchConfig",
+    "PoolSizes",
+    "RunConfig",
+    "SamplerConfig",
+    "TrainConfig",
+    "assign",
+    "check",
+    "check_indices",
+    "check_int",
+    "check_number",
+    "override",
+    "preset",
+]

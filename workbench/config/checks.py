@@ -22,8 +22,9 @@ def check_int(name: str, value: Any, lo: int, hi: int | float = math.inf) -> Non
     check(ok, name, f"an integer in [{lo}, {hi if hi != math.inf else 'inf'}]", value)
 
 
-def check_number(name: str, value: Any, lo: int | float, hi: int | float = math.inf, lo_open: bool = False,
-                 hi_open: bool = False) -> None:
+def check_number(
+    name: str, value: Any, lo: int | float, hi: int | float = math.inf, lo_open: bool = False, hi_open: bool = False
+) -> None:
     """A finite int or float (not a bool) in the interval [lo, hi], either end optionally open."""
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     ok = ok and (lo < value if lo_open else lo <= value) and (value < hi if hi_open else value <= hi)

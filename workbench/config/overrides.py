@@ -8,14 +8,19 @@ turning values into strings and parsing them back; only the command line's text 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from workbench.config.schema import RunConfig
 
-_PARSERS = {"int": int, "float": float, "str": str,
-            "bool": lambda s: {"true": True, "1": True, "false": False, "0": False}[s.lower()],
-            "tuple[int, ...]": lambda s: tuple(int(x) for x in s.strip("()[]").split(",") if x.strip()),
-            "tuple[str, ...]": lambda s: tuple(x.strip() for x in s.strip("()[]").split(",") if x.strip())}
+_PARSERS = {
+    "int": int,
+    "float": float,
+    "str": str,
+    "bool": lambda s: {"true": True, "1": True, "false": False, "0": False}[s.lower()],
+    "tuple[int, ...]": lambda s: tuple(int(x) for x in s.strip("()[]").split(",") if x.strip()),
+    "tuple[str, ...]": lambda s: tuple(x.strip() for x in s.strip("()[]").split(",") if x.strip()),
+}
 
 
 def _sections(obj: Any) -> list[str]:
@@ -31,8 +36,10 @@ def _field(config: RunConfig, path: str) -> tuple[list[str], str, str]:
         sub = getattr(obj, part, None) if part in names else None
         if not dataclasses.is_dataclass(sub):
             prefix = ".".join(parents[: i + 1])
-            raise ValueError(f"{path}: {prefix} is {'not set in this config' if part in names else 'unknown'}; "
-                             f"allowed sections: {', '.join(_sections(obj))}")
+            raise ValueError(
+                f"{path}: {prefix} is {'not set in this config' if part in names else 'unknown'}; "
+                f"allowed sections: {', '.join(_sections(obj))}"
+            )
         obj = sub
     fields = {f.name: f for f in dataclasses.fields(obj)}
     if leaf not in fields or dataclasses.is_dataclass(getattr(obj, leaf)):

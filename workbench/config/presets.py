@@ -12,14 +12,23 @@ from workbench.config.schema import DataConfig, ModelConfig, PackingConfig, Pool
 
 
 def _presets() -> dict[str, RunConfig]:
-    sweep_data = DataConfig(n_individuals=2000, n_heldout=200, n_finetune=2000, vocab_size=4096,
-                            attributes=("birth_city", "university", "major"),
-                            pool_sizes=PoolSizes(first_names=200, last_names=200, cities=200, universities=100,
-                                                 majors=50, companies=100, years=50))
+    sweep_data = DataConfig(
+        n_individuals=2000,
+        n_heldout=200,
+        n_finetune=2000,
+        vocab_size=4096,
+        attributes=("birth_city", "university", "major"),
+        pool_sizes=PoolSizes(
+            first_names=200, last_names=200, cities=200, universities=100, majors=50, companies=100, years=50
+        ),
+    )
     sweep_model = ModelConfig(n_layers=2, d_model=128, n_heads=4, d_head=32, d_mlp=512)
-    sweep_train = TrainConfig(steps=1500, batch_size=32, lr=3e-3, schedule="constant", eval_every=25, eval_size=64,
-                              n_checkpoints=4)
-    small_pools = PoolSizes(first_names=60, last_names=60, cities=40, universities=20, majors=20, companies=30, years=20)
+    sweep_train = TrainConfig(
+        steps=1500, batch_size=32, lr=3e-3, schedule="constant", eval_every=25, eval_size=64, n_checkpoints=4
+    )
+    small_pools = PoolSizes(
+        first_names=60, last_names=60, cities=40, universities=20, majors=20, companies=30, years=20
+    )
     return {
         # the study's model and run (docs/method.md §3): 8 layers, d_model 512, 8 heads x 64, MLP 2048
         "paper": RunConfig(preset="paper"),
@@ -27,9 +36,15 @@ def _presets() -> dict[str, RunConfig]:
         # (at d64 it took as long as the plateau; see analysis/NOTES.md)
         "cpu-quick": RunConfig(
             preset="cpu-quick",
-            data=DataConfig(n_individuals=1500, n_heldout=500, n_finetune=1000, vocab_size=4096,
-                            pool_sizes=PoolSizes(first_names=200, last_names=200, cities=200, universities=100,
-                                                 majors=50, companies=100, years=50)),
+            data=DataConfig(
+                n_individuals=1500,
+                n_heldout=500,
+                n_finetune=1000,
+                vocab_size=4096,
+                pool_sizes=PoolSizes(
+                    first_names=200, last_names=200, cities=200, universities=100, majors=50, companies=100, years=50
+                ),
+            ),
             model=ModelConfig(n_layers=4, d_model=128, n_heads=4, d_head=32, d_mlp=512),
             train=TrainConfig(steps=3500, batch_size=32, lr=3e-3, eval_every=50, eval_size=128),
         ),

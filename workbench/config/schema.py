@@ -60,7 +60,9 @@ class SamplerConfig:
     indiv_warmup: int = 1000
     epochs_warmup: float = 10.0
     warmup_steps: int = 0  # > 0: the warm-up length in steps (and epochs_warmup is not used); 0: in epochs
-    warmup_ids: tuple[int, ...] = ()  # the warm-up individuals by index (e.g. chosen by attribution); () = the first indiv_warmup
+    warmup_ids: tuple[
+        int, ...
+    ] = ()  # the warm-up individuals by index (e.g. chosen by attribution); () = the first indiv_warmup
     n_groups: int = 4
     n_repeats: int = 1
 
@@ -101,14 +103,26 @@ class PackingConfig:
     def __post_init__(self) -> None:
         check_int("packing.k", self.k, 1, 16)
         check_number("packing.q_same", self.q_same, 0.0, 1.0)
-        check(self.k > 1 or self.q_same == 0.0, "packing.q_same", "0 when packing.k=1 (no other biography "
-              "to repeat the individual in)", self.q_same)
+        check(
+            self.k > 1 or self.q_same == 0.0,
+            "packing.q_same",
+            "0 when packing.k=1 (no other biography to repeat the individual in)",
+            self.q_same,
+        )
         check_number("packing.q_ctx", self.q_ctx, 0.0, 1.0)
-        check(self.k > 1 or self.q_ctx == 0.0, "packing.q_ctx", "0 when packing.k=1 (a context-only individual "
-              "needs two slots)", self.q_ctx)
+        check(
+            self.k > 1 or self.q_ctx == 0.0,
+            "packing.q_ctx",
+            "0 when packing.k=1 (a context-only individual needs two slots)",
+            self.q_ctx,
+        )
         check_int("packing.n_context", self.n_context, 0, 1 << 40)
-        check(self.q_ctx == 0.0 or self.n_context > 0, "packing.n_context", "> 0 when packing.q_ctx > 0 (the pool "
-              "the context-only individuals come from)", self.n_context)
+        check(
+            self.q_ctx == 0.0 or self.n_context > 0,
+            "packing.n_context",
+            "> 0 when packing.q_ctx > 0 (the pool the context-only individuals come from)",
+            self.n_context,
+        )
 
 
 @dataclass(frozen=True)
@@ -130,13 +144,21 @@ class DataConfig:
         for name, cls in (("pool_sizes", PoolSizes), ("sampler", SamplerConfig), ("packing", PackingConfig)):
             if isinstance(getattr(self, name), dict):
                 object.__setattr__(self, name, _from_dict(cls, getattr(self, name)))
-        check(not isinstance(self.attributes, str), "data.attributes",
-               f"a list of names from {ATTRIBUTES}, not one string", self.attributes)
+        check(
+            not isinstance(self.attributes, str),
+            "data.attributes",
+            f"a list of names from {ATTRIBUTES}, not one string",
+            self.attributes,
+        )
         object.__setattr__(self, "attributes", tuple(self.attributes))
         for a in self.attributes:
             check(a in ATTRIBUTES, "data.attributes", f"a subset of {ATTRIBUTES}", a)
-        check(len(self.attributes) > 0 and len(set(self.attributes)) == len(self.attributes),
-               "data.attributes", f"a non-empty list of distinct names from {ATTRIBUTES}", self.attributes)
+        check(
+            len(self.attributes) > 0 and len(set(self.attributes)) == len(self.attributes),
+            "data.attributes",
+            f"a non-empty list of distinct names from {ATTRIBUTES}",
+            self.attributes,
+        )
         check_int("data.n_templates", self.n_templates, 2, SHIPPED_TEMPLATES)
         check_int("data.n_train_templates", self.n_train_templates, 1, self.n_templates - 1)
         check_int("data.vocab_size", self.vocab_size, 512, 65_536)
@@ -145,8 +167,12 @@ class DataConfig:
         check_int("data.n_individuals", self.n_individuals, 1, max_names)
         check_int("data.n_heldout", self.n_heldout, 0, max_names - self.n_individuals)
         check_int("data.n_finetune", self.n_finetune, 0, max_names - self.n_individuals - self.n_heldout)
-        check_int("data.packing.n_context", self.packing.n_context, 0,
-                  max_names - self.n_individuals - self.n_heldout - self.n_finetune)
+        check_int(
+            "data.packing.n_context",
+            self.packing.n_context,
+            0,
+            max_names - self.n_individuals - self.n_heldout - self.n_finetune,
+        )
         s = self.sampler
         if s.kind == "celebrities":
             check_int("sampler.n_celebrities", s.n_celebrities, 1, self.n_individuals)
@@ -162,8 +188,14 @@ class DataConfig:
     def n_values(self) -> dict[str, int]:
         """Number of possible values per attribute (the no-knowledge baseline's ingredients)."""
         p = self.pool_sizes
-        sizes = {"birth_date": p.years * 12 * 31, "birth_city": p.cities, "university": p.universities,
-                 "major": p.majors, "company": p.companies, "current_location": p.cities}
+        sizes = {
+            "birth_date": p.years * 12 * 31,
+            "birth_city": p.cities,
+            "university": p.universities,
+            "major": p.majors,
+            "company": p.companies,
+            "current_location": p.cities,
+        }
         return {a: sizes[a] for a in self.attributes}
 
     @property
@@ -195,8 +227,12 @@ class ModelConfig:
         acts = ("gelu", "relu", "silu", "gelu_new")
         check(self.act_fn in acts, "model.act_fn", f"one of {acts}", self.act_fn)
         pos = ("standard", "rotary")
-        check(self.positional_embedding_type in pos, "model.positional_embedding_type", f"one of {pos}",
-               self.positional_embedding_type)
+        check(
+            self.positional_embedding_type in pos,
+            "model.positional_embedding_type",
+            f"one of {pos}",
+            self.positional_embedding_type,
+        )
 
 
 @dataclass(frozen=True)
@@ -272,8 +308,12 @@ class PatchConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "layers", tuple(self.layers))
         object.__setattr__(self, "heads", tuple(self.heads))
-        check(isinstance(self.reference_run, str) and bool(self.reference_run), "patch.reference_run",
-              "a run directory", self.reference_run)
+        check(
+            isinstance(self.reference_run, str) and bool(self.reference_run),
+            "patch.reference_run",
+            "a run directory",
+            self.reference_run,
+        )
         check_indices("patch.layers", self.layers)
         check_indices("patch.heads", self.heads)
         check(isinstance(self.allow_other_seed, bool), "patch.allow_other_seed", "true | false", self.allow_other_seed)
@@ -292,8 +332,12 @@ class FinetuneConfig:
     replay_weight: float = 0.0  # weight of each pre-training individual vs 1 per new individual
 
     def __post_init__(self) -> None:
-        check(isinstance(self.base_run, str) and bool(self.base_run), "finetune.base_run", "a run directory",
-              self.base_run)
+        check(
+            isinstance(self.base_run, str) and bool(self.base_run),
+            "finetune.base_run",
+            "a run directory",
+            self.base_run,
+        )
         check_int("finetune.base_step", self.base_step, 0, MAX_STEPS)
         check_int("finetune.n_new", self.n_new, 1)
         check_number("finetune.replay_weight", self.replay_weight, 0.0)
@@ -321,14 +365,22 @@ class EditConfig:
     selection_seed: int = 0
 
     def __post_init__(self) -> None:
-        check(isinstance(self.attribution, str) and bool(self.attribution), "edit.attribution",
-              "an attribution directory", self.attribution)
+        check(
+            isinstance(self.attribution, str) and bool(self.attribution),
+            "edit.attribution",
+            "an attribution directory",
+            self.attribution,
+        )
         check(self.selection in EDIT_SELECTIONS, "edit.selection", " | ".join(EDIT_SELECTIONS), self.selection)
         check(self.action in ("remove", "duplicate"), "edit.action", "remove | duplicate", self.action)
         check_number("edit.percent", self.percent, 0.0, 100.0, lo_open=True, hi_open=True)
         check(self.unit in ("sequence", "individual"), "edit.unit", "sequence | individual", self.unit)
-        check(self.unit == "sequence" or self.selection != "matched", "edit.selection",
-              "top | bottom | random with edit.unit='individual' (matched pairs individuals)", self.selection)
+        check(
+            self.unit == "sequence" or self.selection != "matched",
+            "edit.selection",
+            "top | bottom | random with edit.unit='individual' (matched pairs individuals)",
+            self.selection,
+        )
         check_int("edit.selection_seed", self.selection_seed, 0, 2**63 - 1)
 
 
@@ -348,22 +400,45 @@ class RunConfig:
     def __post_init__(self) -> None:
         check_int("seed", self.seed, 0, 2**63 - 1)
         check(isinstance(self.preset, str) and bool(self.preset), "preset", "a non-empty name", self.preset)
-        for name, cls in (("data", DataConfig), ("model", ModelConfig), ("train", TrainConfig),
-                          ("patch", PatchConfig), ("finetune", FinetuneConfig), ("edit", EditConfig)):
+        for name, cls in (
+            ("data", DataConfig),
+            ("model", ModelConfig),
+            ("train", TrainConfig),
+            ("patch", PatchConfig),
+            ("finetune", FinetuneConfig),
+            ("edit", EditConfig),
+        ):
             value = getattr(self, name)
-            check(isinstance(value, cls) or (value is None and name in ("patch", "finetune", "edit")), name,
-                  f"a {cls.__name__}", type(value).__name__)
-        check(self.patch is None or self.finetune is None, "patch",
-              "None in a fine-tuning run (patching and fine-tuning are separate experiments)", self.patch)
-        check(self.edit is None or (self.patch is None and self.finetune is None), "edit",
-              "None in a patching or fine-tuning run (an edit retrains a pre-training twin)", self.edit)
+            check(
+                isinstance(value, cls) or (value is None and name in ("patch", "finetune", "edit")),
+                name,
+                f"a {cls.__name__}",
+                type(value).__name__,
+            )
+        check(
+            self.patch is None or self.finetune is None,
+            "patch",
+            "None in a fine-tuning run (patching and fine-tuning are separate experiments)",
+            self.patch,
+        )
+        check(
+            self.edit is None or (self.patch is None and self.finetune is None),
+            "edit",
+            "None in a patching or fine-tuning run (an edit retrains a pre-training twin)",
+            self.edit,
+        )
         if self.finetune is not None:
             check_int("finetune.n_new", self.finetune.n_new, 1, self.data.n_finetune)
         p = self.data.packing
         if p.q_ctx > 0:  # each context-only individual about once per run at most, so only reading predicts it
             need = math.ceil(p.q_ctx * self.train.batch_size * self.train.steps)
-            check(p.n_context >= need, "data.packing.n_context", f">= {need} (packing.q_ctx x train.batch_size x "
-                  f"train.steps: the expected context-only sequences of the run)", p.n_context)
+            check(
+                p.n_context >= need,
+                "data.packing.n_context",
+                f">= {need} (packing.q_ctx x train.batch_size x "
+                f"train.steps: the expected context-only sequences of the run)",
+                p.n_context,
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -388,8 +463,6 @@ def _replace(obj: Any, changes: dict[str, Any]) -> Any:
         cur = getattr(obj, k)
         kw[k] = _replace(cur, v) if isinstance(v, dict) and dataclasses.is_dataclass(cur) else v
     return dataclasses.replace(obj, **kw)
-
-
 
 
 # Shipped pool sizes (see workbench/data/pools/SOURCES.md), PoolSizes' defaults. Years: 1900..2100.

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
 from collections.abc import Sequence
+from dataclasses import dataclass, fields
 
 import torch
 from jaxtyping import Bool, Int
@@ -23,7 +23,7 @@ class Batch:
     kind: Int[Tensor, "batch pos"]  # PAD | BOS | TEXT | NAME | VALUE
     attribute: Int[Tensor, "batch pos"]  # index into config.attributes of the token's sentence; -1 on BOS/PAD
     value_start: Bool[Tensor, "batch pos"]  # first token of an attribute value
-    individuals: Int[Tensor, "batch"]  # global individual ids (of the first biography of a packed row)
+    individuals: Int[Tensor, " batch"]  # global individual ids (of the first biography of a packed row)
     packed_individuals: Int[Tensor, "batch biography"] | None = None  # None: one biography per row
 
     @property
@@ -57,7 +57,7 @@ class Batch:
         return is_name & ~continues
 
     @property
-    def first_name_end(self) -> Int[Tensor, "batch"]:
+    def first_name_end(self) -> Int[Tensor, " batch"]:
         """Position of the last name token of each biography's first sentence: there the model has seen
         the full name and nothing else about the individual."""
         return self.name_end_mask.int().argmax(1)
@@ -81,8 +81,9 @@ class Batch:
         return self._map(lambda x: x[rows])
 
     def _map(self, f) -> "Batch":
-        return Batch(**{k.name: None if getattr(self, k.name) is None else f(getattr(self, k.name))
-                        for k in fields(self)})
+        return Batch(
+            **{k.name: None if getattr(self, k.name) is None else f(getattr(self, k.name)) for k in fields(self)}
+        )
 
     def __len__(self) -> int:
         return self.tokens.shape[0]
@@ -101,5 +102,9 @@ def cat_batches(batches: Sequence[Batch], pad_id: int) -> Batch:
             return x
         return torch.cat([x, torch.full((len(b), t - x.shape[1]), fill[name], dtype=x.dtype)], 1)
 
-    return Batch(**{f.name: None if getattr(batches[0], f.name) is None else
-                    torch.cat([padded(b, f.name) for b in batches]) for f in fields(Batch)})
+    return Batch(
+        **{
+            f.name: None if getattr(batches[0], f.name) is None else torch.cat([padded(b, f.name) for b in batches])
+            for f in fields(Batch)
+        }
+    )

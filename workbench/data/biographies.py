@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from workbench.data.kinds import BOS, NAME, TEXT, VALUE
 from workbench.data.pools import ATTRIBUTE_POOL, MONTHS, split_date
 from workbench.data.population import Population
 from workbench.data.templates import TEMPLATES
-from workbench.data.kinds import BOS, NAME, TEXT, VALUE
 from workbench.data.tokenizer import BiographyTokenizer, template_pieces
 
 if TYPE_CHECKING:  # torch loads only when a batch is built: `workbench data stats` stays light
@@ -37,11 +37,15 @@ class Biographer:
         self.day = [enc(f" {d}") for d in range(1, 32)]
         self.year = [enc(" " + y) for y in pools.years]
         self.comma = enc(",")
-        self.values = [None if a == "birth_date" else [enc(" " + v) for v in getattr(pools, ATTRIBUTE_POOL[a])]
-                       for a in cfg.attributes]
+        self.values = [
+            None if a == "birth_date" else [enc(" " + v) for v in getattr(pools, ATTRIBUTE_POOL[a])]
+            for a in cfg.attributes
+        ]
         # pieces[a][t] = (prefix, between name and value, after value) token lists
-        self.pieces = [[tuple(enc(p) if p else [] for p in template_pieces(t)) for t in TEMPLATES[a][: cfg.n_templates]]
-                       for a in cfg.attributes]
+        self.pieces = [
+            [tuple(enc(p) if p else [] for p in template_pieces(t)) for t in TEMPLATES[a][: cfg.n_templates]]
+            for a in cfg.attributes
+        ]
 
     def name_tokens(self, individual: int) -> list[int]:
         f, m, last = self.population.names[individual]
@@ -69,8 +73,10 @@ class Biographer:
             is_name = batch.name_mask[r]
             name, own = self.name_tokens(int(other)), len(self.name_tokens(int(batch.individuals[r])))
             if len(name) != own:  # a divisor of the name-token count would still misalign the sentences
-                raise ValueError(f"partners[{r}]={other}: its name has {len(name)} tokens, row {r}'s name {own}: "
-                                 "allowed a name of the same length")
+                raise ValueError(
+                    f"partners[{r}]={other}: its name has {len(name)} tokens, row {r}'s name {own}: "
+                    "allowed a name of the same length"
+                )
             tokens[r, is_name] = torch.as_tensor(name * (int(is_name.sum()) // own), dtype=tokens.dtype)
         return type(batch)(tokens, batch.kind, batch.attribute, batch.value_start, batch.individuals)
 
@@ -80,8 +86,10 @@ class Biographer:
         partners = [self.name_partner(i, candidates, seed) for i in batch.individuals.tolist()]
         keep = [r for r, p in enumerate(partners) if p is not None]
         if not keep:
-            raise ValueError("no individual of the batch has a name partner (same token count, every token "
-                             "different) among the candidates")
+            raise ValueError(
+                "no individual of the batch has a name partner (same token count, every token "
+                "different) among the candidates"
+            )
         clean = batch[np.asarray(keep)]
         return clean, self.with_names(clean, [partners[r] for r in keep])
 
@@ -130,11 +138,16 @@ class Biographer:
 
         from workbench.data.batch import Batch
 
-        t = {k: torch.from_numpy(np.ascontiguousarray(arrays[k])) for k in
-             ("tokens", "kind", "attribute", "value_start", "individuals")}
+        t = {
+            k: torch.from_numpy(np.ascontiguousarray(arrays[k]))
+            for k in ("tokens", "kind", "attribute", "value_start", "individuals")
+        }
         ind = t.pop("individuals")
-        return Batch(**t, individuals=ind[:, 0].contiguous() if ind.ndim == 2 else ind,
-                     packed_individuals=ind if ind.ndim == 2 else None)
+        return Batch(
+            **t,
+            individuals=ind[:, 0].contiguous() if ind.ndim == 2 else ind,
+            packed_individuals=ind if ind.ndim == 2 else None,
+        )
 
     def arrays(self, individuals: np.ndarray, split: str, rng: np.random.Generator, pad_to: int = 0) -> dict:
         """`batch` as numpy arrays (tokens, kind, attribute, value_start, individuals, lengths), torch-free, and
@@ -144,7 +157,11 @@ class Biographer:
         cfg = self.population.config
         individuals = np.asarray(individuals, dtype=np.int64)
         b, n_attr = len(individuals), len(self.attributes)
-        lo, n = (0, cfg.n_train_templates) if split == "training" else (cfg.n_train_templates, cfg.n_templates - cfg.n_train_templates)
+        lo, n = (
+            (0, cfg.n_train_templates)
+            if split == "training"
+            else (cfg.n_train_templates, cfg.n_templates - cfg.n_train_templates)
+        )
         order = np.argsort(rng.random((b, n_attr)), axis=1)
         slot = lo + rng.integers(n, size=(b, n_attr))
         templates = self.population.template_order[individuals[:, None], np.arange(n_attr)[None, :], slot]
@@ -183,8 +200,15 @@ class Biographer:
         attr = np.full((b, t), -1, dtype=np.int8)
         vstart = np.zeros((b, t), dtype=bool)
         tokens[where], kind[where], attr[where], vstart[where] = flat, kind_flat, attr_flat, vstart_flat
-        return {"tokens": tokens, "kind": kind, "attribute": attr, "value_start": vstart, "individuals": individuals,
-                "lengths": lengths, "templates": templates}
+        return {
+            "tokens": tokens,
+            "kind": kind,
+            "attribute": attr,
+            "value_start": vstart,
+            "individuals": individuals,
+            "lengths": lengths,
+            "templates": templates,
+        }
 
     def text(self, batch: Batch, row: int, mark: bool = False) -> str:
         """Decoded biography; with mark, names as [[...]] and values as <<...>>."""
@@ -206,4 +230,3 @@ def _wrap(text: str, kind: int | None) -> str:
     body = text.lstrip(" ")
     lead = text[: len(text) - len(body)]
     return lead + {NAME: f"[[{body}]]", VALUE: f"<<{body}>>"}.get(kind, body)
-

@@ -27,13 +27,17 @@ _STREAM_BATCH, _STREAM_EVAL = 21, 22
 class BiographyData:
     """Everything a run needs from the data side."""
 
-    def __init__(self, config: RunConfig, tokenizer: BiographyTokenizer | None = None,
-                 population: Population | None = None):
+    def __init__(
+        self, config: RunConfig, tokenizer: BiographyTokenizer | None = None, population: Population | None = None
+    ):
         self.config = config
         d = config.data
         self.population = population if population is not None else make_population(d, config.seed)
-        self.tokenizer = tokenizer if tokenizer is not None else train_tokenizer(
-            self.population.pools, d.attributes, d.n_templates, d.vocab_size)
+        self.tokenizer = (
+            tokenizer
+            if tokenizer is not None
+            else train_tokenizer(self.population.pools, d.attributes, d.n_templates, d.vocab_size)
+        )
         self.biographer = Biographer(self.population, self.tokenizer)
         self.sampler = self._make_sampler()
         self.edit: SequenceEdit | None = None  # removed / duplicated training sequences (data attribution)
@@ -49,8 +53,9 @@ class BiographyData:
     @property
     def eval_groups(self) -> tuple[str, ...]:
         """The groups a run evaluates: seen, held-out (when any) and, in fine-tuning, new individuals."""
-        return tuple(g for g in GROUPS
-                     if len(self.population.group(g)) and (g != "new" or self.config.finetune is not None))
+        return tuple(
+            g for g in GROUPS if len(self.population.group(g)) and (g != "new" or self.config.finetune is not None)
+        )
 
     @property
     def max_length(self) -> int:
@@ -86,8 +91,10 @@ class BiographyData:
     def set_edit(self, edit: SequenceEdit | None) -> None:
         """Train on edited batches from now on (None: the original ones); the edit's batch size must match."""
         if edit is not None and edit.batch_size != self.config.train.batch_size:
-            raise ValueError(f"edit.batch_size={edit.batch_size} is out of range: allowed "
-                             f"{self.config.train.batch_size} (train.batch_size)")
+            raise ValueError(
+                f"edit.batch_size={edit.batch_size} is out of range: allowed "
+                f"{self.config.train.batch_size} (train.batch_size)"
+            )
         self.edit = edit
 
     def _batch_rng(self, step: int) -> np.random.Generator:
@@ -113,13 +120,18 @@ class BiographyData:
         d, pools = self.config.data, self.population.pools
         lengths = self.biographer.arrays(self.sampler.individuals(0), "training", self._batch_rng(0))["lengths"]
         return {
-            "pool_sizes": {k: len(getattr(pools, k)) for k in ("first_names", "last_names", "cities", "universities", "majors", "companies", "years")},
+            "pool_sizes": {
+                k: len(getattr(pools, k))
+                for k in ("first_names", "last_names", "cities", "universities", "majors", "companies", "years")
+            },
             "n_values": d.n_values,
             "templates_per_attribute": {a: d.n_templates for a in d.attributes},
             "train_templates_per_individual": d.n_train_templates,
             "eval_templates_per_individual": d.n_templates - d.n_train_templates,
             "no_knowledge_baseline": d.no_knowledge_baseline,
-            "n_individuals": d.n_individuals, "n_heldout": d.n_heldout, "n_finetune": d.n_finetune,
+            "n_individuals": d.n_individuals,
+            "n_heldout": d.n_heldout,
+            "n_finetune": d.n_finetune,
             "vocab_size": self.tokenizer.vocab_size,
             "mean_biography_tokens": float(lengths.mean()),
             "longest_possible_biography_tokens": self.max_length,

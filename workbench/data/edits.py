@@ -42,8 +42,10 @@ class SequenceEdit:
             raise ValueError(f"edit: (step, row)={min(both)} is both removed and duplicated: allowed one of the two")
         steps, counts = np.unique(self.remove[:, 0], return_counts=True)
         if (counts >= self.batch_size).any():
-            raise ValueError(f"edit.remove empties the batch of step {int(steps[counts >= self.batch_size][0])}: "
-                             f"allowed at most {self.batch_size - 1} rows removed per step")
+            raise ValueError(
+                f"edit.remove empties the batch of step {int(steps[counts >= self.batch_size][0])}: "
+                f"allowed at most {self.batch_size - 1} rows removed per step"
+            )
         by_step: dict[int, np.ndarray] = {}
         for s in np.unique(np.concatenate([self.remove[:, 0], self.duplicate[:, 0]])).tolist():
             count = np.ones(self.batch_size, dtype=np.int64)

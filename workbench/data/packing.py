@@ -55,7 +55,7 @@ def pack_arrays(arrays: dict, k: int, pad_id: int) -> dict:
         for i in range(r * k, r * k + k):
             n_i = int(lengths[i])
             for name in fill:
-                out[name][r, at: at + n_i] = arrays[name][i, :n_i]
+                out[name][r, at : at + n_i] = arrays[name][i, :n_i]
             at += n_i
     out["individuals"] = arrays["individuals"].reshape(b, k)
     out["lengths"] = packed_len

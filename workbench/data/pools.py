@@ -8,23 +8,40 @@ such as "February 31" are allowed, as in the study) and written like "March 16, 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 
 from workbench.config import PoolSizes
 
-MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September",
-          "October", "November", "December")
+MONTHS = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
 FIRST_YEAR = 1900
 N_DAYS = 31
 DATE_VALUES_PER_YEAR = len(MONTHS) * N_DAYS
 
 # attribute -> pool file; birth_date is generated (see module docstring)
-ATTRIBUTE_POOL = {"birth_city": "cities", "university": "universities", "major": "majors",
-                  "company": "companies", "current_location": "cities"}
+ATTRIBUTE_POOL = {
+    "birth_city": "cities",
+    "university": "universities",
+    "major": "majors",
+    "company": "companies",
+    "current_location": "cities",
+}
 
 
-@lru_cache(maxsize=None)
+@cache
 def read_pool(name: str) -> tuple[str, ...]:
     """All shipped entries of a pool, in file order (most common / largest first)."""
     text = resources.files("workbench.data").joinpath("pools", f"{name}.txt").read_text("utf-8")
@@ -56,8 +73,15 @@ class Pools:
             return pool[:k]
 
         years = tuple(str(FIRST_YEAR + i) for i in range(sizes.years))
-        return cls(take("first_names"), take("last_names"), take("cities"), take("universities"),
-                   take("majors"), take("companies"), years)
+        return cls(
+            take("first_names"),
+            take("last_names"),
+            take("cities"),
+            take("universities"),
+            take("majors"),
+            take("companies"),
+            years,
+        )
 
     def n_values(self, attribute: str) -> int:
         if attribute == "birth_date":

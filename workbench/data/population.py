@@ -81,7 +81,7 @@ class Population:
         return self.template_order[individual, attribute, : self.config.n_train_templates]
 
     def evaluation_templates(self, individual: int, attribute: int) -> np.ndarray:
-        return self.template_order[individual, attribute, self.config.n_train_templates:]
+        return self.template_order[individual, attribute, self.config.n_train_templates :]
 
     def full_name(self, individual: int) -> str:
         return self.pools.full_name(*self.names[individual])
@@ -97,8 +97,7 @@ class Population:
         """A short hash of a group's names, values and template splits (identifies a population)."""
         r = self.group(group)
         h = hashlib.sha256()
-        for arr in (self.names[r.start:r.stop], self.values[r.start:r.stop],
-                    self.template_order[r.start:r.stop]):
+        for arr in (self.names[r.start : r.stop], self.values[r.start : r.stop], self.template_order[r.start : r.stop]):
             h.update(np.ascontiguousarray(arr).tobytes())
         return h.hexdigest()[:16]
 

@@ -85,7 +85,7 @@ class SequentialSampler(Sampler):
 
     def _pool(self, step: int) -> tuple[np.ndarray, np.ndarray | None]:
         g = self.group_at(step)
-        return self.ids[self.bounds[g]: self.bounds[g + 1]], None
+        return self.ids[self.bounds[g] : self.bounds[g + 1]], None
 
 
 def warmup_steps(cfg: SamplerConfig, batch_size: int) -> int:

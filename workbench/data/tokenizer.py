@@ -68,8 +68,9 @@ class BiographyTokenizer:
         methods use), right padding, BOS as its BOS and EOS (a biography ends where the next one's BOS begins)."""
         from transformers import PreTrainedTokenizerFast
 
-        return PreTrainedTokenizerFast(tokenizer_object=self.tokenizer, bos_token=BOS, eos_token=BOS, pad_token=PAD,
-                                       padding_side="right")
+        return PreTrainedTokenizerFast(
+            tokenizer_object=self.tokenizer, bos_token=BOS, eos_token=BOS, pad_token=PAD, padding_side="right"
+        )
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, BiographyTokenizer) and json.loads(self.to_json()) == json.loads(other.to_json())
@@ -104,7 +105,12 @@ def train_tokenizer(pools: Pools, attributes: tuple[str, ...], n_templates: int,
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[PAD, BOS], show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), min_frequency=1)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[PAD, BOS],
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        min_frequency=1,
+    )
     tok.train_from_iterator(training_corpus(pools, attributes, n_templates), trainer=trainer)
     return BiographyTokenizer(tok)

@@ -12,14 +12,42 @@ Patched training itself (the twin model, `workbench.patching.twin`) is
 `workbench.train(config.replace(patch=PatchConfig(...)), out)`.
 """
 
-from workbench.patching.ablations import (PatchingPair, ValueTarget, ablate, activation_patching, make_pair,
-                                          pattern_patching_scores)
-from workbench.patching.grid import GridJob, default_reference_steps, grid_curves, grid_summary, plan_grid, read_grid_csv
+from workbench.patching.ablations import (
+    PatchingPair,
+    ValueTarget,
+    ablate,
+    activation_patching,
+    make_pair,
+    pattern_patching_scores,
+)
+from workbench.patching.grid import (
+    GridJob,
+    default_reference_steps,
+    grid_curves,
+    grid_summary,
+    plan_grid,
+    read_grid_csv,
+)
 from workbench.patching.hooks import PatternPatcher, patch_patterns
 from workbench.patching.sources import PatternSource, ReferencePatterns, UniformPatterns, own_patterns_at
 
 __all__ = [
-    "PatternSource", "ReferencePatterns", "UniformPatterns", "own_patterns_at", "PatternPatcher", "patch_patterns",
-    "GridJob", "plan_grid", "grid_summary", "default_reference_steps", "grid_curves", "read_grid_csv", "PatchingPair", "ValueTarget", "make_pair",
-    "activation_patching", "pattern_patching_scores", "ablate",
+    "PatternSource",
+    "ReferencePatterns",
+    "UniformPatterns",
+    "own_patterns_at",
+    "PatternPatcher",
+    "patch_patterns",
+    "GridJob",
+    "plan_grid",
+    "grid_summary",
+    "default_reference_steps",
+    "grid_curves",
+    "read_grid_csv",
+    "PatchingPair",
+    "ValueTarget",
+    "make_pair",
+    "activation_patching",
+    "pattern_patching_scores",
+    "ablate",
 ]

@@ -35,8 +35,12 @@ from workbench.patching.sources import Patterns, PatternSource, ReferencePattern
 POSITION_COMPONENTS = {
     "resid_pre": tl_patching.get_act_patch_resid_pre,
     "resid_mid": tl_patching.get_act_patch_resid_mid,
-    "resid_post": partial(tl_patching.generic_activation_patch, patch_setter=tl_patching.layer_pos_patch_setter,
-                          activation_name="resid_post", index_axis_names=("layer", "pos")),
+    "resid_post": partial(
+        tl_patching.generic_activation_patch,
+        patch_setter=tl_patching.layer_pos_patch_setter,
+        activation_name="resid_post",
+        index_axis_names=("layer", "pos"),
+    ),
     "attn_out": tl_patching.get_act_patch_attn_out,
     "mlp_out": tl_patching.get_act_patch_mlp_out,
 }
@@ -60,10 +64,14 @@ class ValueTarget:
         object.__setattr__(self, "positions", tuple(int(p) for p in self.positions))
         object.__setattr__(self, "tokens", tuple(int(t) for t in self.tokens))
         if not self.positions or len(self.positions) != len(self.tokens):
-            raise ValueError(f"target: positions ({len(self.positions)}) and tokens ({len(self.tokens)}) must be "
-                             "non-empty and of equal length")
+            raise ValueError(
+                f"target: positions ({len(self.positions)}) and tokens ({len(self.tokens)}) must be "
+                "non-empty and of equal length"
+            )
         if min(self.positions) < 1:
-            raise ValueError(f"target.positions={self.positions}: allowed positions >= 1 (position 0 is never predicted)")
+            raise ValueError(
+                f"target.positions={self.positions}: allowed positions >= 1 (position 0 is never predicted)"
+            )
 
     @property
     def final_position(self) -> int:
@@ -98,8 +106,14 @@ class PatchingPair:
         return self.target.positions
 
 
-def make_pair(data, individual: int, attribute: str | int, corrupt_with: int | None = None, seed: int = 0,
-              split: str = "evaluation") -> PatchingPair:
+def make_pair(
+    data,
+    individual: int,
+    attribute: str | int,
+    corrupt_with: int | None = None,
+    seed: int = 0,
+    split: str = "evaluation",
+) -> PatchingPair:
     """Clean and corrupted biographies of `individual` (templates of `split`, drawn with `seed`).
 
     corrupt_with: the individual whose name replaces the clean one; None picks (with `seed`) a
@@ -121,14 +135,22 @@ def make_pair(data, individual: int, attribute: str | int, corrupt_with: int | N
     if corrupt_with is None:
         corrupt_with = bio.name_partner(int(individual), population.seen, seed)
         if corrupt_with is None:
-            raise ValueError(f"individual={individual}: no seen individual has a name of {len(name)} tokens "
-                             "differing at every token; pass corrupt_with explicitly")
-    elif not isinstance(corrupt_with, (int, np.integer)) or not 0 <= corrupt_with < n_total or corrupt_with == individual:
-        raise ValueError(f"corrupt_with={corrupt_with!r} is out of range: allowed another individual in [0, {n_total - 1}]")
+            raise ValueError(
+                f"individual={individual}: no seen individual has a name of {len(name)} tokens "
+                "differing at every token; pass corrupt_with explicitly"
+            )
+    elif (
+        not isinstance(corrupt_with, (int, np.integer)) or not 0 <= corrupt_with < n_total or corrupt_with == individual
+    ):
+        raise ValueError(
+            f"corrupt_with={corrupt_with!r} is out of range: allowed another individual in [0, {n_total - 1}]"
+        )
     other = bio.name_tokens(int(corrupt_with))
     if len(other) != len(name):
-        raise ValueError(f"corrupt_with={corrupt_with}: its name has {len(other)} tokens, the clean name {len(name)}; "
-                         "allowed an individual whose name has the same number of tokens")
+        raise ValueError(
+            f"corrupt_with={corrupt_with}: its name has {len(other)} tokens, the clean name {len(name)}; "
+            "allowed an individual whose name has the same number of tokens"
+        )
 
     batch = bio.batch(np.array([individual]), split, np.random.default_rng(seed))
     clean, kind = batch.tokens[:1], batch.kind[0]
@@ -136,16 +158,28 @@ def make_pair(data, individual: int, attribute: str | int, corrupt_with: int | N
     corrupted = bio.with_names(batch, [int(corrupt_with)]).tokens[:1]
     value_pos = torch.nonzero((kind == VALUE) & (batch.attribute[0] == a))[:, 0].tolist()
     return PatchingPair(
-        clean=clean, corrupted=corrupted, target=ValueTarget(value_pos, clean[0, value_pos].tolist()),
+        clean=clean,
+        corrupted=corrupted,
+        target=ValueTarget(value_pos, clean[0, value_pos].tolist()),
         labels=tuple(token_labels(data.tokenizer, clean[0], kind)),
         corrupted_labels=tuple(token_labels(data.tokenizer, corrupted[0], kind)),
-        name_positions=tuple(torch.nonzero(is_name)[:, 0].tolist()), individual=int(individual),
-        corrupt_with=int(corrupt_with), attribute=attribute, value=population.describe(int(individual))[attribute])
+        name_positions=tuple(torch.nonzero(is_name)[:, 0].tolist()),
+        individual=int(individual),
+        corrupt_with=int(corrupt_with),
+        attribute=attribute,
+        value=population.describe(int(individual))[attribute],
+    )
 
 
-def activation_patching(model: HookedTransformer, clean: Int[Tensor, "1 pos"], corrupted: Int[Tensor, "1 pos"],
-                        target: ValueTarget, component: str = "resid_pre", labels=None,
-                        progress: bool = True) -> pd.DataFrame:
+def activation_patching(
+    model: HookedTransformer,
+    clean: Int[Tensor, "1 pos"],
+    corrupted: Int[Tensor, "1 pos"],
+    target: ValueTarget,
+    component: str = "resid_pre",
+    labels=None,
+    progress: bool = True,
+) -> pd.DataFrame:
     """Patch one clean activation at a time into the corrupted run and score it.
 
     component in resid_pre | resid_mid | resid_post | attn_out | mlp_out -> one row per (layer,
@@ -154,11 +188,14 @@ def activation_patching(model: HookedTransformer, clean: Int[Tensor, "1 pos"], c
     / (clean score - corrupted score): 1 = fully restored, 0 = no effect.
     """
     if component not in POSITION_COMPONENTS and component not in HEAD_COMPONENTS:
-        raise ValueError(f"component={component!r} is unknown: allowed one of "
-                         f"{', '.join([*POSITION_COMPONENTS, *HEAD_COMPONENTS])}")
+        raise ValueError(
+            f"component={component!r} is unknown: allowed one of {', '.join([*POSITION_COMPONENTS, *HEAD_COMPONENTS])}"
+        )
     clean, corrupted = _tokens("clean", clean, target), _tokens("corrupted", corrupted, target)
     if clean.shape != corrupted.shape:
-        raise ValueError(f"corrupted has shape {tuple(corrupted.shape)}, clean {tuple(clean.shape)}: allowed equal shapes")
+        raise ValueError(
+            f"corrupted has shape {tuple(corrupted.shape)}, clean {tuple(clean.shape)}: allowed equal shapes"
+        )
     n_pos = clean.shape[1]
     if labels is not None and len(labels) != n_pos:
         raise ValueError(f"labels has {len(labels)} entries: allowed one per position ({n_pos})")
@@ -172,12 +209,22 @@ def activation_patching(model: HookedTransformer, clean: Int[Tensor, "1 pos"], c
     layer = np.repeat(np.arange(result.shape[0]), result.shape[1])
     inner = np.tile(np.arange(result.shape[1]), result.shape[0])
     score = result.flatten().numpy().astype(np.float64)
-    normalized = (score - corrupted_score) / (clean_score - corrupted_score) if clean_score != corrupted_score \
+    normalized = (
+        (score - corrupted_score) / (clean_score - corrupted_score)
+        if clean_score != corrupted_score
         else np.full_like(score, np.nan)
+    )
     if component in POSITION_COMPONENTS:
         tokens = labels if labels is not None else [str(t) for t in clean[0].tolist()]
-        df = pd.DataFrame({"layer": layer, "position": inner, "token": [tokens[p] for p in inner],
-                           "score": score, "normalized": normalized})
+        df = pd.DataFrame(
+            {
+                "layer": layer,
+                "position": inner,
+                "token": [tokens[p] for p in inner],
+                "score": score,
+                "normalized": normalized,
+            }
+        )
     else:
         df = pd.DataFrame({"layer": layer, "head": inner, "score": score, "normalized": normalized})
     df.attrs.update(component=component, clean_score=clean_score, corrupted_score=corrupted_score)
@@ -196,8 +243,13 @@ class _FixedPatterns(PatternSource):
         return {layer: self._patterns[layer] for layer in layers}
 
 
-def pattern_patching_scores(model: HookedTransformer, reference_model: HookedTransformer,
-                            clean: Int[Tensor, "1 pos"], target: ValueTarget, progress: bool = True) -> pd.DataFrame:
+def pattern_patching_scores(
+    model: HookedTransformer,
+    reference_model: HookedTransformer,
+    clean: Int[Tensor, "1 pos"],
+    target: ValueTarget,
+    progress: bool = True,
+) -> pd.DataFrame:
     """Replace each layer's (head = -1) and each head's attention pattern by the reference's.
 
     Returns layer, head, score, delta (= score - the unpatched model's score).
@@ -205,8 +257,10 @@ def pattern_patching_scores(model: HookedTransformer, reference_model: HookedTra
     from tqdm.auto import tqdm
 
     if reference_model.cfg.d_vocab != model.cfg.d_vocab:
-        raise ValueError(f"reference_model has d_vocab={reference_model.cfg.d_vocab}, the model {model.cfg.d_vocab}: "
-                         "allowed models sharing one tokenizer")
+        raise ValueError(
+            f"reference_model has d_vocab={reference_model.cfg.d_vocab}, the model {model.cfg.d_vocab}: "
+            "allowed models sharing one tokenizer"
+        )
     clean = _tokens("clean", clean, target)
     n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
     rows = []
@@ -224,8 +278,15 @@ def pattern_patching_scores(model: HookedTransformer, reference_model: HookedTra
     return df
 
 
-def ablate(model: HookedTransformer, clean: Int[Tensor, "1 pos"], target: ValueTarget, kind: str = "zero",
-           units: str = "heads", mean_batch: Batch | Tensor | None = None, progress: bool = True) -> pd.DataFrame:
+def ablate(
+    model: HookedTransformer,
+    clean: Int[Tensor, "1 pos"],
+    target: ValueTarget,
+    kind: str = "zero",
+    units: str = "heads",
+    mean_batch: Batch | Tensor | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
     """Ablate one unit at a time (each head's output z, or each MLP's output) and score.
 
     kind="zero" sets it to 0; kind="mean" to its mean over `mean_batch` (a `Batch`, padding
@@ -249,6 +310,7 @@ def ablate(model: HookedTransformer, clean: Int[Tensor, "1 pos"], target: ValueT
         todo = [(layer, h) for layer in range(n_layers) for h in (range(n_heads) if units == "heads" else (-1,))]
         rows = []
         for layer, head in tqdm(todo, desc=f"{kind} ablation", disable=not progress):
+
             def hook(x, hook, layer=layer, head=head):
                 fill = 0.0 if means is None else means[layer]
                 if head < 0:

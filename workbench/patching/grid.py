@@ -13,21 +13,28 @@ unpatched reference run itself is the baseline row (reference_step and start_ste
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import pandas as pd
 
+from workbench.atomic import atomic_write_csv
 from workbench.config import PatchConfig, RunConfig, assign
 from workbench.naming import run_name, under_root
 from workbench.patching.twin import validate_patch
 from workbench.run import Run, load_run
-from workbench.atomic import atomic_write_csv
 from workbench.training.rundir import RunDir
 
-GRID_COLUMNS = ("reference_step", "start_step", "run", "final_attribute_loss", "final_attribute_accuracy",
-                "steps_to_50pct_accuracy")
+GRID_COLUMNS = (
+    "reference_step",
+    "start_step",
+    "run",
+    "final_attribute_loss",
+    "final_attribute_accuracy",
+    "steps_to_50pct_accuracy",
+)
 CURVE_COLUMNS = ("reference_step", "start_step", "step", "attribute_loss", "attribute_accuracy")
 
 
@@ -43,19 +50,29 @@ def default_reference_steps(reference: Run, fractions=(0, 1 / 16, 1 / 8, 1 / 4, 
     return sorted({reference.nearest_step(round(f * last)) for f in fractions})
 
 
-def twin_config(reference_path: str | Path, reference_config: RunConfig, reference_step: int, start_step: int = 0,
-                config: RunConfig | None = None) -> RunConfig:
+def twin_config(
+    reference_path: str | Path,
+    reference_config: RunConfig,
+    reference_step: int,
+    start_step: int = 0,
+    config: RunConfig | None = None,
+) -> RunConfig:
     """The study's twin model (docs/method.md §4.3): the reference run's config (or `config`, derived from it with
     fields changed) with the patch spec; a seed other than the reference's is recorded as chosen on purpose.
     The one place a patched run's config is built (CLI `--patch-from`, grids, sweeps with a [patch] base)."""
     base = (reference_config if config is None else config).replace(patch=None)
-    spec = PatchConfig(reference_run=str(Path(reference_path).absolute()), reference_step=reference_step,
-                       start_step=start_step, allow_other_seed=base.seed != reference_config.seed)
+    spec = PatchConfig(
+        reference_run=str(Path(reference_path).absolute()),
+        reference_step=reference_step,
+        start_step=start_step,
+        allow_other_seed=base.seed != reference_config.seed,
+    )
     return base.replace(patch=spec)
 
 
-def grid_config(reference: Run, reference_step: int, start_step: int,
-                config_overrides: dict[str, Any] | None = None) -> RunConfig:
+def grid_config(
+    reference: Run, reference_step: int, start_step: int, config_overrides: dict[str, Any] | None = None
+) -> RunConfig:
     """The config of one patched run: the reference's config (+ overrides) with the patch spec."""
     overrides = dict(config_overrides or {})
     if "patch" in overrides:
@@ -69,8 +86,10 @@ def sweep_config(table: Mapping[str, Any], values: Mapping[str, Any]) -> RunConf
     patch.reference_step / patch.start_step (default 0), the point's other values assigned, validated."""
     reference = load_run(RunDir.require(under_root(table["reference_run"]), "patch.reference_run").path)
     steps = {k: values.get(f"patch.{k}", 0) for k in ("reference_step", "start_step")}
-    cfg = assign(twin_config(reference.path, reference.config, **steps),
-                 {k: v for k, v in values.items() if k not in ("patch.reference_step", "patch.start_step")})
+    cfg = assign(
+        twin_config(reference.path, reference.config, **steps),
+        {k: v for k, v in values.items() if k not in ("patch.reference_step", "patch.start_step")},
+    )
     validate_patch(cfg)
     return cfg
 
@@ -85,9 +104,13 @@ class GridJob:
     out: Path
 
 
-def plan_grid(reference_run: str | Path, reference_steps: Iterable[int], start_steps: Iterable[int] = (0,),
-              out_root: str | Path | None = None,
-              config_overrides: dict[str, Any] | None = None) -> tuple[Run, Path, list[GridJob]]:
+def plan_grid(
+    reference_run: str | Path,
+    reference_steps: Iterable[int],
+    start_steps: Iterable[int] = (0,),
+    out_root: str | Path | None = None,
+    config_overrides: dict[str, Any] | None = None,
+) -> tuple[Run, Path, list[GridJob]]:
     """The reference run, the grid folder and every patched run of the grid, all validated
     (reference checkpoint, architecture, tokenizer, seed, ranges, existing runs) before any training.
     `workbench.experiment.patch_grid` trains them."""
@@ -125,10 +148,14 @@ def summary_row(reference_step: int | None, start_step: int | None, run: Run) ->
     if "attribute_accuracy" not in m or m.empty:
         raise ValueError(f"run {run.path} has no evaluation yet")
     reached = m.loc[m["attribute_accuracy"] >= 0.5, "step"]
-    return {"reference_step": reference_step, "start_step": start_step, "run": str(run.path),
-            "final_attribute_loss": float(m["attribute_loss"].iloc[-1]),
-            "final_attribute_accuracy": float(m["attribute_accuracy"].iloc[-1]),
-            "steps_to_50pct_accuracy": float(reached.iloc[0]) if len(reached) else math.nan}
+    return {
+        "reference_step": reference_step,
+        "start_step": start_step,
+        "run": str(run.path),
+        "final_attribute_loss": float(m["attribute_loss"].iloc[-1]),
+        "final_attribute_accuracy": float(m["attribute_accuracy"].iloc[-1]),
+        "steps_to_50pct_accuracy": float(reached.iloc[0]) if len(reached) else math.nan,
+    }
 
 
 def write_grid_csv(df: pd.DataFrame, path: Path) -> None:

@@ -41,11 +41,15 @@ class PatternPatcher:
         if not 0.0 <= self.mix <= 1.0:
             raise ValueError(f"mix={self.mix!r} is out of range: allowed [0, 1]")
         if (self.source.n_layers, self.source.n_heads) != (cfg.n_layers, cfg.n_heads):
-            raise ValueError(f"pattern source has {self.source.n_layers} layers x {self.source.n_heads} heads; "
-                             f"the model has {cfg.n_layers} x {cfg.n_heads}")
+            raise ValueError(
+                f"pattern source has {self.source.n_layers} layers x {self.source.n_heads} heads; "
+                f"the model has {cfg.n_layers} x {cfg.n_heads}"
+            )
         if getattr(self.source, "model", None) is self.model:
-            raise ValueError("source: the reference model is the patched model itself; load a second copy "
-                             "(e.g. own_patterns_at(run, step)) to patch a model with its own patterns")
+            raise ValueError(
+                "source: the reference model is the patched model itself; load a second copy "
+                "(e.g. own_patterns_at(run, step)) to patch a model with its own patterns"
+            )
         self._all_heads = self.heads == list(range(cfg.n_heads))
 
     def _capture(self, module, args, kwargs) -> None:

@@ -46,8 +46,9 @@ class ReferencePatterns(PatternSource):
             out[int(hook.name.split(".")[1])] = pattern.detach()
 
         device = next(self.model.parameters()).device
-        self.model.run_with_hooks(tokens.to(device), fwd_hooks=[(lambda n: n in names, keep)],
-                                  stop_at_layer=max(layers) + 1)
+        self.model.run_with_hooks(
+            tokens.to(device), fwd_hooks=[(lambda n: n in names, keep)], stop_at_layer=max(layers) + 1
+        )
         return out
 
 

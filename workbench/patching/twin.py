@@ -9,6 +9,7 @@ The patched run is an ordinary run (metrics, checkpoints, resume); its config re
 from __future__ import annotations
 
 from functools import lru_cache
+
 from workbench.config import DataConfig, RunConfig, check_indices
 from workbench.patching.hooks import PatternPatcher
 from workbench.patching.sources import ReferencePatterns
@@ -71,19 +72,27 @@ def validate_patch(config: RunConfig, tokenizer=None):
     check_indices("patch.heads", spec.heads, n=config.model.n_heads)
     ref = load_run(spec.reference_run)
     if spec.reference_step not in ref.checkpoint_steps:
-        raise ValueError(f"patch.reference_step={spec.reference_step} has no checkpoint in {spec.reference_run}: "
-                         f"allowed {ref.checkpoint_steps}")
+        raise ValueError(
+            f"patch.reference_step={spec.reference_step} has no checkpoint in {spec.reference_run}: "
+            f"allowed {ref.checkpoint_steps}"
+        )
     if ref.config.model != config.model:
-        raise ValueError(f"patch.reference_run={spec.reference_run!r} has another architecture "
-                         f"({ref.config.model}) than this run ({config.model})")
+        raise ValueError(
+            f"patch.reference_run={spec.reference_run!r} has another architecture "
+            f"({ref.config.model}) than this run ({config.model})"
+        )
     if ref.config.seed != config.seed and not spec.allow_other_seed:
-        raise ValueError(f"seed={config.seed} differs from patch.reference_run={spec.reference_run!r} (seed "
-                         f"{ref.config.seed}): the twin model shares the reference's seed; allowed {ref.config.seed}, "
-                         "or set patch.allow_other_seed=true to use another seed on purpose")
+        raise ValueError(
+            f"seed={config.seed} differs from patch.reference_run={spec.reference_run!r} (seed "
+            f"{ref.config.seed}): the twin model shares the reference's seed; allowed {ref.config.seed}, "
+            "or set patch.allow_other_seed=true to use another seed on purpose"
+        )
     ref_tokenizer = ref.tokenizer
     if ref_tokenizer != _config_tokenizer(config.data) or (tokenizer is not None and ref_tokenizer != tokenizer):
-        raise ValueError(f"patch.reference_run={spec.reference_run!r} uses another tokenizer than this run "
-                         f"(the one its data config defines): the reference would see other token ids")
+        raise ValueError(
+            f"patch.reference_run={spec.reference_run!r} uses another tokenizer than this run "
+            f"(the one its data config defines): the reference would see other token ids"
+        )
     return ref
 
 

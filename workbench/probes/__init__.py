@@ -13,16 +13,31 @@
 Figures: workbench.viz (plot_localisation, plot_probes, plot_toy_memory).
 """
 
-from workbench.probes.keyvalue import (KEYS_CHANGED_BELOW, key_value_view, overwrite, overwrite_details,
-                                       overwrite_over_checkpoints)
+from workbench.probes.keyvalue import (
+    KEYS_CHANGED_BELOW,
+    key_value_view,
+    overwrite,
+    overwrite_details,
+    overwrite_over_checkpoints,
+)
 from workbench.probes.linear import LinearProbe, fit_probe, probe_accuracy, probes_over_checkpoints
 from workbench.probes.localisation import localisation_over_checkpoints, localise
 from workbench.probes.toy_memory import ToyMemoryConfig, run_toy_memory
 from workbench.probes.tracking import OverwriteTracker
 
 __all__ = [
-    "KEYS_CHANGED_BELOW", "key_value_view", "overwrite", "overwrite_details", "overwrite_over_checkpoints",
-    "LinearProbe", "fit_probe", "probe_accuracy", "probes_over_checkpoints",
-    "localisation_over_checkpoints", "localise",
-    "ToyMemoryConfig", "run_toy_memory", "OverwriteTracker",
+    "KEYS_CHANGED_BELOW",
+    "key_value_view",
+    "overwrite",
+    "overwrite_details",
+    "overwrite_over_checkpoints",
+    "LinearProbe",
+    "fit_probe",
+    "probe_accuracy",
+    "probes_over_checkpoints",
+    "localisation_over_checkpoints",
+    "localise",
+    "ToyMemoryConfig",
+    "run_toy_memory",
+    "OverwriteTracker",
 ]

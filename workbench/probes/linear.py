@@ -27,8 +27,7 @@ from transformer_lens import HookedTransformer
 
 from workbench.data.biography_data import BiographyData
 from workbench.over_checkpoints import bound_params, over_checkpoints
-from workbench.probes.sites import (activations_at, biographies, check_layers, probe_targets,
-                                    sample_individuals)
+from workbench.probes.sites import activations_at, biographies, check_layers, probe_targets, sample_individuals
 
 SITES = ("resid_mid", "resid_post")  # before / after the layer's MLP
 POSITIONS = ("name", "value")
@@ -40,22 +39,23 @@ class LinearProbe:
     """A fitted multinomial logistic regression on standardised inputs."""
 
     weight: Float[Tensor, "d n_classes"]
-    bias: Float[Tensor, "n_classes"]
-    mean: Float[Tensor, "d"]
-    std: Float[Tensor, "d"]
+    bias: Float[Tensor, " n_classes"]
+    mean: Float[Tensor, " d"]
+    std: Float[Tensor, " d"]
 
     def logits(self, x: Float[Tensor, "n d"]) -> Float[Tensor, "n n_classes"]:
         return ((x - self.mean) / self.std) @ self.weight + self.bias
 
-    def predict(self, x: Float[Tensor, "n d"]) -> Int[Tensor, "n"]:
+    def predict(self, x: Float[Tensor, "n d"]) -> Int[Tensor, " n"]:
         return self.logits(x).argmax(-1)
 
-    def accuracy(self, x: Float[Tensor, "n d"], y: Int[Tensor, "n"]) -> float:
+    def accuracy(self, x: Float[Tensor, "n d"], y: Int[Tensor, " n"]) -> float:
         return (self.predict(x) == y).float().mean().item()
 
 
-def fit_probe(x: Float[Tensor, "n d"], y: Int[Tensor, "n"], n_classes: int, weight_decay: float = 1e-3,
-              steps: int = 200) -> LinearProbe:
+def fit_probe(
+    x: Float[Tensor, "n d"], y: Int[Tensor, " n"], n_classes: int, weight_decay: float = 1e-3, steps: int = 200
+) -> LinearProbe:
     """Minimise mean cross-entropy + weight_decay * ||W||^2 / 2 with L-BFGS (deterministic: zero init)."""
     x, y = torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.long)
     if x.ndim != 2 or y.shape != (x.shape[0],) or x.shape[0] == 0:
@@ -70,8 +70,15 @@ def fit_probe(x: Float[Tensor, "n d"], y: Int[Tensor, "n"], n_classes: int, weig
     z = (x - mean) / std
     w = torch.zeros(x.shape[1], n_classes, requires_grad=True)
     b = torch.zeros(n_classes, requires_grad=True)
-    opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=steps, history_size=20, line_search_fn="strong_wolfe",
-                            tolerance_grad=1e-6, tolerance_change=1e-9)
+    opt = torch.optim.LBFGS(
+        [w, b],
+        lr=1.0,
+        max_iter=steps,
+        history_size=20,
+        line_search_fn="strong_wolfe",
+        tolerance_grad=1e-6,
+        tolerance_change=1e-9,
+    )
 
     def closure() -> Tensor:
         opt.zero_grad()
@@ -84,7 +91,7 @@ def fit_probe(x: Float[Tensor, "n d"], y: Int[Tensor, "n"], n_classes: int, weig
     return LinearProbe(w.detach(), b.detach(), mean, std)
 
 
-def chance_level(y_train: Int[Tensor, "n"], y_test: Int[Tensor, "m"], n_classes: int) -> float:
+def chance_level(y_train: Int[Tensor, " n"], y_test: Int[Tensor, " m"], n_classes: int) -> float:
     """max(1 / n_classes, test accuracy of the majority training class)."""
     majority = torch.as_tensor(y_train).bincount().argmax()
     return max(1.0 / n_classes, (torch.as_tensor(y_test) == majority).float().mean().item())
@@ -93,14 +100,25 @@ def chance_level(y_train: Int[Tensor, "n"], y_test: Int[Tensor, "m"], n_classes:
 def probe_scores(x_train, y_train, x_test, y_test, n_classes: int, **fit_kwargs) -> dict[str, float]:
     """Fit on (x_train, y_train), score on (x_test, y_test): accuracy and chance level."""
     probe = fit_probe(x_train, y_train, n_classes, **fit_kwargs)
-    return {"accuracy": probe.accuracy(torch.as_tensor(x_test, dtype=torch.float32), torch.as_tensor(y_test)),
-            "chance": chance_level(y_train, y_test, n_classes)}
+    return {
+        "accuracy": probe.accuracy(torch.as_tensor(x_test, dtype=torch.float32), torch.as_tensor(y_test)),
+        "chance": chance_level(y_train, y_test, n_classes),
+    }
 
 
-def probe_accuracy(model: HookedTransformer, data: BiographyData, n_train: int = 512, n_test: int = 128,
-                   seed: int = 0, group: str = "seen", layers: list[int] | None = None,
-                   weight_decay: float = 1e-3, fit_steps: int = 200, position: str = "name",
-                   progress: bool = False) -> pd.DataFrame:
+def probe_accuracy(
+    model: HookedTransformer,
+    data: BiographyData,
+    n_train: int = 512,
+    n_test: int = 128,
+    seed: int = 0,
+    group: str = "seen",
+    layers: list[int] | None = None,
+    weight_decay: float = 1e-3,
+    fit_steps: int = 200,
+    position: str = "name",
+    progress: bool = False,
+) -> pd.DataFrame:
     """Held-out-individual accuracy of a probe per (layer, site, attribute), with the chance level.
 
     The first n_train of n_train + n_test distinct individuals of `group` train the probes (L-BFGS,
@@ -131,8 +149,15 @@ def probe_accuracy(model: HookedTransformer, data: BiographyData, n_train: int =
             for attr, (y, n_classes) in targets.items():
                 x = acts[f"blocks.{l}.hook_{s}"][:, attributes.index(attr.split(".")[0])]
                 y = torch.as_tensor(y)
-                sc = probe_scores(x[:n_train], y[:n_train], x[n_train:], y[n_train:], n_classes,
-                                  weight_decay=weight_decay, steps=fit_steps)
+                sc = probe_scores(
+                    x[:n_train],
+                    y[:n_train],
+                    x[n_train:],
+                    y[n_train:],
+                    n_classes,
+                    weight_decay=weight_decay,
+                    steps=fit_steps,
+                )
                 rows.append({"layer": l, "site": s, "attribute": attr, **sc})
                 bar.update(1)
     bar.close()

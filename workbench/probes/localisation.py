@@ -45,13 +45,21 @@ def _replace_hook(mask: Bool[Tensor, "batch pos"], replacement: Tensor | float):
         if torch.is_tensor(rep) and rep.ndim == 3:
             return torch.where(m, rep, act)
         return torch.where(m, torch.as_tensor(rep, dtype=act.dtype, device=act.device), act)
+
     return hook
 
 
 @torch.no_grad()
-def intervened_loss(model: HookedTransformer, batch: Batch, layer: int, mask: Bool[Tensor, "batch pos"],
-                    replacement: Tensor | float | None, n_attributes: int, site: str = SITE,
-                    chunk: int = 64) -> Float[Tensor, "batch attribute"]:
+def intervened_loss(
+    model: HookedTransformer,
+    batch: Batch,
+    layer: int,
+    mask: Bool[Tensor, "batch pos"],
+    replacement: Tensor | float | None,
+    n_attributes: int,
+    site: str = SITE,
+    chunk: int = 64,
+) -> Float[Tensor, "batch attribute"]:
     """Summed value NLL per (biography, attribute) with `blocks.{layer}.{site}` set to `replacement`
     where `mask` is True. replacement: a float / [d_model] vector (broadcast), a [batch, pos, d_model]
     tensor (e.g. clean activations: patching), or None (no intervention)."""
@@ -59,11 +67,11 @@ def intervened_loss(model: HookedTransformer, batch: Batch, layer: int, mask: Bo
         raise ValueError(f"mask has shape {tuple(mask.shape)}; the batch's tokens have {tuple(batch.tokens.shape)}")
     losses = []
     for i in range(0, len(batch), chunk):
-        sub = batch[i: i + chunk]
+        sub = batch[i : i + chunk]
         hooks = None
         if replacement is not None:
-            rep = replacement[i: i + chunk] if torch.is_tensor(replacement) and replacement.ndim == 3 else replacement
-            hooks = [(f"blocks.{layer}.{site}", _replace_hook(mask[i: i + chunk], rep))]
+            rep = replacement[i : i + chunk] if torch.is_tensor(replacement) and replacement.ndim == 3 else replacement
+            hooks = [(f"blocks.{layer}.{site}", _replace_hook(mask[i : i + chunk], rep))]
         losses.append(evaluate(model, sub, n_attributes, chunk=len(sub), hooks=hooks).loss)
     return torch.cat(losses)
 
@@ -74,7 +82,7 @@ def _cache_site(model: HookedTransformer, batch: Batch, layers: list[int], chunk
     names = {f"blocks.{l}.{SITE}": l for l in layers}
     parts: dict[int, list[Tensor]] = {l: [] for l in layers}
     for i in range(0, len(batch), chunk):
-        _, cache = model.run_with_cache(batch.tokens[i: i + chunk].to(device), names_filter=lambda n: n in names)
+        _, cache = model.run_with_cache(batch.tokens[i : i + chunk].to(device), names_filter=lambda n: n in names)
         for name, l in names.items():
             parts[l].append(cache[name].cpu())
     return {l: torch.cat(p) for l, p in parts.items()}
@@ -82,19 +90,29 @@ def _cache_site(model: HookedTransformer, batch: Batch, layers: list[int], chunk
 
 def _rows(layer: int, method: str, attributes: tuple[str, ...], score, nats) -> list[dict]:
     score, nats = np.asarray(score, dtype=float), np.asarray(nats, dtype=float)
-    rows = [{"layer": layer, "method": method, "attribute": a, "score": score[j], "nats": nats[j]}
-            for j, a in enumerate(attributes)]
+    rows = [
+        {"layer": layer, "method": method, "attribute": a, "score": score[j], "nats": nats[j]}
+        for j, a in enumerate(attributes)
+    ]
     rows.append({"layer": layer, "method": method, "attribute": "all", "score": score[-1], "nats": nats[-1]})
     return rows
 
 
-def _with_total(per_attribute: Float[Tensor, "attribute"]) -> np.ndarray:
+def _with_total(per_attribute: Float[Tensor, " attribute"]) -> np.ndarray:
     return np.append(per_attribute.numpy(), per_attribute.mean().item())
 
 
-def localise(model: HookedTransformer, data: BiographyData, n: int = 64, group: str = "seen",
-             methods: tuple[str, ...] = ("mean_ablation", "patching"), layers: list[int] | None = None,
-             seed: int = 0, chunk: int = 64, progress: bool = False) -> pd.DataFrame:
+def localise(
+    model: HookedTransformer,
+    data: BiographyData,
+    n: int = 64,
+    group: str = "seen",
+    methods: tuple[str, ...] = ("mean_ablation", "patching"),
+    layers: list[int] | None = None,
+    seed: int = 0,
+    chunk: int = 64,
+    progress: bool = False,
+) -> pd.DataFrame:
     """Ablation and patching scores of every MLP layer at the name, on `n` individuals of `group`."""
     methods = tuple(methods)
     if not methods or any(m not in METHODS for m in methods):
@@ -145,8 +163,7 @@ def _patching_rows(model, data, batch, layers, group, seed, chunk, bar) -> list[
     return rows
 
 
-def localisation_over_checkpoints(run, steps: list[int] | None = None, progress: bool = True,
-                                  **kwargs) -> pd.DataFrame:
+def localisation_over_checkpoints(run, steps: list[int] | None = None, progress: bool = True, **kwargs) -> pd.DataFrame:
     """`localise` at checkpoints of a `Run` (default: all), with a step column first.
     Cached in <run>/analysis/localisation.csv (`over_checkpoints`, params: localise's arguments)."""
     params = bound_params(localise, kwargs)

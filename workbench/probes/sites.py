@@ -43,17 +43,18 @@ def biographies(data: BiographyData, individuals, seed: int = 0, split: str = "e
 
 
 @torch.no_grad()
-def activations_at(model: HookedTransformer, batch: Batch, positions: Int[Tensor, "batch *m"],
-                   hook_names: list[str], chunk: int = 128) -> dict[str, Float[Tensor, "batch *m d"]]:
+def activations_at(
+    model: HookedTransformer, batch: Batch, positions: Int[Tensor, " batch *m"], hook_names: list[str], chunk: int = 128
+) -> dict[str, Float[Tensor, "batch *m d"]]:
     """Activations of `hook_names` at given positions of each row (one [batch] or several [batch, m]),
     forwarded in chunks; returned on CPU."""
     device = next(model.parameters()).device
     wanted = set(hook_names)
     parts: dict[str, list[Tensor]] = {h: [] for h in hook_names}
     for i in range(0, len(batch), chunk):
-        tokens = batch.tokens[i: i + chunk].to(device)
+        tokens = batch.tokens[i : i + chunk].to(device)
         _, cache = model.run_with_cache(tokens, names_filter=lambda name: name in wanted)
-        pos = positions[i: i + chunk].to(device)
+        pos = positions[i : i + chunk].to(device)
         rows = torch.arange(len(tokens), device=device).view(-1, *([1] * (pos.ndim - 1)))
         for h in hook_names:
             parts[h].append(cache[h][rows, pos].float().cpu())
@@ -85,8 +86,12 @@ def check_layers(layers, n_layers: int) -> list[int]:
     if layers is None:
         return list(range(n_layers))
     layers = list(layers)
-    if not layers or len(set(layers)) != len(layers) or not all(
-            isinstance(l, (int, np.integer)) and 0 <= l < n_layers for l in layers):
-        raise ValueError(f"layers={layers!r} is out of range: allowed distinct integers in "
-                         f"[0, {n_layers - 1}], or None")
+    if (
+        not layers
+        or len(set(layers)) != len(layers)
+        or not all(isinstance(l, (int, np.integer)) and 0 <= l < n_layers for l in layers)
+    ):
+        raise ValueError(
+            f"layers={layers!r} is out of range: allowed distinct integers in [0, {n_layers - 1}], or None"
+        )
     return [int(l) for l in layers]

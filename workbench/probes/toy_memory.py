@@ -46,9 +46,18 @@ class ToyMemoryConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name, lo in (("n_keys", 1), ("d_key", 1), ("n_values", 2), ("d_hidden", 1), ("n_new", 1),
-                         ("pretrain_steps", 0), ("finetune_steps", 0), ("batch_size", 1), ("eval_every", 1),
-                         ("seed", 0)):
+        for name, lo in (
+            ("n_keys", 1),
+            ("d_key", 1),
+            ("n_values", 2),
+            ("d_hidden", 1),
+            ("n_new", 1),
+            ("pretrain_steps", 0),
+            ("finetune_steps", 0),
+            ("batch_size", 1),
+            ("eval_every", 1),
+            ("seed", 0),
+        ):
             v = getattr(self, name)
             check_int(f"ToyMemoryConfig.{name}", v, lo)
         check_number("ToyMemoryConfig.replay_weight", self.replay_weight, 0.0)
@@ -68,9 +77,9 @@ class ToyPairs:
     """Pre-training (old) and fine-tuning (new) key-value pairs."""
 
     old_keys: Float[Tensor, "n_keys d_key"]
-    old_values: Int[Tensor, "n_keys"]
+    old_values: Int[Tensor, " n_keys"]
     new_keys: Float[Tensor, "n_new d_key"]
-    new_values: Int[Tensor, "n_new"]
+    new_values: Int[Tensor, " n_new"]
 
 
 def make_pairs(cfg: ToyMemoryConfig) -> ToyPairs:
@@ -91,12 +100,22 @@ def make_memory(cfg: ToyMemoryConfig) -> nn.Sequential:
 
 
 @torch.no_grad()
-def accuracy(model: nn.Module, keys: Float[Tensor, "n d_key"], values: Int[Tensor, "n"]) -> float:
+def accuracy(model: nn.Module, keys: Float[Tensor, "n d_key"], values: Int[Tensor, " n"]) -> float:
     return (model(keys).argmax(-1) == values).float().mean().item()
 
 
-def _train(model: nn.Module, pairs: ToyPairs, cfg: ToyMemoryConfig, phase: str, steps: int, lr: float,
-           p_old: float, g: torch.Generator, rows: list[dict], bar) -> None:
+def _train(
+    model: nn.Module,
+    pairs: ToyPairs,
+    cfg: ToyMemoryConfig,
+    phase: str,
+    steps: int,
+    lr: float,
+    p_old: float,
+    g: torch.Generator,
+    rows: list[dict],
+    bar,
+) -> None:
     """Adam on minibatches: each example is an old pair with probability p_old, else a new pair."""
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     keys = torch.cat([pairs.old_keys, pairs.new_keys])
@@ -104,15 +123,22 @@ def _train(model: nn.Module, pairs: ToyPairs, cfg: ToyMemoryConfig, phase: str, 
     n_old, n_new = len(pairs.old_keys), len(pairs.new_keys)
 
     def log(step: int) -> None:
-        rows.append({"phase": phase, "step": step, "old_accuracy": accuracy(model, pairs.old_keys, pairs.old_values),
-                     "new_accuracy": accuracy(model, pairs.new_keys, pairs.new_values)})
+        rows.append(
+            {
+                "phase": phase,
+                "step": step,
+                "old_accuracy": accuracy(model, pairs.old_keys, pairs.old_values),
+                "new_accuracy": accuracy(model, pairs.new_keys, pairs.new_values),
+            }
+        )
 
     log(0)
     for step in range(1, steps + 1):
         b = cfg.batch_size
         from_old = torch.rand(b, generator=g) < p_old
-        idx = torch.where(from_old, torch.randint(n_old, (b,), generator=g),
-                          n_old + torch.randint(n_new, (b,), generator=g))
+        idx = torch.where(
+            from_old, torch.randint(n_old, (b,), generator=g), n_old + torch.randint(n_new, (b,), generator=g)
+        )
         loss = nn.functional.cross_entropy(model(keys[idx]), values[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -26,8 +26,16 @@ from workbench.training.loop import Callback, TrainState
 class OverwriteTracker(Callback):
     """Overwrite of pre-training individuals' key-value memories, per layer, during training."""
 
-    def __init__(self, every: int = 50, n: int = 64, layers: list[int] | None = None, k: int = 10,
-                 decode: str = "topk", seed: int = 0, path: str | os.PathLike | None = None):
+    def __init__(
+        self,
+        every: int = 50,
+        n: int = 64,
+        layers: list[int] | None = None,
+        k: int = 10,
+        decode: str = "topk",
+        seed: int = 0,
+        path: str | os.PathLike | None = None,
+    ):
         if not isinstance(every, int) or every < 1:
             raise ValueError(f"every={every!r} is out of range: allowed an integer >= 1")
         if not isinstance(n, int) or n < 1:
@@ -55,8 +63,14 @@ class OverwriteTracker(Callback):
         model.eval()
         try:
             for layer in self.layers:
-                self.rows.append({"step": state.step, **overwrite(self.base, model, state.data, self.individuals,
-                                                                  layer, self.k, self.decode, self.seed)})
+                self.rows.append(
+                    {
+                        "step": state.step,
+                        **overwrite(
+                            self.base, model, state.data, self.individuals, layer, self.k, self.decode, self.seed
+                        ),
+                    }
+                )
         finally:
             model.train(was_training)
         if self.path is not None:

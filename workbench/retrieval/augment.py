@@ -49,9 +49,11 @@ def check_room(n_ctx: int, biography_length: int, m: int, votes: int, name: str 
     """`m` documents (and one for each vote) must fit before the query: a ValueError naming the field."""
     room = context_room(n_ctx, biography_length)
     if room < 1:
-        raise ValueError(f"{name}={m}: the model's context (n_ctx={n_ctx}) holds one biography of up to "
-                         f"{biography_length} tokens, no room for a document: allowed a run with data.packing.k > 1 "
-                         f"(or a larger model.n_ctx)")
+        raise ValueError(
+            f"{name}={m}: the model's context (n_ctx={n_ctx}) holds one biography of up to "
+            f"{biography_length} tokens, no room for a document: allowed a run with data.packing.k > 1 "
+            f"(or a larger model.n_ctx)"
+        )
     check_int(name, m, 1, room)
     check_int("retrieval.votes", votes, 0, 1000)
 
@@ -64,8 +66,9 @@ def queries(batch, n_attributes: int) -> list[list[np.ndarray]]:
 
 
 @torch.no_grad()
-def score_contexts(model, batch, contexts: list[Context], doc_tokens: list[np.ndarray], n_attributes: int,
-                   pad_id: int, chunk: int = 64) -> dict[str, np.ndarray]:
+def score_contexts(
+    model, batch, contexts: list[Context], doc_tokens: list[np.ndarray], n_attributes: int, pad_id: int, chunk: int = 64
+) -> dict[str, np.ndarray]:
     """Per context and attribute of its query biography: loss [c, a], correct [c, a], top_probability [c, a]
     (mean over the value's tokens) and prediction [c][a] (the argmax tokens at the value, as a string); the
     tokens scored by `metrics.token_scores`, as the run's own metrics are."""
@@ -76,7 +79,7 @@ def score_contexts(model, batch, contexts: list[Context], doc_tokens: list[np.nd
     out = {k: np.zeros((len(contexts), n_attributes)) for k in ("loss", "correct", "top_probability")}
     predictions: list[list[str]] = []
     for lo in range(0, len(contexts), chunk):
-        part = contexts[lo: lo + chunk]
+        part = contexts[lo : lo + chunk]
         seqs, offsets = [], []
         for c in part:
             prefix = [doc_tokens[d] for d in c.docs]
@@ -89,18 +92,18 @@ def score_contexts(model, batch, contexts: list[Context], doc_tokens: list[np.nd
         for i, (c, s, o) in enumerate(zip(part, seqs, offsets)):
             n = lengths[c.row]
             tokens[i, : len(s)] = torch.from_numpy(s)
-            is_value[i, o: o + n] = batch.kind[c.row, :n] == VALUE
-            attr[i, o: o + n] = batch.attribute[c.row, :n].long().clamp(min=0)
+            is_value[i, o : o + n] = batch.kind[c.row, :n] == VALUE
+            attr[i, o : o + n] = batch.attribute[c.row, :n].long().clamp(min=0)
         scores = token_scores(model(tokens.to(device)).float().cpu(), tokens, is_value)
         is_value, attr = is_value[:, 1:], attr[:, 1:]
 
-        def per(x: torch.Tensor) -> np.ndarray:
+        def per(x: torch.Tensor, attr: torch.Tensor = attr) -> np.ndarray:
             return sum_by(attr, x, n_attributes).numpy()
 
         n_val = np.maximum(per(is_value), 1)
-        out["loss"][lo: lo + len(part)] = per(scores.nll)
-        out["correct"][lo: lo + len(part)] = per(scores.wrong) == 0
-        out["top_probability"][lo: lo + len(part)] = per(scores.top_probability) / n_val
+        out["loss"][lo : lo + len(part)] = per(scores.nll)
+        out["correct"][lo : lo + len(part)] = per(scores.wrong) == 0
+        out["top_probability"][lo : lo + len(part)] = per(scores.top_probability) / n_val
         for i in range(len(seqs)):
             where = [is_value[i] & (attr[i] == a) for a in range(n_attributes)]
             predictions.append(["-".join(map(str, scores.argmax[i][w].tolist())) for w in where])
@@ -115,8 +118,9 @@ def majority(predictions: list[str]) -> str:
     return next(p for p in predictions if counts[p] == best)
 
 
-def augmented_items(model, data, store, batch, group: str, modes: tuple[str, ...], m: int, votes: int,
-                    chunk: int = 64) -> pd.DataFrame:
+def augmented_items(
+    model, data, store, batch, group: str, modes: tuple[str, ...], m: int, votes: int, chunk: int = 64
+) -> pd.DataFrame:
     """One row per (biography, attribute, mode) of `batch` (an evaluation batch of `group`): individual,
     loss, correct, top_probability, prediction, truth, the top document's individual (`retrieved`), whether
     a retrieved document is about the individual (`hit`) and whether the prediction copies the top
@@ -152,8 +156,10 @@ def augmented_items(model, data, store, batch, group: str, modes: tuple[str, ...
                     per_attr.append([Context(r, (d,)) for d in ranked[r, a, :votes].tolist()])
             rows.append(per_attr)
         plans[mode] = rows
-    unique = sorted({c for rows in plans.values() for per_attr in rows if per_attr for cs in per_attr for c in cs},
-                    key=lambda c: (len(c.docs), c.row, c.docs))
+    unique = sorted(
+        {c for rows in plans.values() for per_attr in rows if per_attr for cs in per_attr for c in cs},
+        key=lambda c: (len(c.docs), c.row, c.docs),
+    )
     scores = score_contexts(model, batch, unique, store.tokens, n_attr, data.tokenizer.pad_id, chunk)
     at = {c: i for i, c in enumerate(unique)}
 
@@ -173,13 +179,27 @@ def augmented_items(model, data, store, batch, group: str, modes: tuple[str, ...
                     loss, top = float("nan"), float(np.mean([scores["top_probability"][i, a] for i in idx]))
                 else:
                     i = idx[0]
-                    prediction, loss, top = scores["prediction"][i, a], scores["loss"][i, a], scores["top_probability"][i, a]
+                    prediction, loss, top = (
+                        scores["prediction"][i, a],
+                        scores["loss"][i, a],
+                        scores["top_probability"][i, a],
+                    )
                 copy_value = None if retrieved is None else "-".join(map(str, bio.value_tokens(retrieved, a)))
-                records.append({
-                    "group": group, "row": r, "individual": ind, "attribute": data.config.data.attributes[a],
-                    "mode": mode, "loss": loss, "correct": float(prediction == truth[r][a]),
-                    "top_probability": top, "prediction": prediction, "truth": truth[r][a],
-                    "retrieved": -1 if retrieved is None else retrieved,
-                    "hit": float(any(int(store.individuals[d]) == ind for d in docs)) if docs else float("nan"),
-                    "copied": float("nan") if copy_value is None else float(prediction == copy_value)})
+                records.append(
+                    {
+                        "group": group,
+                        "row": r,
+                        "individual": ind,
+                        "attribute": data.config.data.attributes[a],
+                        "mode": mode,
+                        "loss": loss,
+                        "correct": float(prediction == truth[r][a]),
+                        "top_probability": top,
+                        "prediction": prediction,
+                        "truth": truth[r][a],
+                        "retrieved": -1 if retrieved is None else retrieved,
+                        "hit": float(any(int(store.individuals[d]) == ind for d in docs)) if docs else float("nan"),
+                        "copied": float("nan") if copy_value is None else float(prediction == copy_value),
+                    }
+                )
     return pd.DataFrame.from_records(records)

@@ -86,7 +86,9 @@ def build_datastore(data, config: DatastoreConfig = DatastoreConfig()) -> Datast
         individuals.append(a["individuals"])
         templates.append(a["templates"])
     individuals, templates = np.concatenate(individuals), np.concatenate(templates)
-    if config.source == "trained":  # each distinct biography once; context-only individuals never (only reading knows them)
+    if (
+        config.source == "trained"
+    ):  # each distinct biography once; context-only individuals never (only reading knows them)
         _, keep = np.unique(np.array([t.tobytes() for t in tokens], dtype=object), return_index=True)
         keep = np.sort(keep)
         keep = keep[~np.isin(individuals[keep], np.asarray(data.population.context))]

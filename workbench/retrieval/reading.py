@@ -22,8 +22,13 @@ import pandas as pd
 from workbench.config import check, check_indices, check_int
 from workbench.retrieval.augment import Context, context_room, score_contexts
 
-CONDITIONS: dict[str, tuple[str, ...]] = {"alone": (), "own": ("own",), "other": ("other",),
-                                          "other_own": ("other", "own"), "own_other": ("own", "other")}
+CONDITIONS: dict[str, tuple[str, ...]] = {
+    "alone": (),
+    "own": ("own",),
+    "other": ("other",),
+    "other_own": ("other", "own"),
+    "own_other": ("own", "other"),
+}
 _STREAM_READING = 41
 
 
@@ -36,8 +41,13 @@ def check_reading(run, conditions: tuple[str, ...], size: int, steps: tuple[int,
     n_ctx = run.config.model.n_ctx or run.data.max_length
     room = context_room(n_ctx, run.data.biographer.max_length())
     need = max(len(CONDITIONS[c]) for c in conditions)
-    check(room >= need, "run", f"a packed run whose context holds {need} document(s) before the query "
-          f"(data.packing.k >= {need + 1}); this one holds {max(room, 0)}", str(run.path))
+    check(
+        room >= need,
+        "run",
+        f"a packed run whose context holds {need} document(s) before the query "
+        f"(data.packing.k >= {need + 1}); this one holds {max(room, 0)}",
+        str(run.path),
+    )
     n_heldout = len(run.data.population.heldout)
     check(n_heldout >= 2, "run", "a run with at least 2 held-out individuals (data.n_heldout)", str(run.path))
     check_int("reading.size", size, 2, 100_000)
@@ -46,8 +56,15 @@ def check_reading(run, conditions: tuple[str, ...], size: int, steps: tuple[int,
         check(s in run.checkpoint_steps, "reading.steps[]", f"a checkpoint step of the run: {run.checkpoint_steps}", s)
 
 
-def reading_test(run, steps=(), size: int = 256, conditions: tuple[str, ...] | None = None, chunk: int = 64,
-                 n_boot: int = 500, progress: bool = True) -> pd.DataFrame:
+def reading_test(
+    run,
+    steps=(),
+    size: int = 256,
+    conditions: tuple[str, ...] | None = None,
+    chunk: int = 64,
+    n_boot: int = 500,
+    progress: bool = True,
+) -> pd.DataFrame:
     """Per (step, condition): held-out accuracy (every token of a value right, teacher-forced) with a 95% bootstrap
     interval over biographies, and loss (summed over a value's tokens, mean over values); `steps` default to every
     checkpoint, `conditions` to every one the run's context holds."""
@@ -67,8 +84,11 @@ def reading_test(run, steps=(), size: int = 256, conditions: tuple[str, ...] | N
     own = data.biographer.batch(individuals, "training", np.random.default_rng([run.config.seed, _STREAM_READING]))
     docs = [own.tokens[r, : int(own.mask[r].sum())].numpy() for r in range(len(own))]
     other = _other_rows(individuals)
-    contexts = [Context(r, tuple(r if d == "own" else int(other[r]) for d in CONDITIONS[c]))
-                for c in conditions for r in range(len(batch))]
+    contexts = [
+        Context(r, tuple(r if d == "own" else int(other[r]) for d in CONDITIONS[c]))
+        for c in conditions
+        for r in range(len(batch))
+    ]
     n_attr = len(data.config.data.attributes)
     rows = []
     for step in tqdm(steps, desc="reading", disable=not progress):
@@ -77,10 +97,17 @@ def reading_test(run, steps=(), size: int = 256, conditions: tuple[str, ...] | N
             part = slice(i * len(batch), (i + 1) * len(batch))
             per_row = scores["correct"][part].mean(1)
             boot = per_row[np.random.default_rng(0).integers(len(per_row), size=(n_boot, len(per_row)))].mean(1)
-            rows.append({"step": step, "condition": c, "accuracy": per_row.mean(),
-                         "accuracy_lo": np.quantile(boot, 0.025) if n_boot else np.nan,
-                         "accuracy_hi": np.quantile(boot, 0.975) if n_boot else np.nan,
-                         "loss": scores["loss"][part].mean(), "n": len(batch)})
+            rows.append(
+                {
+                    "step": step,
+                    "condition": c,
+                    "accuracy": per_row.mean(),
+                    "accuracy_lo": np.quantile(boot, 0.025) if n_boot else np.nan,
+                    "accuracy_hi": np.quantile(boot, 0.975) if n_boot else np.nan,
+                    "loss": scores["loss"][part].mean(),
+                    "n": len(batch),
+                }
+            )
     return pd.DataFrame(rows)
 
 

@@ -52,20 +52,38 @@ class RetrievalConfig:
             object.__setattr__(self, "datastore", DatastoreConfig(**self.datastore))
         for name in ("steps", "modes", "groups"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
-        check(isinstance(self.name, str) and self.name.replace("-", "").replace("_", "").isalnum(),
-              "retrieval.name", "a name of letters, digits, - and _", self.name)
+        check(
+            isinstance(self.name, str) and self.name.replace("-", "").replace("_", "").isalnum(),
+            "retrieval.name",
+            "a name of letters, digits, - and _",
+            self.name,
+        )
         check_indices("retrieval.steps", self.steps)
-        check(len(self.modes) > 0 and all(m in MODES for m in self.modes) and len(set(self.modes)) == len(self.modes),
-              "retrieval.modes", f"distinct modes from {MODES}", self.modes)
-        check(len(self.groups) > 0 and all(g in GROUPS for g in self.groups) and len(set(self.groups)) == len(self.groups),
-              "retrieval.groups", f"distinct groups from {GROUPS}", self.groups)
+        check(
+            len(self.modes) > 0 and all(m in MODES for m in self.modes) and len(set(self.modes)) == len(self.modes),
+            "retrieval.modes",
+            f"distinct modes from {MODES}",
+            self.modes,
+        )
+        check(
+            len(self.groups) > 0
+            and all(g in GROUPS for g in self.groups)
+            and len(set(self.groups)) == len(self.groups),
+            "retrieval.groups",
+            f"distinct groups from {GROUPS}",
+            self.groups,
+        )
         check_int("retrieval.m", self.m, 1, 64)
         check_int("retrieval.votes", self.votes, 1 if "vote" in self.modes else 0, 64)
         check_int("retrieval.eval_size", self.eval_size, 0, 100_000)
         check_int("retrieval.n_boot", self.n_boot, 0, 100_000)
         check_int("retrieval.chunk", self.chunk, 1, 4096)
-        check(isinstance(self.baseline_run, str), "retrieval.baseline_run", "a run directory, or '' (the run itself)",
-              self.baseline_run)
+        check(
+            isinstance(self.baseline_run, str),
+            "retrieval.baseline_run",
+            "a run directory, or '' (the run itself)",
+            self.baseline_run,
+        )
         check(isinstance(self.datastore, DatastoreConfig), "retrieval.datastore", "a DatastoreConfig", self.datastore)
 
 
@@ -103,13 +121,25 @@ def check_baseline(run, baseline_run: str):
     same = {f: getattr(base.config.train, f) for f in _LENGTH_FIELDS}
     # the pool of context-only individuals grows with a run's length; the seen individuals' batches do not change
     pool = {"packing": {"n_context": base.config.data.packing.n_context}}
-    check(base.config == run.config.replace(train=same, data=pool), "retrieval.baseline_run",
-          f"a run of this run's config with only train.{{{', '.join(_LENGTH_FIELDS)}}} (and "
-          f"data.packing.n_context) changed", baseline_run)
-    check(run.config.train.schedule == "constant" or base.config.train.steps == run.config.train.steps,
-          "retrieval.baseline_run", "a longer run only for a constant learning rate (train.schedule)", baseline_run)
-    check(base.config.train.steps >= run.config.train.steps, "retrieval.baseline_run",
-          f"a run of at least train.steps={run.config.train.steps}", baseline_run)
+    check(
+        base.config == run.config.replace(train=same, data=pool),
+        "retrieval.baseline_run",
+        f"a run of this run's config with only train.{{{', '.join(_LENGTH_FIELDS)}}} (and "
+        f"data.packing.n_context) changed",
+        baseline_run,
+    )
+    check(
+        run.config.train.schedule == "constant" or base.config.train.steps == run.config.train.steps,
+        "retrieval.baseline_run",
+        "a longer run only for a constant learning rate (train.schedule)",
+        baseline_run,
+    )
+    check(
+        base.config.train.steps >= run.config.train.steps,
+        "retrieval.baseline_run",
+        f"a run of at least train.steps={run.config.train.steps}",
+        baseline_run,
+    )
     return base
 
 
@@ -130,11 +160,17 @@ def load_retrieval(path: str | Path) -> Retrieval:
     meta = read_json(path / "retrieval.json")
     for name, sha in meta.get("sha256", {}).items():  # a table edited or truncated since: named, not a parser error
         if not (path / name).is_file() or hashlib.sha256((path / name).read_bytes()).hexdigest() != sha:
-            raise ValueError(f"{path / name} does not match its sha256 in retrieval.json (edited, truncated or "
-                             f"missing): allowed the file as the workbench wrote it (or remove {path})")
+            raise ValueError(
+                f"{path / name} does not match its sha256 in retrieval.json (edited, truncated or "
+                f"missing): allowed the file as the workbench wrote it (or remove {path})"
+            )
     cfg = RetrievalConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["config"].items()})
-    return Retrieval(path, cfg, meta, *(pd.read_csv(path / f"{n}.csv", keep_default_na=True)
-                                        for n in ("items", "summary", "multipliers")))
+    return Retrieval(
+        path,
+        cfg,
+        meta,
+        *(pd.read_csv(path / f"{n}.csv", keep_default_na=True) for n in ("items", "summary", "multipliers")),
+    )
 
 
 def retrieve(run, config: RetrievalConfig | None = None, progress: bool = True, **fields) -> Retrieval:
@@ -151,9 +187,15 @@ def retrieve(run, config: RetrievalConfig | None = None, progress: bool = True, 
         raise ValueError(f"retrieve: {sorted(fields)[0]} given with a config: allowed one or the other")
     run = load_run(run) if isinstance(run, (str, os.PathLike)) else run
     config = resolve(run, config)
-    return saved_or_computed(run.path / "retrieval" / config.name, "retrieval.json", load_retrieval,
-                             lambda tmp: _compute(run, config, tmp / "result", progress), config, "retrieval",
-                             "or another retrieval.name")
+    return saved_or_computed(
+        run.path / "retrieval" / config.name,
+        "retrieval.json",
+        load_retrieval,
+        lambda tmp: _compute(run, config, tmp / "result", progress),
+        config,
+        "retrieval",
+        "or another retrieval.name",
+    )
 
 
 def name_recall(store, data, individuals) -> float:
@@ -191,13 +233,22 @@ def _compute(run, config: RetrievalConfig, out: Path, progress: bool) -> None:
     files = {"items.csv": items, "summary.csv": summary, "multipliers.csv": multipliers}
     for name, frame in files.items():
         atomic_write_csv(out / name, frame)
-    atomic_write_json(out / "retrieval.json", {
-        "config": dataclasses.asdict(config), "run": str(run.path), "seed": run.config.seed,
-        "datastore": {"documents": len(store), "name_recall_at_1": recall},
-        "baseline": {"run": str(baseline.path), "steps": baseline.config.train.steps,
-                     "times_longer": baseline.config.train.steps / run.config.train.steps},
-        "seconds": {"datastore": round(t1 - t0, 2), "evaluation": round(time.perf_counter() - t1, 2)},
-        "sha256": {n: hashlib.sha256((out / n).read_bytes()).hexdigest() for n in files}})
+    atomic_write_json(
+        out / "retrieval.json",
+        {
+            "config": dataclasses.asdict(config),
+            "run": str(run.path),
+            "seed": run.config.seed,
+            "datastore": {"documents": len(store), "name_recall_at_1": recall},
+            "baseline": {
+                "run": str(baseline.path),
+                "steps": baseline.config.train.steps,
+                "times_longer": baseline.config.train.steps / run.config.train.steps,
+            },
+            "seconds": {"datastore": round(t1 - t0, 2), "evaluation": round(time.perf_counter() - t1, 2)},
+            "sha256": {n: hashlib.sha256((out / n).read_bytes()).hexdigest() for n in files},
+        },
+    )
 
 
 def _boot_means(per_row: np.ndarray, n_boot: int, seed: int = 0) -> np.ndarray:
@@ -212,10 +263,21 @@ def summarize(items: pd.DataFrame, n_boot: int = 500) -> pd.DataFrame:
     for (step, group, mode), g in items.groupby(["step", "group", "mode"], sort=True):
         per_row = g.groupby("row")["correct"].mean().to_numpy()
         boot = _boot_means(per_row, n_boot) if n_boot else np.array([np.nan])
-        rows.append({"step": step, "group": group, "mode": mode, "accuracy": per_row.mean(),
-                     "accuracy_lo": np.quantile(boot, 0.025), "accuracy_hi": np.quantile(boot, 0.975),
-                     "loss": g["loss"].mean(), "top_probability": g["top_probability"].mean(),
-                     "copied": g["copied"].mean(), "hit": g["hit"].mean(), "n": len(g)})
+        rows.append(
+            {
+                "step": step,
+                "group": group,
+                "mode": mode,
+                "accuracy": per_row.mean(),
+                "accuracy_lo": np.quantile(boot, 0.025),
+                "accuracy_hi": np.quantile(boot, 0.975),
+                "loss": g["loss"].mean(),
+                "top_probability": g["top_probability"].mean(),
+                "copied": g["copied"].mean(),
+                "hit": g["hit"].mean(),
+                "n": len(g),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -228,9 +290,22 @@ def multiplier_table(items: pd.DataFrame, metrics: pd.DataFrame, n_boot: int = 5
     for (step, mode), g in items[items["group"] == "seen"].groupby(["step", "mode"], sort=True):
         per_row = g.groupby("row")["correct"].mean().to_numpy()
         m = compute_multiplier(steps, acc, int(step), float(per_row.mean()))
-        lo, hi = (multiplier_interval(steps, acc, int(step), _boot_means(per_row, n_boot, seed=1))
-                  if n_boot else (np.nan, np.nan))
-        rows.append({"step": m.step, "mode": mode, "accuracy": m.accuracy, "equivalent_step": m.equivalent_step,
-                     "multiplier": m.multiplier, "multiplier_lo": lo, "multiplier_hi": hi, "bound": m.bound,
-                     "status": m.status})
+        lo, hi = (
+            multiplier_interval(steps, acc, int(step), _boot_means(per_row, n_boot, seed=1))
+            if n_boot
+            else (np.nan, np.nan)
+        )
+        rows.append(
+            {
+                "step": m.step,
+                "mode": mode,
+                "accuracy": m.accuracy,
+                "equivalent_step": m.equivalent_step,
+                "multiplier": m.multiplier,
+                "multiplier_lo": lo,
+                "multiplier_hi": hi,
+                "bound": m.bound,
+                "status": m.status,
+            }
+        )
     return pd.DataFrame(rows)

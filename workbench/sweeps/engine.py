@@ -19,9 +19,10 @@ import contextlib
 import os
 import time
 import traceback
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
 import pandas as pd
 from tqdm.auto import tqdm
@@ -83,9 +84,17 @@ def status_table(root: Path, trials: list[Trial]) -> pd.DataFrame:
     for t in trials:
         failure = read_failure(root, t) or {}
         status = trial_status(root, t)
-        rows.append({"trial": t.name, **dict(t.values), "status": status, "step": last_step(t.out),
-                     "steps": t.config.train.steps, "error": failure.get("error", "") if status == "failed" else "",
-                     "run": str(t.out)})
+        rows.append(
+            {
+                "trial": t.name,
+                **dict(t.values),
+                "status": status,
+                "step": last_step(t.out),
+                "steps": t.config.train.steps,
+                "error": failure.get("error", "") if status == "failed" else "",
+                "run": str(t.out),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -99,8 +108,9 @@ def cap_gpu_memory(fraction: float) -> None:
         torch.cuda.set_per_process_memory_fraction(fraction, 0)
 
 
-def execute(run_trial: RunTrial, config: RunConfig, out: str, failure: str, threads: int,
-            gpu_fraction: float = 0.0) -> tuple[str, str]:
+def execute(
+    run_trial: RunTrial, config: RunConfig, out: str, failure: str, threads: int, gpu_fraction: float = 0.0
+) -> tuple[str, str]:
     """The body of one Ray task: train or resume the run, and record a failure (else clear it)."""
     import torch
 
@@ -115,8 +125,16 @@ def execute(run_trial: RunTrial, config: RunConfig, out: str, failure: str, thre
     except Exception as e:
         error = f"{type(e).__name__}: {e}"
         record.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(record, {"error": error, "traceback": traceback.format_exc(), "attempts": attempts,
-                                   "host": os.uname().nodename, "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        atomic_write_json(
+            record,
+            {
+                "error": error,
+                "traceback": traceback.format_exc(),
+                "attempts": attempts,
+                "host": os.uname().nodename,
+                "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            },
+        )
         return "failed", error
     record.unlink(missing_ok=True)
     return "finished", ""
@@ -166,17 +184,28 @@ def ray_start_error(e: BaseException, address: str | None, given: str | None) ->
     reason = f"{type(e).__name__}: {reason}" if reason else type(e).__name__
     if address:
         source = "--address" if given else "RAY_ADDRESS"
-        return (f"sweep: cannot connect to the Ray cluster at {source}={address!r} ({reason}): allowed the address "
-                f"of a running cluster (check it with `ray status --address {address}`), or no --address and no "
-                f"RAY_ADDRESS for a local Ray on this machine")
-    return (f"sweep: the local Ray instance did not start ({reason}): check this machine's free memory, CPUs and "
-            f"/tmp space, or stop leftover Ray processes (`ray stop`); or give --address HOST:PORT (or RAY_ADDRESS) "
-            f"of a running cluster")
+        return (
+            f"sweep: cannot connect to the Ray cluster at {source}={address!r} ({reason}): allowed the address "
+            f"of a running cluster (check it with `ray status --address {address}`), or no --address and no "
+            f"RAY_ADDRESS for a local Ray on this machine"
+        )
+    return (
+        f"sweep: the local Ray instance did not start ({reason}): check this machine's free memory, CPUs and "
+        f"/tmp space, or stop leftover Ray processes (`ray stop`); or give --address HOST:PORT (or RAY_ADDRESS) "
+        f"of a running cluster"
+    )
 
 
-def run_trials(root: str | Path, trials: list[Trial], run_trial: RunTrial, resources: Resources = Resources(),
-               address: str | None = None, retry_failed: bool = False, progress: bool = True,
-               spec: dict | None = None) -> pd.DataFrame:
+def run_trials(
+    root: str | Path,
+    trials: list[Trial],
+    run_trial: RunTrial,
+    resources: Resources = Resources(),
+    address: str | None = None,
+    retry_failed: bool = False,
+    progress: bool = True,
+    spec: dict | None = None,
+) -> pd.DataFrame:
     """Train every trial that needs it as a Ray task, with a progress bar over their training steps;
     finished (and, unless `retry_failed`, failed or running) trials are skipped. Resources a trial asks for
     but the Ray cluster does not have are refused before anything is written; then the plan (`spec` and
@@ -203,22 +232,32 @@ def check_feasible(resources: Resources) -> None:
     for field_name, key, need in (("resources.cpus", "CPU", resources.cpus), ("resources.gpus", "GPU", resources.gpus)):
         have = total.get(key, 0.0)
         if need > have:
-            raise ValueError(f"{field_name}={need:g} per trial, but the Ray cluster has {have:g} {key}(s): allowed "
-                             f"at most {have:g}" + (", or --address of a cluster with GPUs" if key == "GPU" else ""))
+            raise ValueError(
+                f"{field_name}={need:g} per trial, but the Ray cluster has {have:g} {key}(s): allowed "
+                f"at most {have:g}" + (", or --address of a cluster with GPUs" if key == "GPU" else "")
+            )
 
 
-def _submit_and_wait(root: Path, todo: list[Trial], run_trial: RunTrial, resources: Resources,
-                     progress: bool) -> None:
+def _submit_and_wait(root: Path, todo: list[Trial], run_trial: RunTrial, resources: Resources, progress: bool) -> None:
     import ray
 
     todo = sorted(todo, key=lambda t: -t.config.train.steps)  # longest first: the shortest makespan
     task = ray.remote(execute).options(num_cpus=resources.cpus, num_gpus=resources.gpus, max_retries=0)
-    refs = {task.remote(run_trial, t.config, str(t.out), str(failure_path(root, t)), resources.torch_threads,
-                        resources.gpus): t for t in todo}
+    refs = {
+        task.remote(
+            run_trial, t.config, str(t.out), str(failure_path(root, t)), resources.torch_threads, resources.gpus
+        ): t
+        for t in todo
+    }
     done = {"finished": 0, "failed": 0, "interrupted": 0}
     total = sum(t.config.train.steps for t in todo)
-    bar = tqdm(total=total, initial=sum(min(last_step(t.out), t.config.train.steps) for t in todo), unit="step",
-               desc=f"sweep {root.name}: {len(todo)} trials", disable=not progress)
+    bar = tqdm(
+        total=total,
+        initial=sum(min(last_step(t.out), t.config.train.steps) for t in todo),
+        unit="step",
+        desc=f"sweep {root.name}: {len(todo)} trials",
+        disable=not progress,
+    )
     try:
         while refs:
             ready, _ = ray.wait(list(refs), num_returns=1, timeout=2.0)

@@ -6,9 +6,10 @@ builds a point from the spec's base (a preset, or a feature's base table) throug
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from workbench.config import RunConfig
 from workbench.naming import checkpoints_root, under_root

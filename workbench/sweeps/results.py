@@ -51,23 +51,36 @@ def sweep_table(root: str | Path, rule: PlateauRule | None = None, n_boot: int =
 def _results(run: Run, rule: PlateauRule | None, n_boot: int) -> dict:
     m = run.metrics.sort_values("step")
     last = m.iloc[-1]
-    out = {"steps": int(last["step"]), "baseline": float(last["no_knowledge_baseline"]),
-           "final_attribute_loss": float(last["attribute_loss"]),
-           "final_attribute_accuracy": float(last["attribute_accuracy"])}
+    out = {
+        "steps": int(last["step"]),
+        "baseline": float(last["no_knowledge_baseline"]),
+        "final_attribute_loss": float(last["attribute_loss"]),
+        "final_attribute_accuracy": float(last["attribute_accuracy"]),
+    }
     if run.config.finetune is not None:  # fine-tuning: no plateau; the drops of seen accuracy
         return out | drops(m)
     ph = run.phases(rule=rule, n_boot=n_boot)
     lo, hi = ph.plateau_end_ci if ph.exists else (math.nan, math.nan)  # no interval around "no plateau"
-    out |= {"plateau_start": ph.plateau_start, "plateau_end": ph.plateau_end,
-            "plateau_end_lo": lo, "plateau_end_hi": hi,
-            "censored": bool(ph.censored), "has_plateau": bool(ph.exists)}
+    out |= {
+        "plateau_start": ph.plateau_start,
+        "plateau_end": ph.plateau_end,
+        "plateau_end_lo": lo,
+        "plateau_end_hi": hi,
+        "censored": bool(ph.censored),
+        "has_plateau": bool(ph.exists),
+    }
     scores = run.dir.read_scores()
-    est = escape_estimates(scores["step"], scores["loss"], scores["correct"], run.config.data.no_knowledge_baseline,
-                           rule, n_boot)
+    est = escape_estimates(
+        scores["step"], scores["loss"], scores["correct"], run.config.data.no_knowledge_baseline, rule, n_boot
+    )
     for name in ESTIMATORS[1:]:  # the rule's are the plateau_end columns
         e = est[name]
-        out |= {f"escape_{name}": e.step, f"escape_{name}_lo": e.lo, f"escape_{name}_hi": e.hi,
-                f"escape_{name}_censored": e.censored}
+        out |= {
+            f"escape_{name}": e.step,
+            f"escape_{name}_lo": e.lo,
+            f"escape_{name}_hi": e.hi,
+            f"escape_{name}_censored": e.censored,
+        }
     # exposures per individual: biographies of an individual seen per step, on average
     out["exposures_per_step"] = run.config.train.batch_size * run.config.data.packing.k / run.config.data.n_individuals
     return out
@@ -80,10 +93,14 @@ def drops(metrics: pd.DataFrame) -> dict:
     m = metrics.sort_values("step")
     acc, steps = m["attribute_accuracy"].to_numpy(), m["step"].to_numpy()
     early = steps <= steps[0] + INITIAL_FRACTION * (steps[-1] - steps[0])
-    return {"base_accuracy": float(acc[0]), "initial_drop": float(acc[0] - acc[early].min()),
-            "final_drop": float(acc[0] - acc[-1]),
-            "new_final_accuracy": float(m["new_attribute_accuracy"].iloc[-1]) if "new_attribute_accuracy" in m
-            else math.nan}
+    return {
+        "base_accuracy": float(acc[0]),
+        "initial_drop": float(acc[0] - acc[early].min()),
+        "final_drop": float(acc[0] - acc[-1]),
+        "new_final_accuracy": float(m["new_attribute_accuracy"].iloc[-1])
+        if "new_attribute_accuracy" in m
+        else math.nan,
+    }
 
 
 def finetune_drops(table: pd.DataFrame) -> pd.DataFrame:
@@ -107,14 +124,19 @@ class PowerLaw:
         return self.a * np.asarray(x, dtype=float) ** self.b
 
     def describe(self) -> str:
-        return (f"plateau end = {self.a:.3g} * N^{self.b:.2f} (b 95% CI {self.b_ci[0]:.2f}..{self.b_ci[1]:.2f}, "
-                f"{self.n} runs)")
+        return (
+            f"plateau end = {self.a:.3g} * N^{self.b:.2f} (b 95% CI {self.b_ci[0]:.2f}..{self.b_ci[1]:.2f}, "
+            f"{self.n} runs)"
+        )
 
 
 def escaped(table: pd.DataFrame) -> pd.Series:
     """Rows of finished runs whose plateau ended within the run (the ones a plateau end is known for)."""
-    return ((table["status"] == "finished") & table["has_plateau"].fillna(False).astype(bool)
-            & ~table["censored"].fillna(True).astype(bool))
+    return (
+        (table["status"] == "finished")
+        & table["has_plateau"].fillna(False).astype(bool)
+        & ~table["censored"].fillna(True).astype(bool)
+    )
 
 
 def escape_column(estimator: str) -> str:
@@ -129,8 +151,15 @@ def _usable(table: pd.DataFrame, estimator: str = "rule") -> tuple[pd.DataFrame,
     ok = escaped(table) & (np.isfinite(table[col].astype(float)) if col in table else False)
     for row, good in zip(table.itertuples(index=False), ok):
         if not good:
-            why = ("unfinished" if row.status != "finished" else "no plateau" if not row.has_plateau
-                   else "censored (never escaped)" if row.censored else f"{estimator} not reached within the run")
+            why = (
+                "unfinished"
+                if row.status != "finished"
+                else "no plateau"
+                if not row.has_plateau
+                else "censored (never escaped)"
+                if row.censored
+                else f"{estimator} not reached within the run"
+            )
             excluded.append(f"{row.trial}: {why}")
     return table[ok], excluded
 
@@ -148,14 +177,17 @@ def _fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return float(math.exp(log_a)), float(b)
 
 
-def power_law_fit(table: pd.DataFrame, x: str = "data.n_individuals", n_boot: int = 2000, seed: int = 0,
-                  estimator: str = "rule") -> PowerLaw:
+def power_law_fit(
+    table: pd.DataFrame, x: str = "data.n_individuals", n_boot: int = 2000, seed: int = 0, estimator: str = "rule"
+) -> PowerLaw:
     """Fit escape step = a * x^b under `estimator` (`workbench.escape`; the rule's plateau end by default; see the
     module docstring); ValueError when fewer than 2 values of x have a usable run."""
     ok, excluded = _usable(table, estimator)
     if ok[x].nunique() < 2:
-        raise ValueError(f"power_law_fit: {ok[x].nunique()} value(s) of {x} with an escaped plateau; allowed >= 2 "
-                         f"(excluded: {'; '.join(excluded) or 'none'})")
+        raise ValueError(
+            f"power_law_fit: {ok[x].nunique()} value(s) of {x} with an escaped plateau; allowed >= 2 "
+            f"(excluded: {'; '.join(excluded) or 'none'})"
+        )
     a, b = _fit(ok[x].to_numpy(float), ok[escape_column(estimator)].to_numpy(float))
     rng = np.random.default_rng(seed)
     groups = [g for _, g in ok.groupby(x)]
@@ -181,15 +213,23 @@ def over_seeds(table: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> pd.Dat
     for values, g in table[table["status"] == "finished"].groupby(keys, dropna=False):
         values = values if isinstance(values, tuple) else (values,)
         ok = g[escaped(g)]
-        row = dict(zip(keys, values)) | {"runs": len(g), "with_plateau": int(g["has_plateau"].fillna(False).sum()),
-                                         "censored": int(g["censored"].fillna(False).sum())}
+        row = dict(zip(keys, values)) | {
+            "runs": len(g),
+            "with_plateau": int(g["has_plateau"].fillna(False).sum()),
+            "censored": int(g["censored"].fillna(False).sum()),
+        }
         if len(ok):
             lo, hi = plateau_interval(ok)
             boot = [rng.uniform(lo, hi)[rng.integers(0, len(ok), len(ok))].mean() for _ in range(n_boot)]
-            row |= {"plateau_end": float(ok["plateau_end"].mean()),
-                    "plateau_end_lo": float(np.quantile(boot, 0.025)), "plateau_end_hi": float(np.quantile(boot, 0.975))}
-        row |= {"final_attribute_loss": float(g["final_attribute_loss"].mean()),
-                "final_attribute_accuracy": float(g["final_attribute_accuracy"].mean())}
+            row |= {
+                "plateau_end": float(ok["plateau_end"].mean()),
+                "plateau_end_lo": float(np.quantile(boot, 0.025)),
+                "plateau_end_hi": float(np.quantile(boot, 0.975)),
+            }
+        row |= {
+            "final_attribute_loss": float(g["final_attribute_loss"].mean()),
+            "final_attribute_accuracy": float(g["final_attribute_accuracy"].mean()),
+        }
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -203,6 +243,13 @@ def exposures_at_escape(table: pd.DataFrame, x: str = "data.n_individuals") -> p
         col = escape_column(estimator)
         ok, _ = _usable(table, estimator)
         for value, g in ok.groupby(x):
-            rows.append({x: value, "estimator": estimator, "runs": len(g), "escape_step": float(g[col].mean()),
-                         "exposures": float((g[col] * g["exposures_per_step"]).mean())})
+            rows.append(
+                {
+                    x: value,
+                    "estimator": estimator,
+                    "runs": len(g),
+                    "escape_step": float(g[col].mean()),
+                    "exposures": float((g[col] * g["exposures_per_step"]).mean()),
+                }
+            )
     return pd.DataFrame(rows)

@@ -25,20 +25,37 @@ import dataclasses
 import itertools
 import math
 import re
-import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
+
+import tomllib
 
 from workbench.config import PRESETS, check, check_int, check_number
 from workbench.naming import point_name
 
 SPEC_DIR = Path(__file__).with_name("specs")
-SPEC_KEYS = ("name", "preset", "finetune", "patch", "edit", "set", "grid", "cases", "out", "trial_name", "resources",
-             "budget")
-BASE_KEYS = {"finetune": ("base_run", "base_step", "steps", "lr", "eval_every"), "patch": ("reference_run",),
-             "edit": ("attribution",)}
+SPEC_KEYS = (
+    "name",
+    "preset",
+    "finetune",
+    "patch",
+    "edit",
+    "set",
+    "grid",
+    "cases",
+    "out",
+    "trial_name",
+    "resources",
+    "budget",
+)
+BASE_KEYS = {
+    "finetune": ("base_run", "base_step", "steps", "lr", "eval_every"),
+    "patch": ("reference_run",),
+    "edit": ("attribution",),
+}
 BASE_TABLES = tuple(BASE_KEYS)
 
 
@@ -111,8 +128,12 @@ class SweepSpec:
     budget: Budget | None = None  # None: each trial trains exactly its train.steps
 
     def __post_init__(self) -> None:
-        check(isinstance(self.name, str) and re.fullmatch(r"[\w.+-]+", self.name or "") is not None, "name",
-              "a non-empty name of letters, digits and _ . + -", self.name)
+        check(
+            isinstance(self.name, str) and re.fullmatch(r"[\w.+-]+", self.name or "") is not None,
+            "name",
+            "a non-empty name of letters, digits and _ . + -",
+            self.name,
+        )
         bases = [k for k in ("preset", *BASE_TABLES) if getattr(self, k)]
         check(len(bases) == 1, "preset", "exactly one base: preset = NAME, [finetune], [patch] or [edit]", bases)
         if self.preset:
@@ -124,8 +145,12 @@ class SweepSpec:
                 unknown = sorted(set(table) - set(BASE_KEYS[kind]))
                 check(not unknown, f"{kind}.{unknown[0] if unknown else ''}", f"keys of {BASE_KEYS[kind]}", unknown)
                 key = BASE_KEYS[kind][0]
-                check(isinstance(table.get(key), str) and bool(table.get(key)), f"{kind}.{key}", "a directory",
-                      table.get(key))
+                check(
+                    isinstance(table.get(key), str) and bool(table.get(key)),
+                    f"{kind}.{key}",
+                    "a directory",
+                    table.get(key),
+                )
                 object.__setattr__(self, kind, _frozen(table))
         check(isinstance(self.set, Mapping), "set", "a table of PATH = VALUE", self.set)
         check(isinstance(self.grid, Mapping), "grid", "a table of PATH = [VALUES]", self.grid)
@@ -136,8 +161,12 @@ class SweepSpec:
             grid[path] = tuple(values)
         object.__setattr__(self, "set", _frozen(self.set))
         object.__setattr__(self, "grid", _frozen(grid))
-        check(isinstance(self.cases, (list, tuple)) and all(isinstance(c, Mapping) for c in self.cases), "cases",
-              "a list of tables of PATH = VALUE", self.cases)
+        check(
+            isinstance(self.cases, (list, tuple)) and all(isinstance(c, Mapping) for c in self.cases),
+            "cases",
+            "a list of tables of PATH = VALUE",
+            self.cases,
+        )
         object.__setattr__(self, "cases", tuple(_frozen(c) for c in self.cases))
         for c in self.cases:
             both = sorted(set(c) & set(grid))
@@ -170,11 +199,16 @@ class SweepSpec:
         return point_name(values, varying, self.trial_name, case_name)
 
     def to_dict(self) -> dict[str, Any]:
-        d = {"name": self.name, "preset": self.preset, "set": dict(self.set),
-             "grid": {k: list(v) for k, v in self.grid.items()}, "cases": [dict(c) for c in self.cases],
-             "out": self.out, "trial_name": self.trial_name,
-             "resources": {"cpus": self.resources.cpus, "gpus": self.resources.gpus,
-                           "threads": self.resources.threads}}
+        d = {
+            "name": self.name,
+            "preset": self.preset,
+            "set": dict(self.set),
+            "grid": {k: list(v) for k, v in self.grid.items()},
+            "cases": [dict(c) for c in self.cases],
+            "out": self.out,
+            "trial_name": self.trial_name,
+            "resources": {"cpus": self.resources.cpus, "gpus": self.resources.gpus, "threads": self.resources.threads},
+        }
         if self.budget is not None:
             d["budget"] = dataclasses.asdict(self.budget)
         for kind in BASE_TABLES:
@@ -204,8 +238,10 @@ def spec_path(name_or_path: str | Path) -> Path:
     shipped = SPEC_DIR / f"{name_or_path}.toml"
     if shipped.is_file():
         return shipped
-    raise ValueError(f"spec={str(name_or_path)!r} is neither a file nor a shipped spec: allowed a TOML file or "
-                     f"one of {', '.join(shipped_specs())}")
+    raise ValueError(
+        f"spec={str(name_or_path)!r} is neither a file nor a shipped spec: allowed a TOML file or "
+        f"one of {', '.join(shipped_specs())}"
+    )
 
 
 def shipped_specs() -> list[str]:

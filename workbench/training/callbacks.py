@@ -10,10 +10,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from workbench.data.population import column_prefix
 from workbench.metrics import evaluate, summarize
 from workbench.training.checkpoint import optimizer_tensors, save_tensors
 from workbench.training.loop import Callback, TrainState, autocast, learning_rate
-from workbench.data.population import column_prefix
 from workbench.training.rundir import RESUME_OPTIMIZER, RESUME_WEIGHTS, RunDir
 
 
@@ -51,9 +51,12 @@ class Evaluator(Callback):
         model = state.model
         was_training = model.training
         model.eval()
-        row = {"step": state.step, "lr": learning_rate(cfg.train, state.step),
-               "training_loss": state.loss_sum / state.loss_count if state.loss_count else float("nan"),
-               "no_knowledge_baseline": cfg.data.no_knowledge_baseline}
+        row = {
+            "step": state.step,
+            "lr": learning_rate(cfg.train, state.step),
+            "training_loss": state.loss_sum / state.loss_count if state.loss_count else float("nan"),
+            "no_knowledge_baseline": cfg.data.no_knowledge_baseline,
+        }
         self.scores.setdefault("step", []).append(np.asarray(state.step))
         with autocast(self.device, self.dtype):
             for prefix, batch in self.sets.items():
@@ -161,13 +164,20 @@ class Checkpointer(Callback):
     def _commit(self, step: int, weights: dict, optimizer: tuple | None, resume_point: bool, wall: float) -> None:
         run = self.run
         if resume_point:
-            entry = {"weights": RESUME_WEIGHTS, "sha256": save_tensors(run.path / RESUME_WEIGHTS, weights),
-                     "optimizer": RESUME_OPTIMIZER,
-                     "optimizer_sha256": save_tensors(run.path / RESUME_OPTIMIZER, *optimizer)}
+            entry = {
+                "weights": RESUME_WEIGHTS,
+                "sha256": save_tensors(run.path / RESUME_WEIGHTS, weights),
+                "optimizer": RESUME_OPTIMIZER,
+                "optimizer_sha256": save_tensors(run.path / RESUME_OPTIMIZER, *optimizer),
+            }
             run.update_manifest(resume={"step": step, **entry}, wall_s=wall)
             return
-        entry = {"weights": run.weights_path(step).name, "sha256": save_tensors(run.weights_path(step), weights),
-                 "optimizer": None, "optimizer_sha256": None}
+        entry = {
+            "weights": run.weights_path(step).name,
+            "sha256": save_tensors(run.weights_path(step), weights),
+            "optimizer": None,
+            "optimizer_sha256": None,
+        }
         if optimizer is not None:
             entry["optimizer"] = run.optimizer_path(step).name
             entry["optimizer_sha256"] = save_tensors(run.optimizer_path(step), *optimizer)
@@ -178,8 +188,7 @@ class Checkpointer(Callback):
             ckpts[str(s)]["optimizer"] = ckpts[str(s)]["optimizer_sha256"] = None
         ckpts[str(step)] = entry
         superseded = optimizer is not None and m.get("resume") is not None and m["resume"]["step"] <= step
-        run.update_manifest(checkpoints=ckpts, last_step=step, wall_s=wall,
-                            **({"resume": None} if superseded else {}))
+        run.update_manifest(checkpoints=ckpts, last_step=step, wall_s=wall, **({"resume": None} if superseded else {}))
         for s in stale:
             run.optimizer_path(s).unlink(missing_ok=True)
         if superseded:
@@ -195,16 +204,25 @@ class Progress(Callback):
         self.enabled, self.desc = enabled, desc
 
     def on_train_start(self, state: TrainState) -> None:
-        self.bar = tqdm(total=state.config.train.steps, initial=state.step, desc=self.desc,
-                        disable=not self.enabled, dynamic_ncols=True, mininterval=1.0)
+        self.bar = tqdm(
+            total=state.config.train.steps,
+            initial=state.step,
+            desc=self.desc,
+            disable=not self.enabled,
+            dynamic_ncols=True,
+            mininterval=1.0,
+        )
 
     def on_step_end(self, state: TrainState) -> None:
         self.bar.update(1)
         if state.step % 10 == 0:
             m = state.last_metrics
-            self.bar.set_postfix(loss=f"{m.get('training_loss', float('nan')):.3f}",
-                                 attr_loss=f"{m.get('attribute_loss', float('nan')):.2f}",
-                                 acc=f"{m.get('attribute_accuracy', float('nan')):.2f}", refresh=False)
+            self.bar.set_postfix(
+                loss=f"{m.get('training_loss', float('nan')):.3f}",
+                attr_loss=f"{m.get('attribute_loss', float('nan')):.2f}",
+                acc=f"{m.get('attribute_accuracy', float('nan')):.2f}",
+                refresh=False,
+            )
 
     def on_train_end(self, state: TrainState) -> None:
         self.bar.close()

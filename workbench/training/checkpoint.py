@@ -50,9 +50,18 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-_SAFETENSORS_DTYPES = {torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
-                       torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8",
-                       torch.uint8: "U8", torch.bool: "BOOL"}
+_SAFETENSORS_DTYPES = {
+    torch.float64: "F64",
+    torch.float32: "F32",
+    torch.float16: "F16",
+    torch.bfloat16: "BF16",
+    torch.int64: "I64",
+    torch.int32: "I32",
+    torch.int16: "I16",
+    torch.int8: "I8",
+    torch.uint8: "U8",
+    torch.bool: "BOOL",
+}
 
 
 def save_file(tensors: dict[str, torch.Tensor], filename: str, metadata: dict[str, str] | None = None) -> str:
@@ -70,8 +79,11 @@ def save_file(tensors: dict[str, torch.Tensor], filename: str, metadata: dict[st
     for name in order:
         t = tensors[name]
         n = t.numel() * t.element_size()
-        header[name] = {"dtype": _SAFETENSORS_DTYPES[t.dtype], "shape": list(t.shape),
-                        "data_offsets": [offset, offset + n]}
+        header[name] = {
+            "dtype": _SAFETENSORS_DTYPES[t.dtype],
+            "shape": list(t.shape),
+            "data_offsets": [offset, offset + n],
+        }
         offset += n
     head = json.dumps(header, separators=(",", ":")).encode()
     head += b" " * (-len(head) % 8)
@@ -94,8 +106,9 @@ def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[st
     OSError naming `path` (safetensors reports it as a SafetensorError carrying the OS error code)."""
     with atomic_path(path) as tmp:
         try:
-            digest = save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp),
-                               metadata=metadata)
+            digest = save_file(
+                {k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata
+            )
         except SafetensorError as e:
             code = re.search(r"\(os error (\d+)\)|\bcode: (\d+)", str(e))  # "I/O error: ... (os error 28)"
             if code is None:
@@ -125,8 +138,11 @@ def load_weights(model: torch.nn.Module, path: Path, expected_sha256: str | None
     extra = sorted(set(tensors) - set(own))
     shape = sorted(k for k in set(own) & set(tensors) if own[k].shape != tensors[k].shape)
     if missing or extra or shape:
-        detail = "; ".join(f"{name}: {v[:4]}" for name, v in
-                           (("missing", missing), ("unexpected", extra), ("shape mismatch", shape)) if v)
+        detail = "; ".join(
+            f"{name}: {v[:4]}"
+            for name, v in (("missing", missing), ("unexpected", extra), ("shape mismatch", shape))
+            if v
+        )
         raise ValueError(f"checkpoint file {path} does not match the model's config ({detail})")
     model.load_state_dict(tensors)
 

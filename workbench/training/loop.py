@@ -114,13 +114,17 @@ def resolve_precision(cfg: TrainConfig, device: str) -> torch.dtype | None:
     p = cfg.precision
     if device != "cuda":
         if p not in ("auto", "fp32"):
-            raise ValueError(f"train.precision={p!r} is out of range on {device}: allowed auto | fp32 "
-                             f"(bf16 and fp16 are the CUDA path)")
+            raise ValueError(
+                f"train.precision={p!r} is out of range on {device}: allowed auto | fp32 "
+                f"(bf16 and fp16 are the CUDA path)"
+            )
         return None
     bf16 = torch.cuda.is_bf16_supported(including_emulation=False)
     if p == "bf16" and not bf16:
-        raise ValueError(f"train.precision='bf16' is out of range on {torch.cuda.get_device_name()} (no bf16): "
-                         f"allowed auto | fp16 | fp32")
+        raise ValueError(
+            f"train.precision='bf16' is out of range on {torch.cuda.get_device_name()} (no bf16): "
+            f"allowed auto | fp16 | fp32"
+        )
     if p == "auto":
         return torch.bfloat16 if bf16 else torch.float16
     return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[p]
@@ -135,8 +139,10 @@ def check_compile(cfg: TrainConfig, device: str) -> None:
     """`train.compile` is the CUDA path: on CPU it is refused (one line naming the field). Measured on 2 shared
     cores (analysis/NOTES.md): 77 s to compile the tiny model's step, and slower steps than eager afterwards."""
     if cfg.compile and device != "cuda":
-        raise ValueError(f"train.compile=True is out of range on {device}: allowed false (torch.compile does not "
-                         f"pay on CPU: minutes of compilation for no faster step; use it with --device cuda)")
+        raise ValueError(
+            f"train.compile=True is out of range on {device}: allowed false (torch.compile does not "
+            f"pay on CPU: minutes of compilation for no faster step; use it with --device cuda)"
+        )
 
 
 def configure_device(cfg: TrainConfig, device: str) -> None:
@@ -234,8 +240,9 @@ def compiled(model: torch.nn.Module) -> Callable:
     return torch.compile(model)
 
 
-def train_loop(state: TrainState, callbacks: list[Callback], device: str,
-               loss_fn: Callable = next_token_loss, n_ctx: int = 0) -> TrainState:
+def train_loop(
+    state: TrainState, callbacks: list[Callback], device: str, loss_fn: Callable = next_token_loss, n_ctx: int = 0
+) -> TrainState:
     """Run updates from `state.step` to `config.train.steps`, calling the callbacks around each.
     `n_ctx`: the model's context length (padding never goes past it)."""
     cfg = state.config.train

@@ -1,8 +1,8 @@
 """One directory per run: config, tokenizer, manifest, metrics and checkpoints, all written atomically.
 
-    checkpoints/<run>/
-      config.json  tokenizer.json  manifest.json  metrics.csv  eval_scores.npz
-      step_000125.safetensors ...  (weights; the newest also has .optim.safetensors)
+checkpoints/<run>/
+  config.json  tokenizer.json  manifest.json  metrics.csv  eval_scores.npz
+  step_000125.safetensors ...  (weights; the newest also has .optim.safetensors)
 """
 
 from __future__ import annotations
@@ -13,17 +13,16 @@ import platform
 import tempfile
 import time
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pandas as pd
 
+from workbench.atomic import TMP_SUFFIX, atomic_write_bytes, atomic_write_csv, atomic_write_json, read_json
 from workbench.config import MAX_STEPS, RunConfig, check, check_int
 from workbench.data.tokenizer import BiographyTokenizer
-from workbench.atomic import TMP_SUFFIX, atomic_write_bytes, atomic_write_csv, atomic_write_json, read_json
 from workbench.training.checkpoint import sha256
-
 
 LOCK_FILE = ".lock"
 CREATION_FILES = {"config.json", "tokenizer.json", LOCK_FILE}
@@ -36,13 +35,19 @@ OLD_COLUMNS = {"train_loss": "training_loss"}
 def versions() -> dict[str, str]:
     """Library versions and torch's CPU thread count: a bit-identical rerun needs the same of both
     (float reductions are ordered differently across thread counts, and training is chaotic)."""
-    import tokenizers
-    import torch
     from importlib.metadata import version
 
-    return {"python": platform.python_version(), "torch": torch.__version__,
-            "transformer_lens": version("transformer-lens"), "tokenizers": tokenizers.__version__,
-            "workbench": version("workbench"), "torch_threads": str(torch.get_num_threads())}
+    import tokenizers
+    import torch
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformer_lens": version("transformer-lens"),
+        "tokenizers": tokenizers.__version__,
+        "workbench": version("workbench"),
+        "torch_threads": str(torch.get_num_threads()),
+    }
 
 
 class RunDir:
@@ -80,10 +85,17 @@ class RunDir:
         if not str(path).strip():
             raise ValueError(f"{field}={str(path)!r}: allowed a run directory path, not an empty string")
         if not run.exists():
-            why = ("it does not exist" if not run.path.exists() else "it is a file" if not run.path.is_dir()
-                   else "it is an incomplete run (killed while it was being created): train into it again to "
-                   "replace it" if run.incomplete() else "it is empty" if not any(run.path.iterdir())
-                   else "it has no manifest.json")
+            why = (
+                "it does not exist"
+                if not run.path.exists()
+                else "it is a file"
+                if not run.path.is_dir()
+                else "it is an incomplete run (killed while it was being created): train into it again to replace it"
+                if run.incomplete()
+                else "it is empty"
+                if not any(run.path.iterdir())
+                else "it has no manifest.json"
+            )
             raise ValueError(f"{field}={str(path)!r} is not a run directory: {why}")
         return run
 
@@ -115,11 +127,17 @@ class RunDir:
             self.check_new()
         elif self.config() != config:
             existing = self.config()
-            if config.train.steps > existing.train.steps and existing.replace(train={"steps": config.train.steps}) == config:
+            if (
+                config.train.steps > existing.train.steps
+                and existing.replace(train={"steps": config.train.steps}) == config
+            ):
                 extension(existing, config.train.steps)  # the same run, longer: resumed as an extension, if allowed
                 return
-            if longer and existing.train.steps > config.train.steps and config.replace(
-                    train={"steps": existing.train.steps}) == existing:
+            if (
+                longer
+                and existing.train.steps > config.train.steps
+                and config.replace(train={"steps": existing.train.steps}) == existing
+            ):
                 return  # the same run extended beyond `config` already (a sweep trial's adaptive budget)
             raise ValueError(f"{self.given} already holds a run with another config; remove it or choose another out")
 
@@ -133,8 +151,10 @@ class RunDir:
             lock = FileLock(str(self.path / LOCK_FILE), timeout=0)
             lock.acquire()
         except Timeout:
-            raise ValueError(f"run directory {self.path} is being written by another process "
-                             f"(its {LOCK_FILE} is held): wait for it to finish, or choose another --out") from None
+            raise ValueError(
+                f"run directory {self.path} is being written by another process "
+                f"(its {LOCK_FILE} is held): wait for it to finish, or choose another --out"
+            ) from None
         except OSError as e:
             raise ValueError(f"run directory {self.path} cannot be written ({e.strerror})") from None
         try:
@@ -165,13 +185,23 @@ class RunDir:
         self.path.mkdir(parents=True, exist_ok=True)
         atomic_write_json(self.config_path, config.to_dict())
         tokenizer.save(self.tokenizer_path)
-        atomic_write_json(self.manifest_path, {
-            "run": self.path.name, "status": "created", "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            "seed": config.seed, "preset": config.preset, "versions": versions(),
-            "population_fingerprint": population_fingerprint,
-            "tokenizer_sha256": sha256(self.tokenizer_path), "config_sha256": sha256(self.config_path),
-            "checkpoints": {}, "last_step": 0, "wall_s": 0.0,
-        })
+        atomic_write_json(
+            self.manifest_path,
+            {
+                "run": self.path.name,
+                "status": "created",
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                "seed": config.seed,
+                "preset": config.preset,
+                "versions": versions(),
+                "population_fingerprint": population_fingerprint,
+                "tokenizer_sha256": sha256(self.tokenizer_path),
+                "config_sha256": sha256(self.config_path),
+                "checkpoints": {},
+                "last_step": 0,
+                "wall_s": 0.0,
+            },
+        )
 
     # -- reading ------------------------------------------------------------------------------
     def manifest(self) -> dict:
@@ -179,16 +209,24 @@ class RunDir:
         if not self.exists():
             raise ValueError(f"{self.path} is not a run directory (no manifest.json)")
         m = read_json(self.manifest_path)
-        if not isinstance(m, dict) or not isinstance(m.get("checkpoints"), dict) or not isinstance(m.get("status"), str):
-            raise ValueError(f"{self.manifest_path} is not a run manifest: allowed a JSON object with status and "
-                             f"checkpoints, as the workbench writes it (restore it, or remove the run)")
+        if (
+            not isinstance(m, dict)
+            or not isinstance(m.get("checkpoints"), dict)
+            or not isinstance(m.get("status"), str)
+        ):
+            raise ValueError(
+                f"{self.manifest_path} is not a run manifest: allowed a JSON object with status and "
+                f"checkpoints, as the workbench writes it (restore it, or remove the run)"
+            )
         return m
 
     def config(self) -> RunConfig:
         """config.json; a ValueError naming it when it is not valid JSON or not a valid config."""
         d = read_json(self.config_path)
         if not isinstance(d, dict):
-            raise ValueError(f"{self.config_path} is not a run config: allowed a JSON object, as the workbench writes it")
+            raise ValueError(
+                f"{self.config_path} is not a run config: allowed a JSON object, as the workbench writes it"
+            )
         try:
             return RunConfig.from_dict(d)
         except (ValueError, TypeError) as e:
@@ -208,13 +246,16 @@ class RunDir:
         try:
             df = pd.read_csv(self.metrics_path, engine="python")  # float(): exact round trip
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as e:
-            raise ValueError(f"{where} ({_first_line(e)}): allowed a CSV of numbers with a step column "
-                             f"(restore it, or remove the run)") from None
+            raise ValueError(
+                f"{where} ({_first_line(e)}): allowed a CSV of numbers with a step column "
+                f"(restore it, or remove the run)"
+            ) from None
         bad = [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])]
         if "step" not in df or bad:
             why = "no step column" if "step" not in df else f"column {bad[0]!r} holds text"
-            raise ValueError(f"{where} ({why}): allowed a CSV of numbers with a step column "
-                             f"(restore it, or remove the run)")
+            raise ValueError(
+                f"{where} ({why}): allowed a CSV of numbers with a step column (restore it, or remove the run)"
+            )
         return df.rename(columns={k: v for k, v in OLD_COLUMNS.items() if k in df and v not in df})
 
     def checkpoint_steps(self) -> list[int]:
@@ -242,8 +283,10 @@ class RunDir:
         old = self.config().train.steps
         atomic_write_json(self.config_path, config.to_dict())
         m = self.manifest()
-        extensions = [*m.get("extensions", []), {"from_steps": old, "to_steps": config.train.steps,
-                                                  "at": time.strftime("%Y-%m-%dT%H:%M:%S")}]
+        extensions = [
+            *m.get("extensions", []),
+            {"from_steps": old, "to_steps": config.train.steps, "at": time.strftime("%Y-%m-%dT%H:%M:%S")},
+        ]
         self.update_manifest(extensions=extensions, config_sha256=sha256(self.config_path))
 
     def update_manifest(self, **fields) -> dict:
@@ -267,8 +310,10 @@ class RunDir:
             with np.load(self.scores_path) as f:
                 return {k: f[k] for k in f.files}
         except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-            raise ValueError(f"{self.scores_path} is not the evaluation scores the workbench writes "
-                             f"({_first_line(e)}): allowed an .npz archive of arrays (restore it, or remove the run)") from None
+            raise ValueError(
+                f"{self.scores_path} is not the evaluation scores the workbench writes "
+                f"({_first_line(e)}): allowed an .npz archive of arrays (restore it, or remove the run)"
+            ) from None
 
 
 def saved_step(manifest: dict) -> int | None:
@@ -288,8 +333,18 @@ def extension(config: RunConfig, steps: int) -> RunConfig:
     extended, and then the longer run is exactly the run trained to `steps` from the start."""
     t = config.train
     check_int("--steps", steps, t.steps, MAX_STEPS)
-    check(t.schedule == "constant", "train.schedule", "constant to extend a run (a cosine run's learning rate at every "
-          "step depends on its length: train a new run of the longer length instead)", t.schedule)
-    check(config.data.sampler.kind != "sequential", "data.sampler.kind", "a sampler whose draws do not depend on the "
-          "run's length to extend a run (sequential visits its groups over the whole run)", config.data.sampler.kind)
+    check(
+        t.schedule == "constant",
+        "train.schedule",
+        "constant to extend a run (a cosine run's learning rate at every "
+        "step depends on its length: train a new run of the longer length instead)",
+        t.schedule,
+    )
+    check(
+        config.data.sampler.kind != "sequential",
+        "data.sampler.kind",
+        "a sampler whose draws do not depend on the "
+        "run's length to extend a run (sequential visits its groups over the whole run)",
+        config.data.sampler.kind,
+    )
     return config.replace(train={"steps": steps})

@@ -12,8 +12,8 @@ and `Stopped` is raised. A kill -9 at any moment leaves a run that `resume` cont
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 import torch
 
@@ -22,8 +22,16 @@ from workbench.data.biography_data import BiographyData
 from workbench.model import build_model, context_length
 from workbench.training.callbacks import Checkpointer, Evaluator, Progress
 from workbench.training.checkpoint import load_optimizer, load_weights, scheduled_steps
-from workbench.training.loop import (Callback, TrainState, check_compile, configure_device, make_optimizer,
-                                     resolve_device, resolve_precision, train_loop)
+from workbench.training.loop import (
+    Callback,
+    TrainState,
+    check_compile,
+    configure_device,
+    make_optimizer,
+    resolve_device,
+    resolve_precision,
+    train_loop,
+)
 from workbench.training.rundir import RunDir, extension
 from workbench.training.stopping import Stopped, stop_on_signals
 
@@ -38,8 +46,9 @@ def setup(config: RunConfig, tokenizer=None) -> tuple[BiographyData, torch.nn.Mo
     check_compile(config.train, device)
     configure_device(config.train, device)
     data = BiographyData(config, tokenizer=tokenizer)
-    model = build_model(config.model, data.tokenizer.vocab_size, context_length(config.model, data.max_length),
-                        config.seed, device)
+    model = build_model(
+        config.model, data.tokenizer.vocab_size, context_length(config.model, data.max_length), config.seed, device
+    )
     return data, model, device
 
 
@@ -47,8 +56,14 @@ def _no_features(config, data, model, device, fresh) -> list[Callback]:
     return []
 
 
-def start(config: RunConfig, out: str | Path, prepare: Prepare = _no_features, tokenizer=None,
-          progress: bool = True, callbacks: Iterable[Callback] = ()) -> RunDir:
+def start(
+    config: RunConfig,
+    out: str | Path,
+    prepare: Prepare = _no_features,
+    tokenizer=None,
+    progress: bool = True,
+    callbacks: Iterable[Callback] = (),
+) -> RunDir:
     """Train a new run into `out` (absent, empty, or left incomplete by a kill during its creation)."""
     run = RunDir(out)
     run.check_new()
@@ -61,8 +76,13 @@ def start(config: RunConfig, out: str | Path, prepare: Prepare = _no_features, t
     return run
 
 
-def resume(path: str | Path, prepare: Prepare = _no_features, progress: bool = True,
-           callbacks: Iterable[Callback] = (), steps: int | None = None) -> RunDir:
+def resume(
+    path: str | Path,
+    prepare: Prepare = _no_features,
+    progress: bool = True,
+    callbacks: Iterable[Callback] = (),
+    steps: int | None = None,
+) -> RunDir:
     """Continue a stopped, failed or killed run from its resume point; exact on CPU. With `steps` (more than the
     run's), a finished or unfinished constant-lr run is first extended to that many steps (`extension`),
     recorded in its manifest."""
@@ -80,8 +100,9 @@ def resume(path: str | Path, prepare: Prepare = _no_features, progress: bool = T
         if point is not None:
             load_weights(model, run.path / point["weights"], point["sha256"])
         extra = prepare(config, data, model, device, point is None)
-        state = TrainState(model, make_optimizer(model, config.train, device), data, config,
-                           step=0 if point is None else point["step"])
+        state = TrainState(
+            model, make_optimizer(model, config.train, device), data, config, step=0 if point is None else point["step"]
+        )
         if point is not None and point.get("optimizer"):
             load_optimizer(state.optimizer, run.path / point["optimizer"], point["optimizer_sha256"])
             _restore_loop_state(state, run.path / point["optimizer"])
@@ -100,8 +121,12 @@ def _restore_loop_state(state: TrainState, path: Path) -> None:
 def _run(run: RunDir, state: TrainState, device: str, progress: bool, extra: list[Callback]) -> None:
     cfg = state.config.train
     checkpointer = Checkpointer(run, scheduled_steps(cfg), optimizer_every=cfg.optimizer_every)
-    callbacks = [*extra, Evaluator(run, device, resolve_precision(cfg, device)), checkpointer,
-                 Progress(progress, desc=run.path.name)]
+    callbacks = [
+        *extra,
+        Evaluator(run, device, resolve_precision(cfg, device)),
+        checkpointer,
+        Progress(progress, desc=run.path.name),
+    ]
     was_deterministic = torch.are_deterministic_algorithms_enabled()
     if device == "cpu":  # multithreaded CPU reductions are otherwise not bit-reproducible (exact resume)
         torch.use_deterministic_algorithms(True, warn_only=True)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 
 class Stopped(Exception):
@@ -15,8 +15,10 @@ class Stopped(Exception):
 
     def __init__(self, path: Path, step: int, signum: int):
         self.path, self.step, self.signum = Path(path), step, signum
-        super().__init__(f"run {self.path} stopped at step {step} by {signal.Signals(signum).name}; "
-                         f"resume it with: workbench train --resume {self.path}")
+        super().__init__(
+            f"run {self.path} stopped at step {step} by {signal.Signals(signum).name}; "
+            f"resume it with: workbench train --resume {self.path}"
+        )
 
 
 @contextlib.contextmanager

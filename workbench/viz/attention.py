@@ -24,7 +24,9 @@ def plot_attention_over_training(df: pd.DataFrame, metric: str, layer: int | str
     wide = sel.pivot_table(index="step", columns="head", values="value").sort_index()
     fig, ax = subplots(figsize=(6, 4))
     for h in wide.columns:
-        ax.plot(wide.index, wide[h], color="C0", alpha=0.25, lw=1, label="single heads" if h == wide.columns[0] else None)
+        ax.plot(
+            wide.index, wide[h], color="C0", alpha=0.25, lw=1, label="single heads" if h == wide.columns[0] else None
+        )
     ax.plot(wide.index, wide.mean(axis=1), color="C0", lw=2.2, marker="o", ms=3, label="mean over heads")
     positive = wide.index[wide.index > 0]
     if len(positive):

@@ -38,10 +38,9 @@ from matplotlib.figure import Figure
 from workbench.atomic import atomic_write_text
 from workbench.attention import resolve_layer
 from workbench.data.batch import Batch
-from workbench.data.kinds import token_labels
 from workbench.data.biography_data import BiographyData
+from workbench.data.kinds import token_labels
 from workbench.viz.figures import png_base64, subplots
-
 
 _LOADED = {"bundle": False}  # whether this kernel displayed the bundle (load_circuitsvis or a first view)
 
@@ -51,8 +50,10 @@ class BundleLoader:
 
     def _repr_html_(self) -> str:
         _LOADED["bundle"] = True
-        return (f"<script>{_bundle().split('//# sourceMappingURL=')[0]}</script>"
-                "<div class='circuitsvis-loaded' style='color:#666;font-size:.85em'>circuitsvis loaded</div>")
+        return (
+            f"<script>{_bundle().split('//# sourceMappingURL=')[0]}</script>"
+            "<div class='circuitsvis-loaded' style='color:#666;font-size:.85em'>circuitsvis loaded</div>"
+        )
 
 
 def load_circuitsvis() -> BundleLoader:
@@ -64,9 +65,11 @@ _RENDER_CALL = re.compile(r"CircuitsVis\.render\(\s*\"(?P<id>[^\"]+)\",(?P<rest>
 
 
 # The inverse of `pack_attention`, in the view's script: [head][query][key] with zeros above the diagonal.
-_UNPACK = ("((b64, heads, n) => { const d = new DataView(Uint8Array.from(atob(b64), c => c.charCodeAt(0)).buffer); "
-           "let i = 0; return Array.from({length: heads}, () => Array.from({length: n}, (_, q) => "
-           "Array.from({length: n}, (_, k) => k <= q ? d.getUint16(2 * i++, true) / 1000 : 0))); })")
+_UNPACK = (
+    "((b64, heads, n) => { const d = new DataView(Uint8Array.from(atob(b64), c => c.charCodeAt(0)).buffer); "
+    "let i = 0; return Array.from({length: heads}, () => Array.from({length: n}, (_, q) => "
+    "Array.from({length: n}, (_, k) => k <= q ? d.getUint16(2 * i++, true) / 1000 : 0))); })"
+)
 
 
 def pack_attention(patterns: torch.Tensor) -> str | None:
@@ -94,15 +97,23 @@ class OfflineView(RenderedHTML):
         uid, rest = call["id"], call["rest"]
         if self.packed is not None:
             b64, heads, n, props = self.packed
-            rest = (f"CircuitsVis.AttentionHeads, Object.assign({{attention: {_UNPACK}(\"{b64}\", {heads}, {n})}}, "
-                    f"{json.dumps(props)})")
+            rest = (
+                f'CircuitsVis.AttentionHeads, Object.assign({{attention: {_UNPACK}("{b64}", {heads}, {n})}}, '
+                f"{json.dumps(props)})"
+            )
         bundle = "" if _LOADED["bundle"] else BundleLoader()._repr_html_()
-        static = (f'<img alt="attention patterns (static; the interactive view needs the notebook trusted)" '
-                  f'style="max-width:100%" src="data:image/png;base64,{self.fallback_png}">' if self.fallback_png else "")
-        wait = (f"const draw = (n) => window.CircuitsVis ? CircuitsVis.render(\"{uid}\",{rest}) : n > 0 ? "
-                f"setTimeout(() => draw(n - 1), 50) : (document.getElementById(\"{uid}\").insertAdjacentHTML("
-                f"\"beforeend\", \"<p>circuitsvis is not loaded: run the cell with load_circuitsvis()</p>\"));"
-                f"draw(200);")
+        static = (
+            f'<img alt="attention patterns (static; the interactive view needs the notebook trusted)" '
+            f'style="max-width:100%" src="data:image/png;base64,{self.fallback_png}">'
+            if self.fallback_png
+            else ""
+        )
+        wait = (
+            f'const draw = (n) => window.CircuitsVis ? CircuitsVis.render("{uid}",{rest}) : n > 0 ? '
+            f'setTimeout(() => draw(n - 1), 50) : (document.getElementById("{uid}").insertAdjacentHTML('
+            f'"beforeend", "<p>circuitsvis is not loaded: run the cell with load_circuitsvis()</p>"));'
+            f"draw(200);"
+        )
         return f'{bundle}<div id="{uid}" style="margin: 15px 0;">{static}</div><script type="module">{wait}</script>'
 
 
@@ -110,8 +121,9 @@ def _tokenizer(data_or_tokenizer):
     """The BiographyTokenizer of a BiographyData (or the tokenizer itself)."""
     tok = data_or_tokenizer.tokenizer if isinstance(data_or_tokenizer, BiographyData) else data_or_tokenizer
     if not hasattr(tok, "token_strings"):
-        raise ValueError(f"data_or_tokenizer={type(data_or_tokenizer).__name__}: allowed a BiographyData "
-                         f"or a BiographyTokenizer")
+        raise ValueError(
+            f"data_or_tokenizer={type(data_or_tokenizer).__name__}: allowed a BiographyData or a BiographyTokenizer"
+        )
     return tok
 
 
@@ -128,8 +140,9 @@ def row_pattern(model, batch: Batch, row: int, layer: int) -> tuple[torch.Tensor
     return cache[name][0].float().cpu(), tokens, kinds
 
 
-def attention_view(model, data_or_tokenizer, batch: Batch, row: int = 0, layer: int | str = "last",
-                   heads: list[int] | None = None) -> RenderedHTML:
+def attention_view(
+    model, data_or_tokenizer, batch: Batch, row: int = 0, layer: int | str = "last", heads: list[int] | None = None
+) -> RenderedHTML:
     """A circuitsvis `attention_heads` view of biography `row` of `batch` at one layer.
 
     data_or_tokenizer: a `BiographyData` or its `BiographyTokenizer` (to label the tokens);
@@ -144,14 +157,22 @@ def attention_view(model, data_or_tokenizer, batch: Batch, row: int = 0, layer: 
     pattern, tokens, kinds = row_pattern(model, batch, row, layer)
     labels = token_labels(_tokenizer(data_or_tokenizer), tokens, kinds)
     names = [f"L{layer}H{h}" for h in heads]
-    view = attention_heads(attention=np.round(pattern[heads].double().numpy(), 3), tokens=labels,
-                           attention_head_names=names, mask_upper_tri=True)
+    view = attention_heads(
+        attention=np.round(pattern[heads].double().numpy(), 3),
+        tokens=labels,
+        attention_head_names=names,
+        mask_upper_tri=True,
+    )
     out = OfflineView(view.local_src, view.cdn_src)
     out.fallback_png = _patterns_png(pattern[heads], names)
     packed = pack_attention(pattern[heads])
     if packed is not None:
-        out.packed = (packed, len(heads), len(labels),
-                      {"tokens": labels, "attentionHeadNames": names, "maskUpperTri": True})
+        out.packed = (
+            packed,
+            len(heads),
+            len(labels),
+            {"tokens": labels, "attentionHeadNames": names, "maskUpperTri": True},
+        )
     return out
 
 
@@ -172,9 +193,11 @@ def biography_html(data, batch, row: int = 0) -> str:
     style = {NAME: "background:#cfe3ff;font-weight:600", VALUE: "background:#ffe1c2;font-weight:600"}
     n = int(batch.mask[row].sum())
     pieces = data.tokenizer.token_strings(batch.tokens[row, 1:n].tolist())
-    out = [f'<span style="{style[k]}">{html.escape(p)}</span>' if k in style else html.escape(p)
-           for p, k in zip(pieces, batch.kind[row, 1:n].tolist())]
-    legend = (f'<span style="{style[NAME]}">name</span> <span style="{style[VALUE]}">attribute value</span>')
+    out = [
+        f'<span style="{style[k]}">{html.escape(p)}</span>' if k in style else html.escape(p)
+        for p, k in zip(pieces, batch.kind[row, 1:n].tolist())
+    ]
+    legend = f'<span style="{style[NAME]}">name</span> <span style="{style[VALUE]}">attribute value</span>'
     return f'<div style="line-height:1.6">{"".join(out)}</div><div style="font-size:.85em;color:#666">{legend}</div>'
 
 
@@ -189,8 +212,7 @@ def phase_steps(run) -> dict[str, int]:
     steps = run.checkpoint_steps
     if not steps:
         raise ValueError(f"run {run.path} has no checkpoints")
-    fallback = {"first checkpoint": steps[0], "middle checkpoint": steps[len(steps) // 2],
-                "last checkpoint": steps[-1]}
+    fallback = {"first checkpoint": steps[0], "middle checkpoint": steps[len(steps) // 2], "last checkpoint": steps[-1]}
     try:
         ph = run.phases()
         start, end = ph.plateau_start, ph.plateau_end
@@ -198,14 +220,22 @@ def phase_steps(run) -> dict[str, int]:
         start = end = math.nan
     if math.isnan(start) or math.isnan(end):
         return fallback
-    chosen = {"before the plateau": max([s for s in steps if s < start], default=steps[0]),
-              "during the plateau": min(steps, key=lambda s: abs(s - (start + end) / 2)),
-              "after the plateau": min([s for s in steps if s >= end], default=steps[-1])}
+    chosen = {
+        "before the plateau": max([s for s in steps if s < start], default=steps[0]),
+        "during the plateau": min(steps, key=lambda s: abs(s - (start + end) / 2)),
+        "after the plateau": min([s for s in steps if s >= end], default=steps[-1]),
+    }
     return chosen if len(set(chosen.values())) == 3 else fallback
 
 
-def phase_views(run, steps: list[int] | None = None, layer: int | str = "last", row: int = 0,
-                heads: list[int] | None = None, size: int = 256) -> dict[str, RenderedHTML]:
+def phase_views(
+    run,
+    steps: list[int] | None = None,
+    layer: int | str = "last",
+    row: int = 0,
+    heads: list[int] | None = None,
+    size: int = 256,
+) -> dict[str, RenderedHTML]:
     """Views of biography `row` of the run's evaluation set at several checkpoints.
 
     Default steps: before / during / after the plateau (`phase_steps`); the keys say which
@@ -216,11 +246,13 @@ def phase_views(run, steps: list[int] | None = None, layer: int | str = "last", 
     else:
         bad = [s for s in steps if s not in run.checkpoint_steps]
         if bad or not steps:
-            raise ValueError(f"steps={bad or steps} have no checkpoint in run {run.path}: allowed {run.checkpoint_steps}")
+            raise ValueError(
+                f"steps={bad or steps} have no checkpoint in run {run.path}: allowed {run.checkpoint_steps}"
+            )
         labelled = {f"step {s}": s for s in steps}
     if not 0 <= row < size:
         raise ValueError(f"row={row!r} is out of range: allowed [0, size={size})")
-    batch = run.data.eval_batch("seen", size)[row: row + 1]
+    batch = run.data.eval_batch("seen", size)[row : row + 1]
     return {label: attention_view(run.load_model(s), run.data, batch, 0, layer, heads) for label, s in labelled.items()}
 
 
@@ -254,13 +286,16 @@ def views_html(views: dict[str, RenderedHTML] | RenderedHTML) -> str:
     return "\n".join(parts)
 
 
-def save_offline_html(views: dict[str, RenderedHTML] | RenderedHTML, path: str | os.PathLike,
-                      title: str = "attention") -> Path:
+def save_offline_html(
+    views: dict[str, RenderedHTML] | RenderedHTML, path: str | os.PathLike, title: str = "attention"
+) -> Path:
     """Write one self-contained HTML page of circuitsvis views (nothing fetched); atomic."""
     path = Path(path)
     body = views_html(views)
-    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head>"
-            f"<body style='font-family:system-ui,sans-serif'><h1>{html.escape(title)}</h1>\n{body}\n</body></html>")
+    page = (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head>"
+        f"<body style='font-family:system-ui,sans-serif'><h1>{html.escape(title)}</h1>\n{body}\n</body></html>"
+    )
     atomic_write_text(path, page)
     return path
 
@@ -273,7 +308,9 @@ def plot_pattern(pattern, token_labels: list[str], title: str | None = None) -> 
     """A matplotlib heatmap of one attention pattern [query, key] (for the static report)."""
     a = np.asarray(pattern.detach().cpu() if torch.is_tensor(pattern) else pattern, dtype=float)
     if a.ndim != 2 or a.shape[0] != a.shape[1] or a.shape[0] != len(token_labels):
-        raise ValueError(f"pattern has shape {a.shape}: expected [n, n] with n = len(token_labels) = {len(token_labels)}")
+        raise ValueError(
+            f"pattern has shape {a.shape}: expected [n, n] with n = len(token_labels) = {len(token_labels)}"
+        )
     n = len(token_labels)
     size = min(max(4.0, 0.16 * n + 1.5), 24.0)
     fig, ax = subplots(figsize=(size + 1.0, size))

@@ -11,16 +11,33 @@ from matplotlib.figure import Figure
 def plot_head_scores(scores: pd.DataFrame, chosen: tuple[int, int] | None = None) -> Figure:
     """Per head (layer x head): attribute -> name attention and the loss increase when it is ablated."""
     fig = Figure(figsize=(9, 3.2), layout="constrained")
-    for ax, column, title in zip(fig.subplots(1, 2), ("attribute_to_name", "ablation_effect"),
-                                 ("attribute -> name attention", "attribute loss increase when ablated")):
+    for ax, column, title in zip(
+        fig.subplots(1, 2),
+        ("attribute_to_name", "ablation_effect"),
+        ("attribute -> name attention", "attribute loss increase when ablated"),
+    ):
         grid = scores.pivot(index="layer", columns="head", values=column)
         im = ax.imshow(grid.to_numpy(), cmap="viridis", aspect="auto")
-        ax.set(xticks=range(grid.shape[1]), xticklabels=grid.columns, yticks=range(grid.shape[0]),
-               yticklabels=grid.index, xlabel="head", ylabel="layer", title=title)
+        ax.set(
+            xticks=range(grid.shape[1]),
+            xticklabels=grid.columns,
+            yticks=range(grid.shape[0]),
+            yticklabels=grid.index,
+            xlabel="head",
+            ylabel="layer",
+            title=title,
+        )
         fig.colorbar(im, ax=ax)
         if chosen is not None and chosen[0] in grid.index:
-            ax.scatter([list(grid.columns).index(chosen[1])], [list(grid.index).index(chosen[0])], marker="s",
-                       s=300, facecolors="none", edgecolors="red", linewidths=2)
+            ax.scatter(
+                [list(grid.columns).index(chosen[1])],
+                [list(grid.index).index(chosen[0])],
+                marker="s",
+                s=300,
+                facecolors="none",
+                edgecolors="red",
+                linewidths=2,
+            )
     return fig
 
 
@@ -44,8 +61,11 @@ def plot_exact_vs_ekfac(exact: np.ndarray, ekfac: np.ndarray, stats: dict) -> Fi
     fig = Figure(figsize=(4.5, 4), layout="constrained")
     ax = fig.subplots()
     ax.scatter(exact, ekfac, s=6)
-    ax.set(xlabel="exact influence", ylabel="EK-FAC influence",
-           title=f"Spearman {stats['spearman']:.3f}, top-10% overlap {stats['top_overlap']:.2f}")
+    ax.set(
+        xlabel="exact influence",
+        ylabel="EK-FAC influence",
+        title=f"Spearman {stats['spearman']:.3f}, top-10% overlap {stats['top_overlap']:.2f}",
+    )
     return fig
 
 
@@ -63,8 +83,14 @@ def plot_retrains(curves: pd.DataFrame, table: pd.DataFrame) -> Figure:
         rows = arm[arm["arm"] == name]
         x = np.full(len(rows), i) + np.linspace(-0.15, 0.15, len(rows))
         err = np.vstack([rows["plateau_end"] - rows["plateau_end_lo"], rows["plateau_end_hi"] - rows["plateau_end"]])
-        ax_p.errorbar(x, rows["plateau_end"], yerr=np.clip(np.nan_to_num(err, posinf=0), 0, None), fmt="o",
-                      color=f"C{i}", capsize=3)
+        ax_p.errorbar(
+            x,
+            rows["plateau_end"],
+            yerr=np.clip(np.nan_to_num(err, posinf=0), 0, None),
+            fmt="o",
+            color=f"C{i}",
+            capsize=3,
+        )
     names = sorted(merged["arm"].unique())
     ax_c.set(xlabel="training step", ylabel="measure (attribute -> name attention)", title="the head's formation")
     ax_c.legend(fontsize=7)

@@ -45,8 +45,15 @@ def static_bundle(explorer, **kw) -> dict:
 class AblationExplorer:
     """The ablation explorer (module docstring); `mean_size` evaluation biographies give the mean ablation."""
 
-    def __init__(self, run, step: int | None = None, individual: int = 0, attribute: str | None = None,
-                 component: str = "resid_pre", mean_size: int = 64):
+    def __init__(
+        self,
+        run,
+        step: int | None = None,
+        individual: int = 0,
+        attribute: str | None = None,
+        component: str = "resid_pre",
+        mean_size: int = 64,
+    ):
         import ipywidgets as w
 
         self.run, self.data = run, run.data
@@ -56,8 +63,13 @@ class AblationExplorer:
         self._names = {f"{population.full_name(i)} ({i})": i for i in population.seen}
         steps = run.checkpoint_steps
         self.step = w.Dropdown(options=steps, value=steps[-1] if step is None else step, description="step")
-        self.individual = w.Combobox(options=list(self._names), value=self._label(individual), description="individual",
-                                     placeholder="type a name", ensure_option=True)
+        self.individual = w.Combobox(
+            options=list(self._names),
+            value=self._label(individual),
+            description="individual",
+            placeholder="type a name",
+            ensure_option=True,
+        )
         self.attribute = w.Dropdown(options=attrs, value=attribute or attrs[0], description="attribute")
         self.corruption = w.Dropdown(description="corrupt with")
         self.component = w.Dropdown(options=COMPONENTS, value=component, description="component")
@@ -65,8 +77,14 @@ class AblationExplorer:
         self.output = w.Output()
         self._fill_partners()
         self.result, self.figure = None, None
-        self.widget = w.VBox([w.HBox([self.step, self.attribute, self.component]),
-                              w.HBox([self.individual, self.corruption]), self.status, self.output])
+        self.widget = w.VBox(
+            [
+                w.HBox([self.step, self.attribute, self.component]),
+                w.HBox([self.individual, self.corruption]),
+                self.status,
+                self.output,
+            ]
+        )
         for control in (self.step, self.attribute, self.corruption, self.component):
             control.observe(self._changed, names="value")
         self.individual.observe(self._individual_changed, names="value")
@@ -119,26 +137,36 @@ class AblationExplorer:
         model, component = self.model(self.step.value), self.component.value
         if component in ABLATIONS:
             kind = component.split()[0]
-            df = ablate(model, pair.clean, pair.target, kind=kind, units="heads", mean_batch=self._mean_batch,
-                        progress=False)
+            df = ablate(
+                model, pair.clean, pair.target, kind=kind, units="heads", mean_batch=self._mean_batch, progress=False
+            )
             fig = plot_heads(df, "delta", f"{component} of each head: change in log p(value)")
         else:
-            df = activation_patching(model, pair.clean, pair.corrupted, pair.target, component, labels=pair.labels,
-                                     progress=False)
+            df = activation_patching(
+                model, pair.clean, pair.corrupted, pair.target, component, labels=pair.labels, progress=False
+            )
             plot = plot_layer_position if component in POSITION_COMPONENTS else plot_heads
             fig = plot(df, title=f"{component} patched clean -> corrupted, step {self.step.value}")
-        df.attrs.update(step=self.step.value, individual=pair.individual, corrupt_with=pair.corrupt_with,
-                        attribute=pair.attribute, value=pair.value)
+        df.attrs.update(
+            step=self.step.value,
+            individual=pair.individual,
+            corrupt_with=pair.corrupt_with,
+            attribute=pair.attribute,
+            value=pair.value,
+        )
         return df, fig
 
     def update(self) -> None:
         """Recompute and redraw (called on every change)."""
         self.result, self.figure = self.compute()
         a = self.result.attrs
-        scores = (f"clean log p = {a['clean_score']:.3f}" + (f", corrupted {a['corrupted_score']:.3f}"
-                                                              if "corrupted_score" in a else ""))
-        self.status.value = (f"<b>{self._label(a['individual'])}</b>, {a['attribute']} = <b>{a['value']}</b>; "
-                             f"corrupted with {self._label(a['corrupt_with'])}; {scores}")
+        scores = f"clean log p = {a['clean_score']:.3f}" + (
+            f", corrupted {a['corrupted_score']:.3f}" if "corrupted_score" in a else ""
+        )
+        self.status.value = (
+            f"<b>{self._label(a['individual'])}</b>, {a['attribute']} = <b>{a['value']}</b>; "
+            f"corrupted with {self._label(a['corrupt_with'])}; {scores}"
+        )
         show(self.output, self.figure)
 
     def _repr_mimebundle_(self, **kw):
@@ -166,16 +194,24 @@ class AttentionExplorer:
                 return ""
             end = phases.plateau_end if not phases.censored else float("inf")
             return " (before)" if s < phases.plateau_start else " (plateau)" if s <= end else " (after)"
-        self.step = w.SelectionSlider(options=[(f"{s}{phase(s)}", s) for s in steps], value=steps[-1],
-                                      description="step", continuous_update=False, layout=w.Layout(width="60%"))
-        self.layer = w.Dropdown(options=list(range(cfg.n_layers)), value=cfg.n_layers - 1 if layer is None else layer,
-                                description="layer")
+
+        self.step = w.SelectionSlider(
+            options=[(f"{s}{phase(s)}", s) for s in steps],
+            value=steps[-1],
+            description="step",
+            continuous_update=False,
+            layout=w.Layout(width="60%"),
+        )
+        self.layer = w.Dropdown(
+            options=list(range(cfg.n_layers)), value=cfg.n_layers - 1 if layer is None else layer, description="layer"
+        )
         self.head = w.Dropdown(options=list(range(cfg.n_heads)), value=head, description="head")
         self.text = w.HTML(biography_html(self.data, self.batch, row))
         self.metrics_view, self.output = w.Output(), w.Output()
         self.metrics, self.figure = None, None
-        self.widget = w.VBox([w.HBox([self.step]), w.HBox([self.layer, self.head]), self.text,
-                              w.HBox([self.output, self.metrics_view])])
+        self.widget = w.VBox(
+            [w.HBox([self.step]), w.HBox([self.layer, self.head]), self.text, w.HBox([self.output, self.metrics_view])]
+        )
         for control in (self.step, self.layer, self.head):
             control.observe(lambda _c: self.update(), names="value")
         self.update()
@@ -200,8 +236,9 @@ class AttentionExplorer:
             metrics = attention_metrics(model, self.batch)
             self._models[step] = (model, metrics)
         pattern, tokens, kinds = row_pattern(model, self.batch, self.row, layer)
-        self.figure = plot_pattern(pattern[head], token_labels(self.data.tokenizer, tokens, kinds),
-                                   f"step {step}: L{layer}H{head}")
+        self.figure = plot_pattern(
+            pattern[head], token_labels(self.data.tokenizer, tokens, kinds), f"step {step}: L{layer}H{head}"
+        )
         self.metrics = metrics[(metrics["layer"] == layer) & (metrics["head"] == head)][["metric", "value"]]
         show(self.output, self.figure)
         self.metrics_view.clear_output(wait=True)
@@ -223,8 +260,9 @@ class GridComparer:
 
         self.grid, self.curves, self.baseline = grid_df, grid_curves(grid_df), no_knowledge_baseline
         steps = sorted(int(s) for s in grid_df["reference_step"].dropna().unique())
-        self.reference_steps = w.SelectMultiple(options=steps, value=tuple(steps), description="reference steps",
-                                                rows=min(len(steps), 8))
+        self.reference_steps = w.SelectMultiple(
+            options=steps, value=tuple(steps), description="reference steps", rows=min(len(steps), 8)
+        )
         self.output, self.figure = w.Output(), None
         self.widget = w.HBox([self.reference_steps, self.output])
         self.reference_steps.observe(lambda _c: self.update(), names="value")

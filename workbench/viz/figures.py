@@ -13,7 +13,9 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, Symmetri
 from workbench.phases import Phases
 
 
-def subplots(nrows: int = 1, ncols: int = 1, figsize: tuple[float, float] = (6.4, 4.8), **kw: Any) -> tuple[Figure, Any]:
+def subplots(
+    nrows: int = 1, ncols: int = 1, figsize: tuple[float, float] = (6.4, 4.8), **kw: Any
+) -> tuple[Figure, Any]:
     """A Figure and its axes without pyplot: no backend is chosen or switched on import, and no global
     registry keeps figures alive. Jupyter shows a returned Figure inline; `fig.savefig` writes it."""
     fig = Figure(figsize=figsize)
@@ -73,8 +75,10 @@ def mark_phases(ax, phases: Phases | None) -> None:
     """Vertical lines (and shaded 95% intervals) at the detected plateau start and end."""
     if phases is None:
         return
-    for x, ci, label in ((phases.plateau_start, phases.plateau_start_ci, "plateau start"),
-                         (phases.plateau_end, phases.plateau_end_ci, "plateau end")):
+    for x, ci, label in (
+        (phases.plateau_start, phases.plateau_start_ci, "plateau start"),
+        (phases.plateau_end, phases.plateau_end_ci, "plateau end"),
+    ):
         if not math.isnan(x):
             ax.axvline(x, color="grey", ls="--", lw=1, label=label)
             if all(math.isfinite(c) for c in ci) and ci[1] > ci[0]:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import pandas as pd
 from matplotlib.figure import Figure
 
-from workbench.data.population import GROUP_LABELS, GROUPS as POPULATION_GROUPS, column_prefix
+from workbench.data.population import GROUP_LABELS, column_prefix
+from workbench.data.population import GROUPS as POPULATION_GROUPS
 from workbench.viz.figures import log_steps, mark_phases
 
 GROUPS = {g: column_prefix(g) for g in POPULATION_GROUPS}  # group -> metrics column prefix

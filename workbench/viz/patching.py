@@ -11,8 +11,10 @@ from workbench.viz.figures import colormap, log_steps, subplots
 def plot_grid(grid_df: pd.DataFrame, curves_df: pd.DataFrame, no_knowledge_baseline: float | None = None):
     """Attribute loss and accuracy vs step (log-x), one colour per reference step, line style per
     start step, the unpatched reference as a black dashed line; legends give final accuracies."""
-    final = {(None if pd.isna(r) else int(r), None if pd.isna(s) else int(s)): acc for r, s, acc in
-             zip(grid_df["reference_step"], grid_df["start_step"], grid_df["final_attribute_accuracy"])}
+    final = {
+        (None if pd.isna(r) else int(r), None if pd.isna(s) else int(s)): acc
+        for r, s, acc in zip(grid_df["reference_step"], grid_df["start_step"], grid_df["final_attribute_accuracy"])
+    }
     fig, (ax_l, ax_a) = subplots(1, 2, figsize=(11, 4))
     patched = curves_df[curves_df["reference_step"].notna()]
     ref_steps = sorted(patched["reference_step"].unique())
@@ -75,8 +77,9 @@ def plot_heads(df: pd.DataFrame, value: str | None = None, title: str | None = N
     im = ax.imshow(arr, aspect="auto", cmap="RdBu", vmin=-lim, vmax=lim)
     if arr.size <= 256:
         for (i, j), v in np.ndenumerate(arr):
-            ax.text(j, i, f"{v:.2g}", ha="center", va="center", fontsize=7,
-                    color="white" if abs(v) > 0.6 * lim else "black")
+            ax.text(
+                j, i, f"{v:.2g}", ha="center", va="center", fontsize=7, color="white" if abs(v) > 0.6 * lim else "black"
+            )
     ax.set_xticks(range(grid.shape[1]), grid.columns)
     ax.set_yticks(range(grid.shape[0]), grid.index)
     ax.set_xlabel("head")

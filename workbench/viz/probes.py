@@ -25,8 +25,7 @@ def plot_localisation(df: pd.DataFrame, attribute: str = "all") -> Figure:
             part = sub[(sub["method"] == method) & ((sub["step"] == s) if s is not None else True)]
             part = part.sort_values("layer")
             color = cmap(k / max(len(steps) - 1, 1)) if s is not None else "C0"
-            ax.plot(part["layer"], part["score"], marker="o", color=color,
-                    label=f"step {s}" if s is not None else None)
+            ax.plot(part["layer"], part["score"], marker="o", color=color, label=f"step {s}" if s is not None else None)
         ax.axhline(0, color="grey", lw=0.8)
         ax.set_xlabel("MLP layer")
         ax.set_ylabel("recovered fraction" if method == "patching" else "drop in value log-prob (nats)")
@@ -59,13 +58,19 @@ def plot_probes(df: pd.DataFrame) -> Figure:
         for k, s in enumerate(steps):
             part = (sub[sub["step"] == s] if s is not None else sub).sort_values("depth")
             color = cmap(k / max(len(steps) - 1, 1)) if s is not None else "C0"
-            ax.plot(part["depth"], part["accuracy"], marker="o", ms=3, color=color,
-                    label=f"step {s}" if s is not None else "accuracy")
+            ax.plot(
+                part["depth"],
+                part["accuracy"],
+                marker="o",
+                ms=3,
+                color=color,
+                label=f"step {s}" if s is not None else "accuracy",
+            )
         ax.plot(sub.groupby("depth")["chance"].mean(), color="grey", ls="--", label="chance")
         ax.set_title(attr, fontsize=9)
         ax.set_xticks([t for t, _ in ticks], [lab for _, lab in ticks], fontsize=7)
         ax.set_ylim(-0.02, 1.02)
-    for ax in axes.flat[len(attributes):]:
+    for ax in axes.flat[len(attributes) :]:
         ax.axis("off")
     axes[0, 0].set_ylabel("probe accuracy (held-out individuals)")
     axes[0, 0].legend(fontsize=6)

@@ -7,8 +7,12 @@ from matplotlib.figure import Figure
 
 from workbench.viz.figures import PLAIN, mark_phases, subplots
 
-MODE_STYLE = {"none": ("black", "no retrieval"), "bm25": ("tab:blue", "BM25 top-m"),
-              "oracle": ("tab:green", "oracle documents"), "vote": ("tab:orange", "self-consistency vote")}
+MODE_STYLE = {
+    "none": ("black", "no retrieval"),
+    "bm25": ("tab:blue", "BM25 top-m"),
+    "oracle": ("tab:green", "oracle documents"),
+    "vote": ("tab:orange", "self-consistency vote"),
+}
 
 
 def plot_retrieval(study, run=None) -> Figure:
@@ -24,8 +28,11 @@ def plot_retrieval(study, run=None) -> Figure:
             acc.plot(g["step"], g["accuracy"], "o-", color=color, label=label, ms=3)
             acc.fill_between(g["step"], g["accuracy_lo"], g["accuracy_hi"], color=color, alpha=0.15)
     mark_phases(acc, phases)
-    acc.set(xlabel="training step", ylabel="attribute accuracy (seen, evaluation templates)",
-            title="accuracy with and without retrieval")
+    acc.set(
+        xlabel="training step",
+        ylabel="attribute accuracy (seen, evaluation templates)",
+        title="accuracy with and without retrieval",
+    )
     acc.legend(fontsize=8)
 
     mt = study.multipliers
@@ -40,10 +47,16 @@ def plot_retrieval(study, run=None) -> Figure:
         value = g["multiplier"].where(within, bound)
         mult.plot(g["step"], value, "-", color=color, alpha=0.6)
         hi = g["multiplier_hi"][within].clip(upper=10 * g["multiplier"][within])
-        mult.errorbar(g["step"][within], g["multiplier"][within],
-                      yerr=np.abs(np.stack([g["multiplier"][within] - g["multiplier_lo"][within],
-                                            hi - g["multiplier"][within]])),
-                      fmt="o", color=color, ms=4, capsize=2, label=label)
+        mult.errorbar(
+            g["step"][within],
+            g["multiplier"][within],
+            yerr=np.abs(np.stack([g["multiplier"][within] - g["multiplier_lo"][within], hi - g["multiplier"][within]])),
+            fmt="o",
+            color=color,
+            ms=4,
+            capsize=2,
+            label=label,
+        )
         mult.plot(g["step"][~within], bound[~within], "o", mfc="none", color=color, ms=6)
     mult.axhline(1, color="grey", lw=0.8)
     mark_phases(mult, phases)

@@ -23,18 +23,30 @@ def plot_scaling(table: pd.DataFrame, fit: PowerLaw | None, x: str = "data.n_ind
     flat = done[~done["has_plateau"].fillna(False).astype(bool)]
     if len(flat):  # runs with no plateau have no plateau end to plot: named in the legend
         counts = flat.groupby(x).size()
-        ax.plot([], [], "x", color="C7", label="no plateau: " + ", ".join(f"N={k:g} ({v} runs)" for k, v in counts.items()))
+        ax.plot(
+            [], [], "x", color="C7", label="no plateau: " + ", ".join(f"N={k:g} ({v} runs)" for k, v in counts.items())
+        )
     cens = done[done["censored"].fillna(False).astype(bool)]
     if len(cens):
         ax.scatter(cens[x], cens["steps"], marker="^", color="C3", label="never escaped (run length)")
     xs = np.geomspace(done[x].min(), done[x].max(), 50) if len(done) else np.array([1.0, 2.0])
     if fit is not None:
-        ax.plot(xs, fit(xs), "-", color="C0", label=f"fit: {fit.a:.3g} N^{fit.b:.2f} "
-                                                     f"(b {fit.b_ci[0]:.2f}..{fit.b_ci[1]:.2f})")
+        ax.plot(
+            xs,
+            fit(xs),
+            "-",
+            color="C0",
+            label=f"fit: {fit.a:.3g} N^{fit.b:.2f} (b {fit.b_ci[0]:.2f}..{fit.b_ci[1]:.2f})",
+        )
     a, b = STUDY_POWER_LAW
-    ax.plot(xs, a * xs ** b, "--", color="gray", label=f"study: {a} N^{b}")
-    ax.set(xscale="log", yscale="log", xlabel="N (seen individuals)", ylabel="plateau end (step)",
-           title="plateau length vs N")
+    ax.plot(xs, a * xs**b, "--", color="gray", label=f"study: {a} N^{b}")
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="N (seen individuals)",
+        ylabel="plateau end (step)",
+        title="plateau length vs N",
+    )
     ax.legend(fontsize=8)
     return fig
 
@@ -50,8 +62,9 @@ def plot_tradeoff(summary: pd.DataFrame, x: str, hue: str | None = None) -> Figu
         label = f"{hue.rsplit('.', 1)[-1]}={key}" if hue else None
         if "plateau_end" in g:
             yerr = np.vstack([g["plateau_end"] - g["plateau_end_lo"], g["plateau_end_hi"] - g["plateau_end"]])
-            ax_p.errorbar(g[x], g["plateau_end"], yerr=np.nan_to_num(np.clip(yerr, 0, None)), marker="o", capsize=3,
-                          label=label)
+            ax_p.errorbar(
+                g[x], g["plateau_end"], yerr=np.nan_to_num(np.clip(yerr, 0, None)), marker="o", capsize=3, label=label
+            )
         ax_a.plot(g[x], g["final_attribute_accuracy"], marker="o", label=label)
     name = x.rsplit(".", 1)[-1]
     ax_p.set(xlabel=name, ylabel="plateau end (step)", title=f"plateau end vs {name}")
