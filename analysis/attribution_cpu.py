@@ -63,7 +63,7 @@ def main() -> None:
     for seed in args.seeds:
         run = wb.load_run(root / f"seed{seed}")
         found = find_recall_head(run)
-        a = wb.attribute(run, found.layer, found.head, fit_size=args.fit_size)
+        a = wb.attribute(run, layer=found.layer, head=found.head, fit_size=args.fit_size)
         attributions.append(a)
         row = found.scores.set_index(["layer", "head"]).loc[(found.layer, found.head)]
         print(

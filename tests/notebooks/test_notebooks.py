@@ -203,9 +203,10 @@ def check_07(nb, root: Path) -> None:
 
 
 def check_08(nb, root: Path) -> None:
-    assert len(outputs(nb, "image/png")) == 1  # accuracy by mode, multiplier, held-out panel
+    assert len(outputs(nb, "image/png")) == 2  # accuracy by mode, multiplier, held-out panel; reading vs memorisation
     html = "\n".join(outputs(nb, "text/html"))
     assert "oracle" in html and "equivalent_step" in html and "copied" in html
+    assert "other_own" in html and "own_other" in html  # the reading tests' table
     text = "\n".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []) if o.output_type == "stream")
     assert "recall@1 queried with a name alone" in text and "[[" in text and "<<" in text
     study = root / "tiny-k3-q0.5-seed0" / "retrieval" / "default" / "retrieval.json"

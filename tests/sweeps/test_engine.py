@@ -106,7 +106,8 @@ def test_failure_reported_and_retried_on_request(tmp_path, local_ray):
     "change, message",
     [
         ({"grid": {"data.n_individuals": [64, 0]}}, r"point n_individuals0: data\.n_individuals=0 is out of range"),
-        ({"grid": {"train.lr": [1e-3, "fast"]}}, r"point lrfast: --set train\.lr='fast': not a valid float"),
+        # typed values from the spec, validated by the config: the message names the path, not a --set flag
+        ({"grid": {"train.lr": [1e-3, "fast"]}}, r"point lrfast: train\.lr='fast' is out of range: allowed a number"),
         ({"grid": {"model.widht": [1]}}, r"model\.widht: unknown field"),
         ({"set": {"train.steps": 20, "patch.mix": 0.5}}, r"patch is not set in this config"),
     ],
@@ -127,9 +128,12 @@ def test_resources_the_cluster_lacks_are_refused_before_anything_is_written(tmp_
 
 def test_existing_run_with_another_config_refused(tmp_path, local_ray):
     experiment.sweep(spec(tmp_path), progress=False)
-    changed = spec(tmp_path) | {"set": {"train.steps": STEPS + 1}}
+    changed = spec(tmp_path) | {"set": {"train.steps": STEPS, "train.lr": 1e-3}}
     with pytest.raises(ValueError, match="point seed0: .* already holds a run with another config"):
         experiment.sweep(changed, progress=False)
+    longer = spec(tmp_path) | {"set": {"train.steps": STEPS + 1}}  # the same run, longer: an extension, refused for
+    with pytest.raises(ValueError, match=r"point seed0: train\.schedule='cosine' is out of range: allowed constant"):
+        experiment.sweep(longer, progress=False)  # the preset's cosine schedule
 
 
 def test_cli_and_api_give_the_same_run_directories(tmp_path, local_ray):

@@ -124,6 +124,10 @@ def attribute(run, config: AttributionConfig | None = None, progress: bool = Tru
     run's plateau, the head (`layer`, `head`) to `find_recall_head`'s choice (within `layer` when given)."""
     from workbench.run import load_run
 
+    if config is not None and not isinstance(config, AttributionConfig):
+        raise ValueError(
+            f"config={config!r}: allowed an AttributionConfig, or the fields by name (layer=, head=, start=, end=, ...)"
+        )
     run = load_run(run) if isinstance(run, (str, os.PathLike)) else run
     config = resolve(run, config if config is not None else _default_config(run, fields, progress))
     return saved_or_computed(

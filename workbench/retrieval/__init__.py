@@ -5,6 +5,7 @@ arXiv 2511.04234).
     augment     MODES (none, bm25, oracle, vote), augmented_items: per (biography, attribute, mode) scores
     multiplier  equivalent_step, compute_multiplier, multiplier_interval (s*/s on the run's baseline curve)
     study       RetrievalConfig, retrieve(run, config) -> Retrieval (saved in the run), load_retrieval
+    reading     reading_test(run): held-out individuals with [own], [other], both in either order, in context
 
 Retrieval needs room in the context: train with `data.packing.k` > 1 (k biographies per training sequence,
 `workbench.data.packing`), which also gives the model a reason to read facts from its context.
@@ -20,5 +21,6 @@ _EXPORTS = {
     "workbench.retrieval.augment": ("MODES", "augmented_items"),
     "workbench.retrieval.multiplier": ("Multiplier", "compute_multiplier", "equivalent_step", "multiplier_interval"),
     "workbench.retrieval.study": ("Retrieval", "RetrievalConfig", "load_retrieval", "name_recall", "retrieve"),
+    "workbench.retrieval.reading": ("CONDITIONS", "reading_test"),
 }
 __all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

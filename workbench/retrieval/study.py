@@ -179,6 +179,8 @@ def retrieve(run, config: RetrievalConfig | None = None, progress: bool = True, 
     `source=` is short for `datastore=DatastoreConfig(source=...)`)."""
     from workbench.run import load_run
 
+    if config is not None and not isinstance(config, RetrievalConfig):
+        raise ValueError(f"config={config!r}: allowed a RetrievalConfig, or its fields by name (m=, votes=, ...)")
     if config is None:
         if "source" in fields:
             fields["datastore"] = DatastoreConfig(source=fields.pop("source"))
