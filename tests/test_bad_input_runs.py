@@ -14,9 +14,9 @@ import stat
 from pathlib import Path
 
 import pytest
+from interrupts import StopAt
 
 from workbench.cli import main
-from workbench.training.loop import Callback
 
 
 def _hashes(root: Path) -> dict[str, str]:
@@ -41,14 +41,6 @@ def run_copy(tiny_run_dir, tmp_path) -> Path:
     dest = tmp_path / "runs" / "tiny"
     shutil.copytree(tiny_run_dir, dest, ignore=shutil.ignore_patterns("analysis", "report.html"))
     return dest
-
-
-class StopAt(Callback):
-    def __init__(self, step: int):
-        self.step = step
-
-    def on_step_end(self, state) -> None:
-        state.stop = state.stop or state.step >= self.step
 
 
 @pytest.fixture(scope="module")

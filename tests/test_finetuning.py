@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from interrupts import KillAt
 
 from workbench.config import FinetuneConfig, preset
 from workbench.data.population import make_population
@@ -14,7 +15,6 @@ from workbench.experiment import finetune, resume, train
 from workbench.finetuning import finetune_config
 from workbench.metrics import evaluate, summarize
 from workbench.run import load_run
-from workbench.training.loop import Callback
 
 STEPS, EVAL_EVERY, LR = 16, 4, 3e-3  # short runs; a larger lr than the study's so 16 steps move the model
 
@@ -111,16 +111,10 @@ def test_replay_mixes_pretraining_individuals(ft_runs):
         assert new.any()
 
 
-class _Kill(Callback):
-    def on_step_end(self, state):
-        if state.step == 10:
-            raise KeyboardInterrupt("simulated kill")
-
-
 def test_resume_equals_uninterrupted(ft_runs, tiny_run, tmp_path):
     path = tmp_path / "killed"
     with pytest.raises(KeyboardInterrupt):
-        _ft(tiny_run, path, 1.0, callbacks=[_Kill()])
+        _ft(tiny_run, path, 1.0, callbacks=[KillAt(10)])
     assert load_run(path).status == "failed"
     resume(path, progress=False)
     resumed = load_run(path)

@@ -6,6 +6,7 @@ from types import SimpleNamespace
 
 import pandas as pd
 import pytest
+from interrupts import KillAt
 from matplotlib.figure import Figure
 
 from workbench.experiment import patch_grid
@@ -20,16 +21,9 @@ from workbench.patching.grid import (
     summary_row,
 )
 from workbench.run import load_run
-from workbench.training.loop import Callback
 from workbench.viz import plot_grid
 
 SHORT = {"train": {"steps": 6, "checkpoint_steps": (0, 3, 6), "eval_every": 3}}
-
-
-class _Kill(Callback):
-    def on_step_end(self, state):
-        if state.step == 4:
-            raise KeyboardInterrupt("simulated kill")
 
 
 @pytest.mark.ray  # the grid trains as a sweep on a local Ray
@@ -37,7 +31,7 @@ def test_grid_trains_skips_and_resumes(tiny_run, tiny_run_dir, tmp_path):
     root = tmp_path / "grid"
     _, _, (killed,) = plan_grid(tiny_run_dir, [40], out_root=root, config_overrides=SHORT)
     with pytest.raises(KeyboardInterrupt):  # a grid run killed after its step-3 checkpoint
-        real_train(killed.config, killed.out, progress=False, callbacks=[_Kill()])
+        real_train(killed.config, killed.out, progress=False, callbacks=[KillAt(4)])
     assert load_run(killed.out).status == "failed"
     step3 = load_run(killed.out).manifest["checkpoints"]["3"]["sha256"]
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 import torch
+from interrupts import KillAt
 
 from workbench.config import preset
 from workbench.experiment import resume, train
 from workbench.run import load_run
 from workbench.training import callbacks
 from workbench.training.checkpoint import save_tensors, sha256
-from workbench.training.loop import Callback
 from workbench.training.rundir import RunDir
 
 
@@ -41,20 +41,11 @@ def test_optimizer_state_is_written_only_where_configured(tmp_path, written, eve
     assert sorted(p.name for p in (tmp_path / "r").glob("*.optim.safetensors")) == ["step_000040.optim.safetensors"]
 
 
-class _Kill(Callback):
-    def __init__(self, at: int):
-        self.at = at
-
-    def on_step_end(self, state):
-        if state.step == self.at:
-            raise KeyboardInterrupt("simulated kill")
-
-
 def test_a_killed_run_resumes_exactly_from_the_newest_checkpoint_with_optimizer_state(tiny_run, tmp_path):
     path = tmp_path / "killed"
     cfg = preset("tiny", train={"optimizer_every": 2})  # optimizer state at 0, 20, 40
     with pytest.raises(KeyboardInterrupt):
-        train(cfg, path, progress=False, callbacks=[_Kill(35)])
+        train(cfg, path, progress=False, callbacks=[KillAt(35)])
     assert load_run(path).checkpoint_steps == [0, 10, 20, 30] and RunDir(path).resume_point()["step"] == 20
     resume(path, progress=False)
     pd.testing.assert_frame_equal(load_run(path).metrics, tiny_run.metrics, check_exact=True)  # the same numbers

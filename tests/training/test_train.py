@@ -5,13 +5,13 @@ import shutil
 import pandas as pd
 import pytest
 import torch
+from interrupts import KillAt
 
 from workbench.config import ModelConfig, TrainConfig, preset
 from workbench.experiment import resume, train
 from workbench.model import build_model
 from workbench.run import load_run
 from workbench.training.checkpoint import load_weights
-from workbench.training.loop import Callback
 
 
 def test_tiny_run_loss_falls(tiny_run):
@@ -68,19 +68,10 @@ def test_checkpoint_round_trip_gives_identical_logits(tiny_run):
     assert cache["blocks.0.attn.hook_pattern"].shape[:2] == (8, tiny_run.config.model.n_heads)
 
 
-class _Kill(Callback):
-    def __init__(self, at: int):
-        self.at = at
-
-    def on_step_end(self, state):
-        if state.step == self.at:
-            raise KeyboardInterrupt("simulated kill")
-
-
 def test_resume_equals_uninterrupted(tiny_run, tmp_path):
     path = tmp_path / "killed"
     with pytest.raises(KeyboardInterrupt):
-        train(preset("tiny"), path, progress=False, callbacks=[_Kill(25)])
+        train(preset("tiny"), path, progress=False, callbacks=[KillAt(25)])
     assert load_run(path).status == "failed"
     assert load_run(path).metrics["step"].max() == 20
     resume(path, progress=False)
@@ -181,7 +172,7 @@ def test_resume_from_a_checkpoint_between_evaluations_is_exact(tmp_path):
     cfg = preset("tiny", train={"checkpoint_steps": (0, 13, 27, 40)})  # 13, 27: not evaluation steps
     train(cfg, tmp_path / "a", progress=False)
     with pytest.raises(KeyboardInterrupt):
-        train(cfg, tmp_path / "b", progress=False, callbacks=[_Kill(33)])
+        train(cfg, tmp_path / "b", progress=False, callbacks=[KillAt(33)])
     resume(tmp_path / "b", progress=False)
     pd.testing.assert_frame_equal(load_run(tmp_path / "b").metrics, load_run(tmp_path / "a").metrics, check_exact=True)
 
