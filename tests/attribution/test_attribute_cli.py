@@ -4,28 +4,12 @@ import pytest
 
 from workbench.cli import main
 
+SAME_AS_FIXTURE = ["--layer", "1", "--head", "0", "--window", "10", "20", "--fit-size", "0"]  # as the fixture
+
 
 def test_attribute_prints_the_head_window_and_top_individuals(dense_run, attribution, capsys):
     """The same config as the `attribution` fixture: the CLI loads it rather than recomputing."""
-    assert (
-        main(
-            [
-                "attribute",
-                str(dense_run.path),
-                "--layer",
-                "1",
-                "--head",
-                "0",
-                "--window",
-                "10",
-                "20",
-                "--fit-size",
-                "0",
-                "--quiet",
-            ]
-        )
-        == 0
-    )
+    assert main(["attribute", str(dense_run.path), *SAME_AS_FIXTURE, "--quiet"]) == 0
     out = capsys.readouterr().out
     assert f"attribution: {attribution.path}" in out
     assert "head L1H0, measure attention at step 20, window [10, 20): 160 sequences" in out
@@ -34,27 +18,7 @@ def test_attribute_prints_the_head_window_and_top_individuals(dense_run, attribu
 
 def test_the_deprecated_probe_flag_still_names_the_measure(dense_run, attribution, capsys):
     """`--probe` (the old name of `--measure`) still works, hidden from --help."""
-    assert (
-        main(
-            [
-                "attribute",
-                str(dense_run.path),
-                "--layer",
-                "1",
-                "--head",
-                "0",
-                "--window",
-                "10",
-                "20",
-                "--fit-size",
-                "0",
-                "--probe",
-                "attention",
-                "--quiet",
-            ]
-        )
-        == 0
-    )
+    assert main(["attribute", str(dense_run.path), *SAME_AS_FIXTURE, "--probe", "attention", "--quiet"]) == 0
     assert f"attribution: {attribution.path}" in capsys.readouterr().out
     assert main(["attribute", "--help"]) == 0
     help_text = capsys.readouterr().out
