@@ -66,8 +66,8 @@ def test_the_hash_computed_while_writing_is_the_files_and_safetensors_reads_it(t
         "mask": torch.tensor([True, False]),
         "t": torch.randn(3, 4).t(),
     }
-    digest = save_tensors(tmp_path / "t.safetensors", tensors, {"k": "v"})
-    assert digest == sha256(tmp_path / "t.safetensors")
+    file_sha256 = save_tensors(tmp_path / "t.safetensors", tensors, {"k": "v"})
+    assert file_sha256 == sha256(tmp_path / "t.safetensors")
     assert not list(tmp_path.glob("*.tmp"))
     back = load_file(tmp_path / "t.safetensors")
     assert back.keys() == tensors.keys() and all(torch.equal(back[k], tensors[k]) for k in tensors)

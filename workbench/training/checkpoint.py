@@ -106,7 +106,7 @@ def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[st
     OSError naming `path` (safetensors reports it as a SafetensorError carrying the OS error code)."""
     with atomic_path(path) as tmp:
         try:
-            digest = save_file(
+            file_sha256 = save_file(
                 {k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata
             )
         except SafetensorError as e:
@@ -114,7 +114,7 @@ def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[st
             if code is None:
                 raise
             raise os_error(int(code.group(1) or code.group(2)), path) from e
-    return digest
+    return file_sha256
 
 
 def load_tensors(path: Path, expected_sha256: str | None = None) -> dict[str, torch.Tensor]:
