@@ -313,7 +313,7 @@ def cmd_retrieve(args) -> None:
         from workbench.retrieval.reading import reading_test
         from workbench.run import load_run
 
-        run = load_run(r.path.parent.parent)  # the same biographies as the study's held-out group
+        run = load_run(args.run)
         size = r.config.eval_size or run.config.train.eval_size
         table = reading_test(run, steps=r.config.steps, size=size, progress=not args.quiet)
         acc = table.pivot(index="step", columns="condition", values="accuracy")[table["condition"].unique()]

@@ -54,26 +54,29 @@ def accuracy_crossing(steps, accuracy, level: float = ACCURACY_LEVEL) -> float:
 def onset(steps, loss, margin, baseline: float, rule: PlateauRule = PlateauRule()) -> float:
     """The onset estimator on one mean-loss curve with a per-evaluation `margin` (module docstring)."""
     steps, loss = np.asarray(steps, dtype=float), np.asarray(loss, dtype=float)
-    start, end, censored, level = plateau(steps, loss, baseline, rule)
-    if math.isnan(start):
-        return math.nan
+    start, _, _, level = plateau(steps, loss, baseline, rule)
+    return math.nan if math.isnan(start) else _onset(steps, loss, margin, start, level, rule.sustain)
+
+
+def _onset(steps: np.ndarray, loss: np.ndarray, margin, start: float, level: float, sustain: int) -> float:
     below = loss + margin < level
-    for j in range(int(np.searchsorted(steps, start, side="right")), len(loss) - rule.sustain + 1):
-        if below[j : j + rule.sustain].all():
+    for j in range(int(np.searchsorted(steps, start, side="right")), len(loss) - sustain + 1):
+        if below[j : j + sustain].all():
             return float(steps[j])
     return math.nan
 
 
-def _estimate(name: str, steps, loss, correct, margin, baseline: float, rule: PlateauRule) -> tuple[float, bool]:
-    """(step, has a plateau) of one estimator on mean curves."""
-    start, end, censored, _ = plateau(steps, loss, baseline, rule)
+def _estimates(steps, loss, correct, margin, baseline: float, rule: PlateauRule, names) -> dict[str, float] | None:
+    """The estimators `names` on mean curves, from one plateau detection; None when there is no plateau."""
+    start, end, _, level = plateau(steps, loss, baseline, rule)
     if math.isnan(start):
-        return math.nan, False
-    if name == "rule":
-        return end, True
-    if name == "onset":
-        return onset(steps, loss, margin, baseline, rule), True
-    return accuracy_crossing(steps, correct), True
+        return None
+    found = {
+        "rule": lambda: end,
+        "onset": lambda: _onset(steps, loss, margin, start, level, rule.sustain),
+        "accuracy10": lambda: accuracy_crossing(steps, correct),
+    }
+    return {name: found[name]() for name in names}
 
 
 def escape_estimates(
@@ -84,9 +87,10 @@ def escape_estimates(
     rule: PlateauRule | None = None,
     n_boot: int = 200,
     seed: int = 0,
+    estimators: tuple[str, ...] = ESTIMATORS,
 ) -> dict[str, Escape]:
-    """Every estimator on [n_evals, n_sequences] losses and correctness, with 95% bootstrap intervals; all NaN
-    when the run has no plateau."""
+    """The `estimators` (default: every one) on [n_evals, n_sequences] losses and correctness, with 95% bootstrap
+    intervals, from one plateau detection per curve; all NaN when the run has no plateau."""
     rule = rule or PlateauRule()
     steps = np.asarray(steps, dtype=float)
     loss, correct = np.asarray(per_sequence_loss, dtype=float), np.asarray(per_sequence_correct, dtype=float)
@@ -95,18 +99,19 @@ def escape_estimates(
     picks = rng.integers(n, size=(n_boot, n))
     boot_loss = np.stack([loss[:, p].mean(1) for p in picks]) if n_boot else np.zeros((0, len(steps)))
     margin = 1.96 * loss.std(1, ddof=1) / math.sqrt(n)
+    point = _estimates(steps, loss.mean(1), correct.mean(1), margin, baseline, rule, estimators)
+    boots = [
+        _estimates(steps, boot_loss[b], correct[:, p].mean(1), margin, baseline, rule, estimators)
+        for b, p in enumerate(picks)
+    ]
     out = {}
-    for name in ESTIMATORS:
-        step, has = _estimate(name, steps, loss.mean(1), correct.mean(1), margin, baseline, rule)
-        values = []
-        for b, p in enumerate(picks):
-            s, h = _estimate(name, steps, boot_loss[b], correct[:, p].mean(1), margin, baseline, rule)
-            if h:
-                values.append(math.inf if math.isnan(s) else s)
+    for name in estimators:
+        step = math.nan if point is None else point[name]
+        values = [math.inf if math.isnan(e[name]) else e[name] for e in boots if e is not None]
         lo = hi = math.nan
-        if has and values:
+        if point is not None and values:
             lo, hi = (float(np.percentile(values, q, method=m)) for q, m in ((2.5, "lower"), (97.5, "higher")))
             earlier = steps[steps < lo]  # a boundary seen at an evaluation lies after the one before it
             lo = float(earlier[-1]) if len(earlier) and math.isfinite(lo) else lo
-        out[name] = Escape(name, float(step), lo, hi, bool(has and math.isnan(step)))
+        out[name] = Escape(name, float(step), lo, hi, bool(point is not None and math.isnan(step)))
     return out

@@ -48,7 +48,7 @@ def _field(config: RunConfig, path: str) -> tuple[list[str], str, str]:
     return parents, leaf, str(fields[leaf].type)
 
 
-def _typed(path: str, kind: str, value: Any) -> Any:
+def _typed(kind: str, value: Any) -> Any:
     """`value` as the field's declared type: an int where a float is declared, a list where a tuple is."""
     if kind == "float" and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
@@ -66,7 +66,7 @@ def assign(config: RunConfig, values: Mapping[str, Any]) -> RunConfig:
         where = changes
         for part in parents:
             where = where.setdefault(part, {})
-        where[leaf] = _typed(path, kind, value)
+        where[leaf] = _typed(kind, value)
     return config.replace(**changes) if changes else config
 
 

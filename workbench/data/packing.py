@@ -29,9 +29,10 @@ def pack_individuals(drawn: np.ndarray, k: int, q_same: float, seed: int, step: 
 
 def insert_context(rows: np.ndarray, q_ctx: float, context: range, seed: int, step: int) -> np.ndarray:
     """`rows` [batch, k] where, with probability q_ctx per sequence, two distinct random slots hold one
-    context-only individual drawn uniformly from `context` (after q_same: it may overwrite a repeat)."""
-    rows = rows.copy()
+    context-only individual drawn uniformly from `context` (after q_same: it may overwrite a repeat). Without
+    context-only individuals, `rows` itself."""
     if q_ctx > 0 and rows.shape[1] > 1:
+        rows = rows.copy()
         rng = np.random.default_rng([seed, _STREAM_CONTEXT, step])
         hit = np.flatnonzero(rng.random(len(rows)) < q_ctx)
         slots = np.argsort(rng.random((len(hit), rows.shape[1])), axis=1)[:, :2]

@@ -32,14 +32,18 @@ CONDITIONS: dict[str, tuple[str, ...]] = {
 _STREAM_READING = 41
 
 
+def run_room(run) -> int:
+    """How many documents fit before a query biography in the run's model context."""
+    return context_room(run.config.model.n_ctx or run.data.max_length, run.data.biographer.max_length())
+
+
 def check_reading(run, conditions: tuple[str, ...], size: int, steps: tuple[int, ...]) -> None:
     """One-line errors before any compute: a packed run whose context holds the conditions' documents, known
     conditions, checkpoint steps of the run, and enough held-out individuals."""
     for c in conditions:
         check(c in CONDITIONS, "reading.conditions[]", " | ".join(CONDITIONS), c)
     check(len(conditions) > 0, "reading.conditions", "at least one condition", conditions)
-    n_ctx = run.config.model.n_ctx or run.data.max_length
-    room = context_room(n_ctx, run.data.biographer.max_length())
+    room = run_room(run)
     need = max(len(CONDITIONS[c]) for c in conditions)
     check(
         room >= need,
@@ -76,8 +80,7 @@ def reading_test(
     data = run.data
     steps = tuple(steps) or tuple(run.checkpoint_steps)
     if conditions is None:
-        room = context_room(run.config.model.n_ctx or data.max_length, data.biographer.max_length())
-        conditions = tuple(c for c, docs in CONDITIONS.items() if len(docs) <= max(room, 1))
+        conditions = tuple(c for c, docs in CONDITIONS.items() if len(docs) <= max(run_room(run), 1))
     check_reading(run, tuple(conditions), size, steps)
     batch = data.eval_batch("heldout", size)
     individuals = batch.individuals.numpy()

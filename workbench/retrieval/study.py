@@ -211,6 +211,8 @@ def name_recall(store, data, individuals) -> float:
 def _compute(run, config: RetrievalConfig, out: Path, progress: bool) -> None:
     from tqdm.auto import tqdm
 
+    from workbench.run import load_run
+
     t0 = time.perf_counter()
     data = run.data
     store = build_datastore(data, config.datastore)
@@ -229,7 +231,7 @@ def _compute(run, config: RetrievalConfig, out: Path, progress: bool) -> None:
     items = pd.concat(parts, ignore_index=True)
     items = items[["step", *[c for c in items.columns if c != "step"]]]
     summary = summarize(items, config.n_boot)
-    baseline = check_baseline(run, config.baseline_run) if config.baseline_run else run
+    baseline = load_run(config.baseline_run) if config.baseline_run else run  # checked by `resolve`
     multipliers = multiplier_table(items, baseline.metrics, config.n_boot)
     out.mkdir(parents=True)
     files = {"items.csv": items, "summary.csv": summary, "multipliers.csv": multipliers}

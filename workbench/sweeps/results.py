@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from workbench.escape import ESTIMATORS, escape_estimates
-from workbench.phases import PlateauRule
+from workbench.phases import PlateauRule, detect_phases
 from workbench.run import Run
 from workbench.sweeps.engine import read_plan
 
@@ -59,7 +59,8 @@ def _results(run: Run, rule: PlateauRule | None, n_boot: int) -> dict:
     }
     if run.config.finetune is not None:  # fine-tuning: no plateau; the drops of seen accuracy
         return out | drops(m)
-    ph = run.phases(rule=rule, n_boot=n_boot)
+    scores, baseline = run.dir.read_scores(), run.config.data.no_knowledge_baseline  # read once, for both
+    ph = detect_phases(scores["step"], scores["loss"], baseline, rule, n_boot)  # what run.phases gives
     lo, hi = ph.plateau_end_ci if ph.exists else (math.nan, math.nan)  # no interval around "no plateau"
     out |= {
         "plateau_start": ph.plateau_start,
@@ -69,11 +70,9 @@ def _results(run: Run, rule: PlateauRule | None, n_boot: int) -> dict:
         "censored": bool(ph.censored),
         "has_plateau": bool(ph.exists),
     }
-    scores = run.dir.read_scores()
-    est = escape_estimates(
-        scores["step"], scores["loss"], scores["correct"], run.config.data.no_knowledge_baseline, rule, n_boot
-    )
-    for name in ESTIMATORS[1:]:  # the rule's are the plateau_end columns
+    others = tuple(e for e in ESTIMATORS if e != "rule")  # the rule's are the plateau_end columns
+    est = escape_estimates(scores["step"], scores["loss"], scores["correct"], baseline, rule, n_boot, estimators=others)
+    for name in others:
         e = est[name]
         out |= {
             f"escape_{name}": e.step,

@@ -87,12 +87,13 @@ def resume(
     run's), a finished or unfinished constant-lr run is first extended to that many steps (`extension`),
     recorded in its manifest."""
     run = RunDir.require(path, "--resume")
-    if steps is not None and steps != run.config().train.steps:
-        extended = extension(run.config(), steps)  # refused before the lock, the data or the model
+    config = run.config()
+    if steps is not None and steps != config.train.steps:
+        config = extension(config, steps)  # refused before the lock, the data or the model
     with run.lock():
-        if steps is not None and steps != run.config().train.steps:
-            run.extend(extended)
-        config, point = run.config(), run.resume_point()
+        if config != run.config():
+            run.extend(config)
+        point = run.resume_point()
         if run.manifest()["status"] == "finished" and point is not None and point["step"] >= config.train.steps:
             return run  # nothing to do: no data or model is built
         data, model, device = setup(config, tokenizer=run.tokenizer())
