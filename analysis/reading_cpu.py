@@ -7,7 +7,7 @@ training next to memorisation, and the BM25 compute multiplier on a longer basel
    - cpu-reading-seed{seed}: the preset (k=3, context-only individuals in 70% of sequences, 4 layers, 3,000 steps);
    - cpu-reading-control-seed{seed}: the same without context-only individuals (q_ctx 0), 1,600 steps: as many
      seen-individual biographies as the reading run's 3,000 steps (3 per sequence vs 0.3 x 3 + 0.7 x 1 = 1.6);
-   - cpu-reading-long-seed{seed}: the reading run's config to 4x its steps, the multiplier's baseline curve.
+   - cpu-reading-long-seed{seed}: the reading run's config to 2x its steps (extendable), the multiplier's baseline.
 2. Reading tests per checkpoint (held-out individuals: alone, [own], [other], [other, own], [own, other]) and the
    criteria R1 (own - alone >= 0.5), R2 (both orders >= 0.8 x own; other <= alone + 0.02) at the final checkpoint.
 3. Memorisation: seen accuracy of the reading run vs the control at equal seen-biography exposure (R4).
@@ -39,7 +39,9 @@ SEEN_PER_SEQUENCE = {"reading": 0.3 * 3 + 0.7 * 1, "control": 3.0}  # seen biogr
 def runs(seed: int) -> dict:
     base = preset("cpu-reading", seed=seed)
     control = base.replace(data={"packing": {"q_ctx": 0.0, "n_context": 0}}, train={"steps": 1600})
-    longer = base.replace(train={"steps": 4 * base.train.steps}, data={"packing": {"n_context": 300_000}})
+    # twice the steps; the context-only pool is sized for 4x so the constant-lr run can be extended in place
+    # (`workbench train --resume RUN --steps M`) if the retrieval accuracies lie beyond its end
+    longer = base.replace(train={"steps": 2 * base.train.steps}, data={"packing": {"n_context": 300_000}})
     root = checkpoints_root()
     return {
         "reading": (base, root / f"cpu-reading-seed{seed}"),

@@ -281,11 +281,14 @@ def cmd_attribute(args) -> None:
         "step": args.step,
         "measure": args.measure,
         "fit_size": args.fit_size,
+        "estimator": args.estimator,
+        "scoring": args.scoring,
     }
     a = experiment.attribute(args.run, progress=not args.quiet, **{k: v for k, v in given.items() if v is not None})
     c = a.config
     print(
-        f"attribution: {a.path}\nhead L{c.layer}H{c.head}, measure {c.measure} at step {c.step}, window "
+        f"attribution: {a.path}\nhead L{c.layer}H{c.head}, measure {c.measure} "
+        f"{'at step ' + str(c.step) if c.scoring == 'checkpoint' else 'along the trajectory'} ({c.estimator}), window "
         f"[{c.start}, {c.end}): {a.meta['n_sequences']} sequences in {a.meta['seconds']['total']:.0f} s "
         f"(influence > 0 promotes the head)"
     )
@@ -469,7 +472,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--probe", dest="measure", choices=("attention", "logit"), default=argparse.SUPPRESS, help=argparse.SUPPRESS
     )  # the deprecated name of --measure, kept so old commands work
     p.add_argument(
-        "--fit-size", type=int, help="window sequences that fit the EK-FAC factors (default: AttributionConfig's)"
+        "--fit-size",
+        type=int,
+        help="window sequences the Fisher is fitted on, at most the window's (default: min(4096, the window's))",
+    )
+    p.add_argument(
+        "--estimator",
+        choices=("exact", "ekfac"),
+        help="exact (Woodbury; default) | ekfac (Kronecker-factored, for units too large for exact)",
+    )
+    p.add_argument(
+        "--scoring",
+        choices=("checkpoint", "trajectory"),
+        help="checkpoint: all sequences at --step (default) | trajectory: each at its segment's checkpoint",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_attribute)

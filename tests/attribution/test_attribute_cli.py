@@ -12,7 +12,7 @@ def test_attribute_prints_the_head_window_and_top_individuals(dense_run, attribu
     assert main(["attribute", str(dense_run.path), *SAME_AS_FIXTURE, "--quiet"]) == 0
     out = capsys.readouterr().out
     assert f"attribution: {attribution.path}" in out
-    assert "head L1H0, measure attention at step 20, window [10, 20): 160 sequences" in out
+    assert "head L1H0, measure attention at step 20 (exact), window [10, 20): 160 sequences" in out
     assert "by individual (top 5)" in out and "by attribute (top 5)" in out
 
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from workbench.attribution.influence import compare, ekfac_influence, exact_influence, sequence_loss
+from workbench.attribution.ekfac import sequence_loss
+from workbench.attribution.influence import compare, ekfac_influence, exact_influence
 from workbench.attribution.measures import MEASURES
 from workbench.attribution.shim import HeadView
 from workbench.attribution.window import window_batch
@@ -117,6 +118,28 @@ def test_woodbury_solve_equals_the_direct_solve(n, p, m):
 def test_exact_influence_is_the_same_through_woodbury_and_the_direct_solve(case):
     view, train, measure_batch = case
     measure, train = MEASURES["attention"](), train[:24]  # 24 fitting sequences, far fewer than the head's parameters
-    a = exact_influence(view, measure, train, measure_batch, fisher="empirical", solver="woodbury", chunk=5)
+    a = exact_influence(view, measure, train, measure_batch, fisher="empirical", solver="woodbury", batch_size=5)
     b = exact_influence(view, measure, train, measure_batch, fisher="empirical", solver="direct")
     assert np.allclose(a, b, rtol=1e-6, atol=1e-9 * np.abs(b).max())
+
+
+def test_per_sequence_gradients_equal_autograd_one_sequence_at_a_time(case):
+    """`sequence_grads` (taps: Σ_t g_t a_tᵀ per module, batched) against torch.autograd on each sequence alone."""
+    from workbench.attribution.ekfac import sequence_grads
+
+    view, train, _ = case
+    batch = train[:6]
+    got = sequence_grads(view, ("qk", "v"), batch, sample=False, batch_size=4)
+    for i in range(len(batch)):
+        view.zero_grad()
+        sequence_loss(view(batch.tokens[i : i + 1]), batch[i : i + 1]).sum().backward()
+        want = torch.cat(
+            [torch.cat([m.weight.grad, m.bias.grad[:, None]], 1).flatten() for m in (view.qk, view.v)]
+        ).double()
+        assert torch.allclose(got[i], want, rtol=1e-5, atol=1e-7 * want.abs().max())
+
+
+def test_exact_per_token_scores_add_up_to_the_sequence_scores(case):
+    view, train, measure_batch = case
+    total, per_token = exact_influence(view, MEASURES["logit"](), train[:16], measure_batch, per_token=True)
+    assert per_token.shape[0] == 16 and np.allclose(per_token.sum(1), total) and np.abs(total).max() > 0

@@ -104,6 +104,7 @@ def test_a_tampered_table_is_refused(attribution, tmp_path):
             r"attribution.start, attribution.end = 10, 41: allowed start < end within the run.s steps \[0, 40\]",
         ),
         ({"step": 7}, r"attribution.step=7 is out of range: allowed a checkpoint step of the run"),
+        ({"fit_size": 161}, r"attribution.fit_size=161 is out of range: allowed \[0, 160\] \(the window's sequences"),
     ],
 )
 def test_bad_configs_for_the_run_raise_before_any_compute(dense_run, kw, message):
@@ -123,6 +124,9 @@ def test_bad_configs_for_the_run_raise_before_any_compute(dense_run, kw, message
         ({"fisher": "exact"}, "attribution.fisher='exact' is out of range"),
         ({"damping": -1.0}, "attribution.damping=-1.0 is out of range"),
         ({"layer": -1}, "attribution.layer=-1 is out of range"),
+        ({"estimator": "kfac"}, "attribution.estimator='kfac' is out of range: allowed exact | ekfac"),
+        ({"scoring": "after"}, "attribution.scoring='after' is out of range: allowed checkpoint | trajectory"),
+        ({"scoring": "trajectory", "step": 20}, "attribution.step=20 is out of range: allowed 0 with scoring="),
     ],
 )
 def test_bad_configs_raise_on_construction(kw, message):
@@ -147,3 +151,56 @@ def test_a_registered_measure_of_ones_own_is_used_by_name(dense_run, monkeypatch
     assert a.config.measure == "bos" and len(a.sequences) == 32 and a.sequences["influence"].std() > 0
     with pytest.raises(ValueError, match="attribution.measure"):
         AttributionConfig(1, 0, 10, 12, measure="nope")
+
+
+def test_segments_split_the_window_at_the_checkpoints_each_scored_at_the_last_one_before():
+    from workbench.attribution.window import segments
+
+    checkpoints = [0, 5, 10, 15, 20, 40]
+    cfg = AttributionConfig(1, 0, 12, 23, scoring="trajectory")
+    assert segments(cfg, checkpoints) == [(12, 15, 10), (15, 20, 15), (20, 23, 20)]
+    assert segments(AttributionConfig(1, 0, 10, 15, scoring="trajectory"), checkpoints) == [(10, 15, 10)]
+    assert segments(AttributionConfig(1, 0, 12, 23, step=40), checkpoints) == [(12, 23, 40)]
+
+
+def test_trajectory_scores_each_segment_at_its_own_checkpoint(dense_run):
+    """Known answer: the trajectory attribution of [12, 20) (checkpoints every 5 steps) is, row for row, the
+    one-checkpoint attribution of [12, 15) at step 10 followed by that of [15, 20) at step 15."""
+    cfg = dict(layer=HEAD[0], head=HEAD[1], measure_size=32)
+    along = attribute(dense_run, AttributionConfig(start=12, end=20, scoring="trajectory", **cfg), progress=False)
+    parts = [
+        attribute(dense_run, AttributionConfig(start=a, end=b, step=c, **cfg), progress=False).sequences
+        for a, b, c in ((12, 15, 10), (15, 20, 15))
+    ]
+    want = pd.concat(parts, ignore_index=True)
+    got = along.sequences
+    assert got["checkpoint"].tolist() == want["checkpoint"].tolist() == [10] * 48 + [15] * 80
+    assert np.allclose(got["influence"], want["influence"], rtol=1e-6, atol=1e-9 * want["influence"].abs().max())
+    at_end = attribute(dense_run, AttributionConfig(start=12, end=20, **cfg), progress=False).sequences
+    assert at_end["checkpoint"].eq(20).all() and not np.allclose(at_end["influence"], got["influence"], rtol=1e-2)
+
+
+def test_the_exact_estimator_refuses_a_fit_beyond_its_memory_limit_before_any_compute(dense_run, monkeypatch):
+    import workbench.attribution.window as window
+
+    monkeypatch.setattr(window, "EXACT_MEMORY_LIMIT", 1000)
+    calls = []
+    import workbench.attribution.influence as influence
+
+    monkeypatch.setitem(influence.INFLUENCES, "exact", lambda *a, **k: calls.append(1))
+    before = sorted(p.name for p in (dense_run.path / "attribution").glob("*"))
+    with pytest.raises(ValueError, match=r"attribution.fit_size=32: the exact influence would hold .* GiB: allowed"):
+        attribute(dense_run, AttributionConfig(*HEAD, 10, 12, fit_size=32, measure_size=8), progress=False)
+    assert not calls and sorted(p.name for p in (dense_run.path / "attribution").glob("*")) == before
+
+
+def test_an_attribution_saved_before_the_estimator_field_loads_as_ekfac(attribution, tmp_path):
+    import shutil
+
+    old = tmp_path / attribution.path.name
+    shutil.copytree(attribution.path, old)
+    meta = json.loads((old / "attribution.json").read_text())
+    meta["config"] = {k: v for k, v in meta["config"].items() if k not in ("estimator", "scoring")}
+    (old / "attribution.json").write_text(json.dumps(meta))
+    loaded = load_attribution(old).config
+    assert (loaded.estimator, loaded.scoring) == ("ekfac", "checkpoint") and attribution.config.estimator == "exact"

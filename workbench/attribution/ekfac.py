@@ -114,16 +114,44 @@ def fit_factors(
             "lam": 0.0,
         }
     generator.manual_seed(seed + 1)
-    for i in _batches(fit, batch_size, "EK-FAC eigenvalues", progress):
-        real = _tokens(view, fit[i : i + batch_size], taps, sample, generator)
+    passes = _sequence_gradients(view, modules, fit, sample, batch_size, generator, "EK-FAC eigenvalues", progress)
+    for per_seq in passes:
         for n, f in factors.items():
-            a = taps.inputs[n].double() * real[..., None]
-            g = taps.grads[n].double() * real[..., None]
-            per_seq = torch.einsum("btg,bta->bga", g, a)  # [batch, d_out, d_in]: each sequence's gradient
-            f["lam"] = f["lam"] + ((f["q_s"].T @ per_seq @ f["q_a"]) ** 2).sum(0)
+            f["lam"] = f["lam"] + ((f["q_s"].T @ per_seq[n] @ f["q_a"]) ** 2).sum(0)
     for f in factors.values():
         f["lam"] = f["lam"] / len(fit)
     return factors
+
+
+def _sequence_gradients(view, modules, batch: Batch, sample: bool, batch_size: int, generator, desc, progress):
+    """Per batch of sequences, each module's per-sequence gradients {module: [batch, d_out, d_in (+1)]}: the
+    tracked modules act per token, so a sequence's weight gradient is Σ_t g_t a_tᵀ (padding left out)."""
+    taps = _Taps({n: getattr(view, n) for n in modules})
+    for i in _batches(batch, batch_size, desc, progress):
+        real = _tokens(view, batch[i : i + batch_size], taps, sample, generator)[..., None]
+        yield {
+            n: torch.einsum("btg,bta->bga", taps.grads[n].double() * real, taps.inputs[n].double() * real)
+            for n in modules
+        }
+
+
+def sequence_grads(
+    view, modules: tuple[str, ...], batch: Batch, sample: bool, batch_size: int = 32, seed: int = 0, progress=False
+) -> Float[Tensor, "n p"]:
+    """Each sequence's gradient of its summed loss (labels sampled from the model with `sample`) over the tracked
+    modules, flattened module by module in `module_grads`' layout: [n, p] float64, on the CPU."""
+    generator = torch.Generator(device=next(view.parameters()).device).manual_seed(seed)
+    out = torch.empty(len(batch), sum(_width(getattr(view, n)) for n in modules), dtype=torch.float64)
+    i = 0
+    for per_seq in _sequence_gradients(view, modules, batch, sample, batch_size, generator, "gradients", progress):
+        flat = torch.cat([per_seq[n].flatten(1) for n in modules], 1)
+        out[i : i + len(flat)] = flat.cpu()
+        i += len(flat)
+    return out
+
+
+def _width(module: torch.nn.Linear) -> int:
+    return module.out_features * (module.in_features + (module.bias is not None))
 
 
 def inverse_hvp(factors: dict, grads: dict[str, torch.Tensor], damping: float | None) -> dict[str, torch.Tensor]:

@@ -28,7 +28,6 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from workbench.attribution.ekfac import sequence_loss
 from workbench.config import check
 from workbench.data.batch import Batch
 
@@ -66,20 +65,13 @@ def ekfac_influence(
     _check(measure, train, measure_batch, damping, fisher)
     view = copy.deepcopy(view)
     modules = tuple(measure.modules)
-    fit = train if fit is None else fit
-    if fit_size is not None and fit_size < len(fit):
-        rows = torch.randperm(len(fit), generator=torch.Generator().manual_seed(seed))[:fit_size]
-        fit = fit[rows.sort().values]
+    fit = fit_subset(train if fit is None else fit, fit_size, seed)
     factors = fit_factors(view, modules, fit, fisher == "sampled", batch_size, seed, progress)
     ihvp = inverse_hvp(factors, module_grads(view, modules, measure(view, measure_batch).mean()), damping)
     raw = -scores(view, modules, ihvp, train, batch_size, progress)  # [n_train, pos]
     if per_token:
         return raw.sum(1).numpy(), raw.numpy()
     return raw.sum(1).numpy()
-
-
-def _flat_grad(value: Tensor, params: list[Tensor]) -> Tensor:
-    return torch.cat([g.flatten() for g in torch.autograd.grad(value, params)]).double()
 
 
 def damped_solve(
@@ -105,6 +97,14 @@ def mean_eigenvalue(g_fit: Float[Tensor, "n p"]) -> float:
     return float((g_fit * g_fit).sum() / (n * p))
 
 
+def fit_subset(fit: Batch, fit_size: int | None, seed: int) -> Batch:
+    """The sequences the Fisher is fitted on: all of `fit`, or a seeded subset of `fit_size` of them (in order)."""
+    if fit_size is None or fit_size >= len(fit):
+        return fit
+    rows = torch.randperm(len(fit), generator=torch.Generator().manual_seed(seed))[:fit_size]
+    return fit[rows.sort().values]
+
+
 def exact_influence(
     view,
     measure,
@@ -113,39 +113,46 @@ def exact_influence(
     damping: float | None = None,
     fisher: str = "sampled",
     fit: Batch | None = None,
+    fit_size: int | None = None,
+    per_token: bool = False,
+    batch_size: int = 32,
+    progress: bool = False,
     seed: int = 0,
     solver: str = "auto",
-    chunk: int = 256,
-) -> np.ndarray:
-    """The influence [n_train] with the Fisher of the tracked parameters built from the per-sequence gradients of
-    `fit` (default: `train`) and solved exactly (`damped_solve`; λ = 0.1 × the mean eigenvalue by default, which is
-    also the MDA rule λᵢ + 0.1·mean(λ)); the training gradients are taken `chunk` sequences at a time."""
+):
+    """The influence [n_train] (and with `per_token` its split over positions [n_train, pos]) with the Fisher of
+    the tracked parameters built from the per-sequence gradients of `fit` (default: `train`; or a seeded subset of
+    `fit_size` of it) and solved exactly (`damped_solve`; λ = 0.1 × the mean eigenvalue by default, which is also
+    the MDA rule λᵢ + 0.1·mean(λ)). Memory: the n_fit × p gradients in float64 (`exact_memory`)."""
+    from workbench.attribution.ekfac import module_grads, scores, sequence_grads
+
     _check(measure, train, measure_batch, damping, fisher)
     view = copy.deepcopy(view)
-    params = [p for name in measure.modules for p in getattr(view, name).parameters()]
-    device = params[0].device
-    generator = torch.Generator(device=device).manual_seed(seed)
-    fit = train if fit is None else fit
-
-    def grads(batch: Batch, sample: bool) -> Tensor:  # [n, dim]: per-sequence gradients
-        return torch.stack(
-            [
-                _flat_grad(
-                    sequence_loss(view(batch.tokens[i : i + 1].to(device)), batch[i : i + 1], sample, generator).sum(),
-                    params,
-                )
-                for i in range(len(batch))
-            ]
-        )
-
-    g_fit = grads(fit, fisher == "sampled")
+    modules = tuple(measure.modules)
+    fit = fit_subset(train if fit is None else fit, fit_size, seed)
+    g_fit = sequence_grads(view, modules, fit, fisher == "sampled", batch_size, seed, progress)  # [n_fit, p]
     lam = damping if damping is not None else DAMPING_SCALE * mean_eigenvalue(g_fit)
-    g_measure = _flat_grad(measure(view, measure_batch).mean(), params)
-    solved = damped_solve(g_fit, lam, g_measure, solver)
+    v = module_grads(view, modules, measure(view, measure_batch).mean())
+    solved = damped_solve(g_fit.to(v[modules[0]].device), lam, torch.cat([v[n].flatten() for n in modules]), solver)
     del g_fit
-    return np.concatenate(
-        [(-(grads(train[i : i + chunk], False) @ solved)).cpu().numpy() for i in range(0, len(train), chunk)]
-    )
+    ihvp, k = {}, 0
+    for n in modules:  # back to one [d_out, d_in (+1)] matrix per module
+        ihvp[n] = solved[k : k + v[n].numel()].view_as(v[n])
+        k += v[n].numel()
+    raw = -scores(view, modules, ihvp, train, batch_size, progress)  # [n_train, pos]
+    if per_token:
+        return raw.sum(1).numpy(), raw.numpy()
+    return raw.sum(1).numpy()
+
+
+def exact_memory(view, modules, n_fit: int) -> int:
+    """Bytes the exact influence holds at its peak: the n_fit × p per-sequence gradients and the n_fit × n_fit
+    Woodbury system, in float64 (p: the tracked parameters, biases included)."""
+    p = sum(m.numel() for n in modules for m in getattr(view, n).parameters())
+    return 8 * (n_fit * p + 2 * n_fit * min(n_fit, p))
+
+
+INFLUENCES = {"exact": exact_influence, "ekfac": ekfac_influence}  # AttributionConfig.estimator
 
 
 def compare(a, b, top: float = 0.1) -> dict[str, float]:

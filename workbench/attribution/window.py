@@ -2,15 +2,18 @@
 
 `attribute(run, AttributionConfig(layer, head, start, end))` scores every training sequence the run saw
 in steps [start, end) (the batch of step s trains the update s -> s+1; each sequence is addressed as
-(step, row)) by its EK-FAC influence, in the head's parameter subspace, on a measure of the head at
-checkpoint `step` (`workbench.attribution.influence`). Sign: influence > 0 means training on the
-sequence raises the measure, i.e. promotes the head. Per-token influences are summed per sentence, so a
-sequence's influence splits over its attributes (and their templates).
+(step, row)) by its influence, in the head's parameter subspace, on a measure of the head
+(`workbench.attribution.influence`): exact (the Fisher from per-sequence gradients, solved through the Woodbury
+identity; the default) or EK-FAC. Scoring is at one checkpoint (`step`, default the first at or after `end`) or
+along the trajectory: the window split into segments by the run's checkpoints, each sequence scored (Fisher,
+measure and gradient) at the last checkpoint at or before its step, i.e. near the weights it trained. Sign:
+influence > 0 means training on the sequence raises the measure, i.e. promotes the head. Per-token influences are
+summed per sentence, so a sequence's influence splits over its attributes (and their templates).
 
 Saved under `<run>/attribution/<name>/` (written to a temporary folder, then renamed):
-attribution.json (the config, the head, the measure, cost, files' sha256), sequences.csv (step, row,
-individual, influence, bos_influence, and per attribute `influence/<a>` and `template/<a>`), and the aggregates by
-individual, attribute, template and step (`aggregate`). An existing attribution with the same config
+attribution.json (the config, the head, the measure, cost, memory, files' sha256), sequences.csv (step, row,
+checkpoint, individual, influence, bos_influence, and per attribute `influence/<a>` and `template/<a>`), and the
+aggregates by individual, attribute, template and step (`aggregate`). An existing attribution with the same config
 is loaded, not recomputed.
 """
 
@@ -34,10 +37,16 @@ from workbench.config import check, check_int, check_number
 AGGREGATES = ("individual", "attribute", "template", "step")
 
 
+ESTIMATORS = ("exact", "ekfac")
+SCORINGS = ("checkpoint", "trajectory")
+FIT_SIZE = 4096  # the Fisher's sequences when fit_size = 0 (or the whole window if it is smaller)
+EXACT_MEMORY_LIMIT = 4 * 2**30  # bytes the exact estimator may hold (`exact_memory`); beyond: fewer or EK-FAC
+
+
 @dataclass(frozen=True)
 class AttributionConfig:
     """Influence of the training sequences of steps [start, end) on a measure of head (layer, head) at
-    checkpoint `step` (0: the first checkpoint at or after `end`)."""
+    checkpoint `step` (0: the first checkpoint at or after `end`), or along the trajectory."""
 
     layer: int
     head: int
@@ -48,10 +57,12 @@ class AttributionConfig:
         "attention"  # a name in MEASURES: attention (attribute -> name; Q|K) | logit (direct logit; Q|K, V, O) | yours
     )
     measure_size: int = 256  # fixed measure set: seen individuals on evaluation templates
-    fit_size: int = 4096  # window sequences (seeded subset) that fit the EK-FAC factors; 0 = all
-    damping: float = 0.0  # 0: 0.1 x the mean eigenvalue (the usual heuristic)
+    fit_size: int = 0  # window sequences (seeded subset) the Fisher is fitted on; 0 = min(FIT_SIZE, the window's)
+    damping: float = 0.0  # 0: 0.1 x the mean eigenvalue (the usual heuristic, and the MDA rule)
     fisher: str = "sampled"  # sampled (labels from the model: the true Fisher) | empirical (the data's labels)
     batch_size: int = 32
+    estimator: str = "exact"  # exact (Woodbury) | ekfac (Kronecker-factored, for units too large for exact)
+    scoring: str = "checkpoint"  # checkpoint (all at `step`) | trajectory (each at its segment's checkpoint)
 
     def __post_init__(self) -> None:
         check_int("attribution.layer", self.layer, 0)
@@ -65,10 +76,19 @@ class AttributionConfig:
         check_number("attribution.damping", self.damping, 0.0)
         check(self.fisher in ("sampled", "empirical"), "attribution.fisher", "sampled | empirical", self.fisher)
         check_int("attribution.batch_size", self.batch_size, 1)
+        check(self.estimator in ESTIMATORS, "attribution.estimator", " | ".join(ESTIMATORS), self.estimator)
+        check(self.scoring in SCORINGS, "attribution.scoring", " | ".join(SCORINGS), self.scoring)
+        check(
+            self.scoring == "checkpoint" or self.step == 0,
+            "attribution.step",
+            "0 with scoring='trajectory' (each segment is scored at its own checkpoint)",
+            self.step,
+        )
 
     @property
     def name(self) -> str:
-        return f"L{self.layer}H{self.head}-{self.measure}-w{self.start}-{self.end}-s{self.step}"
+        at = f"s{self.step}" if self.scoring == "checkpoint" else "trajectory"
+        return f"L{self.layer}H{self.head}-{self.measure}-{self.estimator}-w{self.start}-{self.end}-{at}"
 
 
 def resolve(run, config: AttributionConfig) -> AttributionConfig:
@@ -96,10 +116,29 @@ def resolve(run, config: AttributionConfig) -> AttributionConfig:
         f"attribution.start, attribution.end = {config.start}, {config.end}",
         "start < end",
     )
+    window = (config.end - config.start) * run.config.train.batch_size
+    check(
+        config.fit_size <= window,
+        "attribution.fit_size",
+        f"[0, {window}] (the window's sequences; 0 = min({FIT_SIZE}, all))",
+        config.fit_size,
+    )
+    if config.scoring == "trajectory":
+        return config
     steps = run.checkpoint_steps
     step = config.step or next((s for s in steps if s >= config.end), 0)
     check(step in steps, "attribution.step", f"a checkpoint step of the run: {steps}", config.step or "none after end")
     return dataclasses.replace(config, step=step)
+
+
+def segments(config: AttributionConfig, checkpoints) -> list[tuple[int, int, int]]:
+    """The window's segments (start, end, checkpoint step): with scoring 'checkpoint' one, the whole window at
+    `config.step`; with 'trajectory' the window split at the run's checkpoints, each segment at the last checkpoint
+    at or before its first step (the weights its sequences trained, as near as the checkpoints allow)."""
+    if config.scoring == "checkpoint":
+        return [(config.start, config.end, config.step)]
+    cuts = sorted({config.start, *(c for c in checkpoints if config.start < c < config.end), config.end})
+    return [(a, b, max(c for c in checkpoints if c <= a)) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
 
 
 def check_window(run, start: int, end: int, given: str, form: str = "START < END") -> None:
@@ -168,41 +207,50 @@ def _default_config(run, fields: dict, progress: bool) -> AttributionConfig:
 
 
 def _compute(run, config: AttributionConfig, tmp: Path, progress: bool) -> None:
-    from workbench.attribution.influence import ekfac_influence
-    from workbench.attribution.measures import MEASURES
+    from workbench.attribution.influence import INFLUENCES, exact_memory
     from workbench.attribution.shim import HeadView
 
     t0 = time.perf_counter()
     data = run.data
-    train = window_batch(data, config.start, config.end)
-    measure_batch = data.eval_batch("seen", config.measure_size, seed_offset=MEASURE_SEED_OFFSET)
-    view = HeadView(run.load_model(config.step), config.layer, config.head)
     measure = MEASURES[config.measure]()
-    t1 = time.perf_counter()
-    influence, per_token = ekfac_influence(
-        view,
-        measure,
-        train,
-        measure_batch,
-        damping=config.damping or None,
-        fisher=config.fisher,
-        fit_size=config.fit_size or None,
-        per_token=True,
-        batch_size=config.batch_size,
-        progress=progress,
-    )
-    t2 = time.perf_counter()
-    sequences = sequence_table(data, config, train, influence, per_token)
-    write_attribution(
-        tmp / "result",
-        config,
-        run,
-        sequences,
-        {"setup": round(t1 - t0, 2), "influence": round(t2 - t1, 2), "total": round(time.perf_counter() - t0, 2)},
-    )
+    measure_batch = data.eval_batch("seen", config.measure_size, seed_offset=MEASURE_SEED_OFFSET)
+    tables, memory, seconds = [], 0, {"setup": 0.0, "influence": 0.0}
+    for a, b, step in segments(config, run.checkpoint_steps):
+        t1 = time.perf_counter()
+        train = window_batch(data, a, b)
+        n_fit = min(config.fit_size or FIT_SIZE, len(train))
+        view = HeadView(run.load_model(step), config.layer, config.head)
+        if config.estimator == "exact":
+            memory = max(memory, exact_memory(view, measure.modules, n_fit))
+            if memory > EXACT_MEMORY_LIMIT:
+                raise ValueError(
+                    f"attribution.fit_size={n_fit}: the exact influence would hold {memory / 2**30:.1f} GiB: allowed "
+                    f"at most {EXACT_MEMORY_LIMIT / 2**30:.0f} GiB (a smaller fit_size, or estimator='ekfac')"
+                )
+        t2 = time.perf_counter()
+        influence, per_token = INFLUENCES[config.estimator](
+            view,
+            measure,
+            train,
+            measure_batch,
+            damping=config.damping or None,
+            fisher=config.fisher,
+            fit_size=n_fit,
+            per_token=True,
+            batch_size=config.batch_size,
+            progress=progress,
+        )
+        seconds["setup"] += t2 - t1
+        seconds["influence"] += time.perf_counter() - t2
+        tables.append(sequence_table(data, a, b, step, train, influence, per_token))
+    sequences = pd.concat(tables, ignore_index=True)
+    seconds = {k: round(v, 2) for k, v in seconds.items()} | {"total": round(time.perf_counter() - t0, 2)}
+    write_attribution(tmp / "result", config, run, sequences, seconds, {"exact_memory_bytes": memory})
 
 
-def write_attribution(out: Path, config: AttributionConfig, run, sequences: pd.DataFrame, seconds: dict) -> None:
+def write_attribution(
+    out: Path, config: AttributionConfig, run, sequences: pd.DataFrame, seconds: dict, extra: dict | None = None
+) -> None:
     """Write an attribution folder: the per-sequence table, its aggregates, and attribution.json last."""
     out.mkdir(parents=True)
     files = {"sequences.csv": sequences, **{f"by_{by}.csv": aggregate(sequences, by) for by in AGGREGATES}}
@@ -218,33 +266,34 @@ def write_attribution(out: Path, config: AttributionConfig, run, sequences: pd.D
             "attributes": list(run.config.data.attributes),
             "sign": "influence > 0: training on the sequence raises the measure (promotes the head)",
             "seconds": seconds,
+            **(extra or {}),
             "sha256": {n: hashlib.sha256((out / n).read_bytes()).hexdigest() for n in files},
         },
     )
 
 
-def sequence_table(data, config: AttributionConfig, train, influence, per_token) -> pd.DataFrame:
-    """One row per (step, row): individual, influence, and per attribute its sentence's template and
-    influence: the per-token influences of the input positions in that sentence. Kronfluence's per-token
-    score at position p is the gradient through the tracked modules' input at p (Q, K, V of that token),
-    which losses at p and later positions reach. The BOS position's share (its key, read by every
-    later query) belongs to no sentence: `bos_influence`; the parts add up to `influence`."""
+def sequence_table(data, start: int, end: int, checkpoint: int, train, influence, per_token) -> pd.DataFrame:
+    """One row per (step, row) of steps [start, end), scored at `checkpoint`: individual, influence, and per
+    attribute its sentence's template and influence: the per-token influences of the input positions in that
+    sentence. The per-token score at position p is the part of the score that flows through the tracked modules'
+    input at p (Q, K, V of that token), which losses at p and later positions reach. The BOS position's share (its
+    key, read by every later query) belongs to no sentence: `bos_influence`; the parts add up to `influence`."""
     import torch
 
     from workbench.data.kinds import BOS
 
     attributes = data.config.data.attributes
     b = data.config.train.batch_size
-    steps = np.repeat(np.arange(config.start, config.end), b)
     table = {
-        "step": steps,
-        "row": np.tile(np.arange(b), config.end - config.start),
+        "step": np.repeat(np.arange(start, end), b),
+        "row": np.tile(np.arange(b), end - start),
+        "checkpoint": np.full((end - start) * b, checkpoint),
         "individual": train.individuals.numpy(),
         "influence": np.asarray(influence, dtype=np.float64),
     }
     tokens = torch.as_tensor(np.asarray(per_token, dtype=np.float64))[:, : train.tokens.shape[1]]
     position_attr = train.attribute.long()  # the sentence of each input position (-1 on BOS/padding)
-    templates = np.concatenate([data.train_templates(s) for s in range(config.start, config.end)])
+    templates = np.concatenate([data.train_templates(s) for s in range(start, end)])
     table["bos_influence"] = (tokens * (train.kind == BOS)).sum(1).numpy()  # the BOS position's share
     for j, a in enumerate(attributes):
         table[f"influence/{a}"] = (tokens * (position_attr == j)).sum(1).numpy()
@@ -313,11 +362,13 @@ def load_attribution(path: str | os.PathLike) -> Attribution:
 
 
 _OLD_KEYS = {"probe": "measure", "probe_size": "measure_size"}  # saved before the head's probe became a measure
+_OLD_DEFAULTS = {"estimator": "ekfac", "scoring": "checkpoint"}  # saved before exact influence became the default
 
 
 def _current_keys(config: dict) -> dict:
-    """A saved config's fields under their current names (attributions saved with `probe` still load)."""
-    return {_OLD_KEYS.get(k, k): v for k, v in config.items()}
+    """A saved config's fields under their current names (attributions saved with `probe`, or before the
+    estimator was a field, still load)."""
+    return _OLD_DEFAULTS | {_OLD_KEYS.get(k, k): v for k, v in config.items()}
 
 
 def remove_attribution(path: str | os.PathLike) -> None:
