@@ -143,3 +143,20 @@ def test_exact_per_token_scores_add_up_to_the_sequence_scores(case):
     view, train, measure_batch = case
     total, per_token = exact_influence(view, MEASURES["logit"](), train[:16], measure_batch, per_token=True)
     assert per_token.shape[0] == 16 and np.allclose(per_token.sum(1), total) and np.abs(total).max() > 0
+
+
+def test_separation_known_answers_and_an_independent_pairwise_count():
+    from workbench.attribution.influence import separation
+
+    planted = np.array([True, True, False, False, False])
+    assert separation([5.0, 4, 3, 2, 1], planted) == pytest.approx(
+        {"auroc": 1.0, "top_precision": 1.0, "base_rate": 0.4, "lift": 2.5}
+    )
+    assert separation([1.0, 2, 3, 4, 5], planted)["auroc"] == 0.0
+    assert separation([1.0, 1, 1, 1, 1], planted)["auroc"] == 0.5  # ties count half
+    rng = np.random.default_rng(0)
+    x, mask = rng.normal(size=300).round(1), rng.random(300) < 0.2  # rounded: ties
+    pairs = [(a > b) + 0.5 * (a == b) for a in x[mask] for b in x[~mask]]
+    assert separation(x, mask)["auroc"] == pytest.approx(np.mean(pairs))
+    with pytest.raises(ValueError, match="planted"):
+        separation(x, np.zeros(300, bool))

@@ -128,3 +128,24 @@ def test_the_retrain_sweep_plans_one_validated_twin_per_point(attribution, tmp_p
     bad = retrain.retrain_spec(attribution, arms=[{"percent": 100}])
     with pytest.raises(ValueError, match="edit.percent=100"):
         plan_sweep(bad)
+
+
+def test_planted_selects_every_window_sequence_of_the_planted_individuals(attribution, monkeypatch):
+    from workbench.config import assign, preset
+
+    celebrities = assign(preset("tiny"), {"data.sampler.kind": "celebrities", "data.sampler.n_celebrities": 7})
+    assert retrain.planted_individuals(celebrities).tolist() == list(range(7))
+    seqs = attribution.sequences
+    monkeypatch.setattr(retrain, "planted_individuals", lambda config: np.array([0, 1, 2]))
+    got = retrain.select(attribution, _edit(attribution, selection="planted"))
+    want = seqs[seqs["individual"].isin([0, 1, 2])][["step", "row"]].to_numpy()
+    assert len(want) > 0 and np.array_equal(got, want)
+
+
+def test_planted_on_a_run_without_a_planted_set_is_refused_before_training(attribution, tmp_path):
+    from workbench.experiment import train
+
+    config = retrain.retrain_config(attribution, selection="planted")
+    with pytest.raises(ValueError, match=r"edit.selection='planted' on a run with data.sampler.kind='uniform'"):
+        train(config, tmp_path / "bad", progress=False)
+    assert not (tmp_path / "bad").exists()

@@ -5,9 +5,11 @@ Which training sequences build the head that, at an attribute's value, attends t
     heads      find_recall_head(run) -> RecallHead; head_scores(model, batch, n_attributes)
     view       HeadView(model, layer, head): the head as Q|K, V, O nn.Linear (what EK-FAC tracks)
     measures   MEASURES {"attention", "logit"}, Measure(name, modules, fn) for your own
-    influence  ekfac_influence (ekfac.py), exact_influence (Woodbury), compare (sign: > 0 promotes the head)
+    influence  exact_influence (Woodbury; the default), ekfac_influence (ekfac.py), compare (sign: > 0 promotes the
+               head), separation (AUROC and top-share precision of a planted subset: the positive control)
     window     AttributionConfig, attribute(run, config) -> Attribution (saved in the run), load_attribution
-    retrain    retrain_spec (remove / duplicate the top k%, random and matched controls), curriculum_spec
+    retrain    retrain_spec (remove / duplicate the top k%, random and matched controls, the planted oracle),
+               planted_individuals, curriculum_spec
     formation  measure_over_training, retrain_table, retrain_curves, effects (vs random, paired by seed)
 
 Loaded lazily (PEP 562), like `workbench`: a name imports its module on first use.
@@ -21,9 +23,9 @@ _EXPORTS = {
     "workbench.attribution.heads": ("RecallHead", "find_recall_head", "head_scores"),
     "workbench.attribution.shim": ("HeadView",),
     "workbench.attribution.measures": ("MEASURES", "Measure"),
-    "workbench.attribution.influence": ("compare", "ekfac_influence", "exact_influence"),
+    "workbench.attribution.influence": ("compare", "ekfac_influence", "exact_influence", "separation"),
     "workbench.attribution.window": ("Attribution", "AttributionConfig", "attribute", "load_attribution"),
-    "workbench.attribution.retrain": ("curriculum_spec", "retrain_spec", "warmup_individuals"),
+    "workbench.attribution.retrain": ("curriculum_spec", "planted_individuals", "retrain_spec", "warmup_individuals"),
     "workbench.attribution.formation": ("effects", "measure_over_training", "retrain_curves", "retrain_table"),
 }
 __all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

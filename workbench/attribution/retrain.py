@@ -10,7 +10,9 @@ does not then depend on the run's length); evaluation and checkpoint cadence may
 
 Selections (`EditConfig.selection`) over the window's sequences ranked by influence (> 0 promotes the
 head): top (the k% most promoting), bottom (the k% most demoting), random (k% at random), matched
-(random sequences with the top set's count per individual: controls for who the sequences are about).
+(random sequences with the top set's count per individual: controls for who the sequences are about), planted
+(every sequence of the sampler's planted individuals, a celebrities run's celebrities: the oracle of the
+planted-signal positive control, `planted_individuals`).
 
     workbench.sweep(retrain_spec([attribution], arms=ARMS))  # top / random / matched removal of 10%
 """
@@ -42,6 +44,9 @@ def _attribution(config: RunConfig) -> Attribution:
 def select(attribution: Attribution, edit: EditConfig) -> np.ndarray:
     """[n, 2] (step, row) pairs of the window that `edit` selects (see the module docstring)."""
     seqs = attribution.sequences
+    if edit.selection == "planted":
+        planted = planted_individuals(load_run(attribution.run_path).config)
+        return seqs[["step", "row"]].to_numpy()[np.flatnonzero(seqs["individual"].isin(planted).to_numpy())]
     rng = np.random.default_rng([edit.selection_seed, 31])
     order = np.lexsort((seqs["row"], seqs["step"], -seqs["influence"]))  # most promoting first, ties by (step, row)
     if edit.unit == "individual":
@@ -66,6 +71,18 @@ def select(attribution: Attribution, edit: EditConfig) -> np.ndarray:
             by_individual = seqs.groupby("individual").indices
             chosen = np.concatenate([rng.choice(by_individual[i], c, replace=False) for i, c in counts.items()])
     return seqs[["step", "row"]].to_numpy()[np.sort(chosen)]  # sequences.csv is in (step, row) order
+
+
+def planted_individuals(config: RunConfig) -> np.ndarray:
+    """The individuals a run's sampler plants (sampled more often than the rest): a celebrities run's first
+    n_celebrities; else a ValueError (no planted set to be the oracle)."""
+    sampler = config.data.sampler
+    if sampler.kind != "celebrities":
+        raise ValueError(
+            f"edit.selection='planted' on a run with data.sampler.kind={sampler.kind!r}: allowed a run with "
+            f"data.sampler.kind='celebrities' (its celebrities are the planted individuals)"
+        )
+    return np.arange(sampler.n_celebrities)
 
 
 def sequence_edit(config: RunConfig, attribution: Attribution | None = None) -> SequenceEdit:

@@ -343,7 +343,7 @@ class FinetuneConfig:
         check_number("finetune.replay_weight", self.replay_weight, 0.0)
 
 
-EDIT_SELECTIONS = ("top", "bottom", "random", "matched")
+EDIT_SELECTIONS = ("top", "bottom", "random", "matched", "planted")
 
 
 @dataclass(frozen=True)
@@ -353,8 +353,10 @@ class EditConfig:
 
     From the attribution's scores over its window of steps: selection `top` takes the `percent`% most
     promoting sequences, `bottom` the most demoting, `random` as many at random (seeded by
-    selection_seed), `matched` random ones with the top set's count per individual. unit `individual`
-    ranks individuals by summed influence instead and edits all their sequences of the window.
+    selection_seed), `matched` random ones with the top set's count per individual, `planted` every sequence of
+    the individuals the sampler plants (a celebrities run's celebrities: the positive control's oracle; percent
+    unused). unit `individual` ranks individuals by summed influence instead and edits all their sequences of the
+    window.
     """
 
     attribution: str = ""  # an attribution directory (under its run's attribution/)

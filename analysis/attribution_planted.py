@@ -1,0 +1,133 @@
+"""The planted-signal positive control of data attribution (issue 26; docs/method.md §6.1).
+
+    python analysis/attribution_planted.py [--seeds 0 1 2] [--steps 2000] [--estimators exact ekfac]
+        [--selections planted top random matched] [--attribute-only]
+
+A world where a known subset drives the recall head's formation: `cpu/attribution-planted` (cpu-sweep, N = 4,000,
+200 celebrities sampled 10x more often: 34% of sequences), three seeds, a checkpoint every 25 steps.
+
+1. Per run: the recall head (`find_recall_head`) and the attribution of its plateau window, exact influence at the
+   checkpoint after the window and along the trajectory (and EK-FAC with `--estimators ... ekfac`).
+2. Separation: AUROC of influence for the celebrities' sequences against the others, and the precision of the top
+   s% (s = the planted share of the window) against the base rate (targets: AUROC >= 0.8, lift >= 2).
+3. Retrains through the sweep engine, s% of the window removed: planted (every celebrity sequence: the oracle),
+   top (by exact influence at one checkpoint), random, matched (random with the top set's count per individual);
+   then the head's formation step and the plateau end, each arm minus random removal, paired by seed with a 95%
+   t-interval. The plant is strong enough when oracle - random >= ~300 steps; the attribution passes when
+   top - random excludes 0 and is at least half the oracle's.
+
+Prints markdown for analysis/NOTES.md and each part's CPU cost; figures in analysis/figures/attribution_planted_*.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import pandas as pd
+from cpu_sweeps import markdown  # analysis/, beside this script
+
+import workbench as wb
+from workbench.attribution.formation import effects, retrain_curves, retrain_table
+from workbench.attribution.heads import find_recall_head
+from workbench.attribution.influence import compare, separation
+from workbench.attribution.retrain import planted_individuals, retrain_spec
+from workbench.naming import checkpoints_root
+from workbench.viz import plot_retrains
+
+FIGURES = Path(__file__).with_name("figures")
+SPEC = "cpu/attribution-planted"
+SCORINGS = {"exact": ("checkpoint", "trajectory"), "ekfac": ("checkpoint",)}
+
+
+def attributions(seeds, estimators) -> tuple[dict, pd.DataFrame]:
+    """Per seed the exact checkpoint attribution (what the retrains rank by); a row per (seed, estimator, scoring)
+    with the separation of the celebrities' sequences and the cost."""
+    root = checkpoints_root() / "sweeps" / SPEC.replace("/", "-")
+    ranked, rows = {}, []
+    for seed in seeds:
+        run = wb.load_run(root / f"seed{seed}")
+        found = find_recall_head(run, progress=False)
+        planted = planted_individuals(run.config)
+        scores = {}
+        for estimator in estimators:
+            for scoring in SCORINGS[estimator]:
+                a = wb.attribute(run, layer=found.layer, head=found.head, estimator=estimator, scoring=scoring)
+                seqs = a.sequences
+                scores[(estimator, scoring)] = seqs["influence"].to_numpy()
+                sep = separation(seqs["influence"], seqs["individual"].isin(planted))
+                agreement = compare(scores[("exact", "checkpoint")], scores[(estimator, scoring)])["spearman"]
+                rows.append(
+                    {
+                        "seed": seed,
+                        "head": f"L{found.layer}H{found.head}",
+                        "window": f"[{a.config.start}, {a.config.end})",
+                        "estimator": estimator,
+                        "scoring": scoring,
+                        **sep,
+                        "spearman_vs_exact": agreement,
+                        "seconds": a.meta["seconds"]["total"],
+                    }
+                )
+                if (estimator, scoring) == ("exact", "checkpoint"):
+                    ranked[seed] = a
+    return ranked, pd.DataFrame(rows)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--estimators", nargs="+", choices=sorted(SCORINGS), default=["exact"])
+    p.add_argument("--selections", nargs="+", default=["planted", "top", "random", "matched"])
+    p.add_argument("--attribute-only", action="store_true")
+    args = p.parse_args()
+    FIGURES.mkdir(exist_ok=True)
+
+    t0 = time.perf_counter()
+    wb.sweep(SPEC)
+    print(f"reference runs ({SPEC}): {time.perf_counter() - t0:.0f} s this call")
+    t0 = time.perf_counter()
+    ranked, table = attributions(args.seeds, ["exact", *[e for e in args.estimators if e != "exact"]])
+    print(f"\n### Separation of the celebrities' sequences ({time.perf_counter() - t0:.0f} s this call)\n")
+    print(markdown(table.round(3)))
+    print("\nmean over seeds:\n" + markdown(table.groupby(["estimator", "scoring"]).mean(numeric_only=True).round(3)))
+    if args.attribute_only:
+        return
+
+    percent = round(100 * float(table[table["estimator"] == "exact"]["base_rate"].mean()), 1)
+    arms = [{"action": "remove", "selection": s, "percent": percent} for s in args.selections]
+    t0 = time.perf_counter()
+    status = wb.sweep(
+        retrain_spec(
+            list(ranked.values()),
+            arms=arms,
+            name="cpu-attribution-planted-retrains",
+            steps=args.steps,
+            n_checkpoints=args.steps // 25,
+        )
+    )
+    print(f"\nretrains ({percent}% of each window removed): {len(status)} runs, {time.perf_counter() - t0:.0f} s")
+    runs = list(status[status["status"] == "finished"]["run"])
+    retrains = retrain_table(list(ranked.values()), runs)
+    cols = ["seed", "head", "selection", "percent", "plateau_end", "plateau_end_lo", "plateau_end_hi"]
+    print("\n" + markdown(retrains[[*cols, "formation_step", "accuracy"]].round(3)))
+    deltas = {m: effects(retrains, m) for m in ("formation_step", "plateau_end")}
+    for metric, frame in deltas.items():
+        print(f"\n{metric}, each arm minus random removal (paired by seed, 95% t-interval):\n" + markdown(frame))
+    d = deltas["formation_step"].set_index("selection")
+    if {"planted", "top"} <= set(d.index):
+        oracle, top = d.loc["planted"], d.loc["top"]
+        print(
+            f"\nplant strength: oracle - random = {oracle['delta_vs_random']:+.0f} steps (>= ~300 wanted); "
+            f"top - random = {top['delta_vs_random']:+.0f} [{top['lo']:+.0f}, {top['hi']:+.0f}] (excludes 0: "
+            f"{top['lo'] > 0 or top['hi'] < 0}; >= half the oracle: "
+            f"{top['delta_vs_random'] >= 0.5 * oracle['delta_vs_random']})"
+        )
+    curves = retrain_curves(list(ranked.values()), runs)
+    plot_retrains(curves, retrains).savefig(FIGURES / "attribution_planted_retrains.png", dpi=110, bbox_inches="tight")
+
+
+if __name__ == "__main__":
+    main()
