@@ -16,7 +16,8 @@ A world where a known subset drives the recall head's formation: `cpu/attributio
    t-interval. The plant is strong enough when oracle - random >= ~300 steps; the attribution passes when
    top - random excludes 0 and is at least half the oracle's.
 
-Prints markdown for analysis/NOTES.md and each part's CPU cost; figures in analysis/figures/attribution_planted_*.png.
+Trials run one after another in one process (no Ray), resuming. Prints markdown for analysis/NOTES.md and each
+part's CPU cost; figures in analysis/figures/attribution_planted_*.png.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
-from cpu_sweeps import markdown  # analysis/, beside this script
+from cpu_sweeps import markdown, train_trials  # analysis/, beside this script
 
 import workbench as wb
 from workbench.attribution.formation import effects, retrain_curves, retrain_table
@@ -86,7 +87,7 @@ def main() -> None:
     FIGURES.mkdir(exist_ok=True)
 
     t0 = time.perf_counter()
-    wb.sweep(SPEC)
+    train_trials(SPEC)
     print(f"reference runs ({SPEC}): {time.perf_counter() - t0:.0f} s this call")
     t0 = time.perf_counter()
     ranked, table = attributions(args.seeds, ["exact", *[e for e in args.estimators if e != "exact"]])
@@ -99,7 +100,7 @@ def main() -> None:
     percent = round(100 * float(table[table["estimator"] == "exact"]["base_rate"].mean()), 1)
     arms = [{"action": "remove", "selection": s, "percent": percent} for s in args.selections]
     t0 = time.perf_counter()
-    status = wb.sweep(
+    runs = train_trials(
         retrain_spec(
             list(ranked.values()),
             arms=arms,
@@ -108,8 +109,7 @@ def main() -> None:
             n_checkpoints=args.steps // 25,
         )
     )
-    print(f"\nretrains ({percent}% of each window removed): {len(status)} runs, {time.perf_counter() - t0:.0f} s")
-    runs = list(status[status["status"] == "finished"]["run"])
+    print(f"\nretrains ({percent}% of each window removed): {len(runs)} runs, {time.perf_counter() - t0:.0f} s")
     retrains = retrain_table(list(ranked.values()), runs)
     cols = ["seed", "head", "selection", "percent", "plateau_end", "plateau_end_lo", "plateau_end_hi"]
     print("\n" + markdown(retrains[[*cols, "formation_step", "accuracy"]].round(3)))

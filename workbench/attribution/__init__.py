@@ -10,6 +10,7 @@ Which training sequences build the head that, at an attribute's value, attends t
     window     AttributionConfig, attribute(run, config) -> Attribution (saved in the run), load_attribution
     retrain    retrain_spec (remove / duplicate the top k%, random and matched controls, the planted oracle),
                planted_individuals, curriculum_spec
+    lds        lds_spec (M random-subset retrains), lds (Spearman of summed scores vs the retrained measure)
     formation  measure_over_training, retrain_table, retrain_curves, effects (vs random, paired by seed)
 
 Loaded lazily (PEP 562), like `workbench`: a name imports its module on first use.
@@ -26,6 +27,7 @@ _EXPORTS = {
     "workbench.attribution.influence": ("compare", "ekfac_influence", "exact_influence", "separation"),
     "workbench.attribution.window": ("Attribution", "AttributionConfig", "attribute", "load_attribution"),
     "workbench.attribution.retrain": ("curriculum_spec", "planted_individuals", "retrain_spec", "warmup_individuals"),
+    "workbench.attribution.lds": ("lds", "lds_spec"),
     "workbench.attribution.formation": ("effects", "measure_over_training", "retrain_curves", "retrain_table"),
 }
 __all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

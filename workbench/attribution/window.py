@@ -88,7 +88,8 @@ class AttributionConfig:
     @property
     def name(self) -> str:
         at = f"s{self.step}" if self.scoring == "checkpoint" else "trajectory"
-        return f"L{self.layer}H{self.head}-{self.measure}-{self.estimator}-w{self.start}-{self.end}-{at}"
+        tail = (f"-d{self.damping:g}" if self.damping else "") + ("-empirical" if self.fisher == "empirical" else "")
+        return f"L{self.layer}H{self.head}-{self.measure}-{self.estimator}-w{self.start}-{self.end}-{at}{tail}"
 
 
 def resolve(run, config: AttributionConfig) -> AttributionConfig:
