@@ -194,9 +194,19 @@ def check_07(nb, root: Path) -> None:
     html = "\n".join(outputs(nb, "text/html"))
     assert "attribute_to_name" in html and "delta_vs_random" in html and "warmup-top16" in html
     run = wb.load_run(root / "sweeps" / "tiny-attribution" / "seed0")
-    saved = list((run.path / "attribution").glob("*/attribution.json"))
-    assert len(saved) == 1 and "w10-20" in saved[0].parent.name
-    for name, trials in (("tiny-attribution-retrains", 3), ("tiny-attribution-curriculum", 2)):
+    saved = sorted(p.parent.name for p in (run.path / "attribution").glob("*/attribution.json"))
+    found = next(n.split("-")[0] for n in saved if n.endswith("trajectory"))  # the recall head the notebook found
+    assert saved == sorted(
+        {
+            f"{found}-attention-exact-w10-20-s20",  # the plateau window (tiny: steps 10-20)
+            f"{found}-attention-exact-w10-20-trajectory",
+            "L1H0-attention-exact-w10-20-s20",  # the LDS's three estimators on head L1H0
+            "L1H0-attention-ekfac-w10-20-s20",
+            "L1H0-attention-exact-w10-20-s20-d1e+06",
+        }
+    )
+    assert "lds" in html and "gradient product" in html
+    for name, trials in (("tiny-attribution-retrains", 3), ("tiny-attribution-curriculum", 2), ("tiny-lds", 8)):
         plan = read_plan(root / "sweeps" / name)
         assert len(plan["trials"]) == trials
         assert all(wb.load_run(t["run"]).status == "finished" for t in plan["trials"])
