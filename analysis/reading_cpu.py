@@ -99,7 +99,12 @@ def main() -> None:
     study = retrieve(
         reading,
         RetrievalConfig(
-            name="reading-bm25", modes=("none", "bm25", "oracle"), votes=0, m=1, baseline_run=str(trained["long"].path)
+            name="bm25-long-baseline",
+            modes=("none", "bm25"),
+            votes=0,
+            m=1,
+            eval_size=args.size,
+            baseline_run=str(trained["long"].path),
         ),
     )
     mult = study.multipliers[study.multipliers["mode"] == "bm25"]

@@ -247,7 +247,8 @@ def _compute(run, config: RetrievalConfig, out: Path, progress: bool) -> None:
             "baseline": {
                 "run": str(baseline.path),
                 "steps": baseline.config.train.steps,
-                "times_longer": baseline.config.train.steps / run.config.train.steps,
+                # how far its curve reaches (an unfinished baseline's last evaluation), relative to the run's length
+                "times_longer": float(baseline.metrics["step"].max()) / run.config.train.steps,
             },
             "seconds": {"datastore": round(t1 - t0, 2), "evaluation": round(time.perf_counter() - t1, 2)},
             "sha256": {n: hashlib.sha256((out / n).read_bytes()).hexdigest() for n in files},
