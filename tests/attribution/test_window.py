@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workbench.attribution.window import AttributionConfig, aggregate, attribute, load_attribution
+from workbench.attribution.window import AttributionConfig, aggregate, attribute, load_attribution, resolve
 
 WINDOW, HEAD = (10, 20), (1, 0)  # as in conftest's `attribution`
 
@@ -54,13 +54,12 @@ def test_aggregates_match_an_independent_groupby(attribution):
 def test_an_existing_attribution_is_loaded_not_recomputed(dense_run, attribution):
     again = attribute(dense_run, AttributionConfig(*HEAD, *WINDOW, fit_size=0), progress=False)
     assert again.path == attribution.path and again.meta == attribution.meta
+    other = AttributionConfig(*HEAD, *WINDOW, fit_size=0, measure_size=128)  # a field the folder's name leaves out
+    assert resolve(dense_run, other).name == attribution.config.name
     with pytest.raises(ValueError, match="holds another attribution config"):
-        other = AttributionConfig(*HEAD, *WINDOW, fit_size=0, damping=1e-3)
-        (dense_run.path / "attribution" / other.name).mkdir()
-        (dense_run.path / "attribution" / other.name / "attribution.json").write_text(
-            (attribution.path / "attribution.json").read_text()
-        )
         attribute(dense_run, other, progress=False)
+    damped = AttributionConfig(*HEAD, *WINDOW, step=20, damping=1e-3)  # damping is in the name: its own folder
+    assert damped.name == attribution.config.name + "-d0.001"
 
 
 def test_an_attribution_saved_with_the_old_probe_keys_still_loads(attribution, tmp_path):

@@ -190,7 +190,7 @@ def scores(
     """Per training sequence and position, Σ_modules g_tᵀ [(F+λI)⁻¹V] a_t (the data's labels): [n_train, pos]."""
     taps = _Taps({n: getattr(view, n) for n in modules})
     out = torch.zeros(len(train), train.tokens.shape[1], dtype=torch.float64)
-    for i in _batches(train, batch_size, "EK-FAC scores", progress):
+    for i in _batches(train, batch_size, "influence scores", progress):
         real = _tokens(view, train[i : i + batch_size], taps, False, None)
         per_token = sum(
             torch.einsum("btg,ga,bta->bt", taps.grads[n].double(), h, taps.inputs[n].double()) for n, h in ihvp.items()
