@@ -1,16 +1,18 @@
 """The planted-signal positive control of data attribution (issue 26; docs/method.md §6.1).
 
-    python analysis/attribution_planted.py [--seeds 0 1 2] [--steps 2000] [--estimators exact ekfac]
-        [--selections planted top random matched] [--attribute-only]
+    python analysis/attribution_planted.py [--spec cpu/attribution-planted] [--seeds 0 1 2] [--steps 2000]
+        [--estimators exact ekfac] [--selections planted top random matched] [--attribute-only]
 
-A world where a known subset drives the recall head's formation: `cpu/attribution-planted` (cpu-sweep, N = 4,000,
-200 celebrities sampled 10x more often: 34% of sequences), three seeds, a checkpoint every 25 steps.
+A world where a known subset drives the recall head's formation, three seeds, a checkpoint every 25 steps:
+`cpu/attribution-planted` (cpu-sweep, N = 4,000, 200 celebrities sampled 10x more often: 34% of sequences; a
+frequency plant) or `cpu/attribution-planted-rule` (400 of 4,000 individuals whose values follow from one of 10
+reserved first names: 10% of sequences, each rewarding reading the name).
 
 1. Per run: the recall head (`find_recall_head`) and the attribution of its plateau window, exact influence at the
    checkpoint after the window and along the trajectory (and EK-FAC with `--estimators ... ekfac`).
-2. Separation: AUROC of influence for the celebrities' sequences against the others, and the precision of the top
-   s% (s = the planted share of the window) against the base rate (targets: AUROC >= 0.8, lift >= 2).
-3. Retrains through the sweep engine, s% of the window removed: planted (every celebrity sequence: the oracle),
+2. Separation: AUROC of influence for the planted individuals' sequences against the others, and the precision of
+   the top s% (s = the planted share of the window) against the base rate (targets: AUROC >= 0.8, lift >= 2).
+3. Retrains, s% of the window removed: planted (every planted individual's sequence: the oracle),
    top (by exact influence at one checkpoint), random, matched (random with the top set's count per individual);
    then the head's formation step and the plateau end, each arm minus random removal, paired by seed with a 95%
    t-interval. The plant is strong enough when oracle - random >= ~300 steps; the attribution passes when
@@ -38,14 +40,13 @@ from workbench.naming import checkpoints_root
 from workbench.viz import plot_retrains
 
 FIGURES = Path(__file__).with_name("figures")
-SPEC = "cpu/attribution-planted"
 SCORINGS = {"exact": ("checkpoint", "trajectory"), "ekfac": ("checkpoint",)}
 
 
-def attributions(seeds, estimators) -> tuple[dict, pd.DataFrame]:
+def attributions(spec: str, seeds, estimators) -> tuple[dict, pd.DataFrame]:
     """Per seed the exact checkpoint attribution (what the retrains rank by); a row per (seed, estimator, scoring)
-    with the separation of the celebrities' sequences and the cost."""
-    root = checkpoints_root() / "sweeps" / SPEC.replace("/", "-")
+    with the separation of the planted individuals' sequences and the cost."""
+    root = checkpoints_root() / "sweeps" / spec.replace("/", "-")
     ranked, rows = {}, []
     for seed in seeds:
         run = wb.load_run(root / f"seed{seed}")
@@ -78,6 +79,7 @@ def attributions(seeds, estimators) -> tuple[dict, pd.DataFrame]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--spec", default="cpu/attribution-planted", help="the planted world's sweep spec")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--estimators", nargs="+", choices=sorted(SCORINGS), default=["exact"])
@@ -87,11 +89,11 @@ def main() -> None:
     FIGURES.mkdir(exist_ok=True)
 
     t0 = time.perf_counter()
-    train_trials(SPEC)
-    print(f"reference runs ({SPEC}): {time.perf_counter() - t0:.0f} s this call")
+    train_trials(args.spec)
+    print(f"reference runs ({args.spec}): {time.perf_counter() - t0:.0f} s this call")
     t0 = time.perf_counter()
-    ranked, table = attributions(args.seeds, ["exact", *[e for e in args.estimators if e != "exact"]])
-    print(f"\n### Separation of the celebrities' sequences ({time.perf_counter() - t0:.0f} s this call)\n")
+    ranked, table = attributions(args.spec, args.seeds, ["exact", *[e for e in args.estimators if e != "exact"]])
+    print(f"\n### Separation of the planted individuals' sequences ({time.perf_counter() - t0:.0f} s this call)\n")
     print(markdown(table.round(3)))
     print("\nmean over seeds:\n" + markdown(table.groupby(["estimator", "scoring"]).mean(numeric_only=True).round(3)))
     if args.attribute_only:
@@ -104,7 +106,7 @@ def main() -> None:
         retrain_spec(
             list(ranked.values()),
             arms=arms,
-            name="cpu-attribution-planted-retrains",
+            name=f"{args.spec.replace('/', '-')}-retrains",
             steps=args.steps,
             n_checkpoints=args.steps // 25,
         )
@@ -126,7 +128,8 @@ def main() -> None:
             f"{top['delta_vs_random'] >= 0.5 * oracle['delta_vs_random']})"
         )
     curves = retrain_curves(list(ranked.values()), runs)
-    plot_retrains(curves, retrains).savefig(FIGURES / "attribution_planted_retrains.png", dpi=110, bbox_inches="tight")
+    figure = FIGURES / f"{args.spec.split('/')[-1].replace('-', '_')}_retrains.png"
+    plot_retrains(curves, retrains).savefig(figure, dpi=110, bbox_inches="tight")
 
 
 if __name__ == "__main__":

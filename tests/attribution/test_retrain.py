@@ -146,6 +146,7 @@ def test_planted_on_a_run_without_a_planted_set_is_refused_before_training(attri
     from workbench.experiment import train
 
     config = retrain.retrain_config(attribution, selection="planted")
-    with pytest.raises(ValueError, match=r"edit.selection='planted' on a run with data.sampler.kind='uniform'"):
+    message = r"edit.selection='planted' on a run with data.sampler.kind='uniform' and data.n_planted=0"
+    with pytest.raises(ValueError, match=message):
         train(config, tmp_path / "bad", progress=False)
     assert not (tmp_path / "bad").exists()

@@ -74,13 +74,15 @@ def select(attribution: Attribution, edit: EditConfig) -> np.ndarray:
 
 
 def planted_individuals(config: RunConfig) -> np.ndarray:
-    """The individuals a run's sampler plants (sampled more often than the rest): a celebrities run's first
-    n_celebrities; else a ValueError (no planted set to be the oracle)."""
+    """The individuals a run plants: its rule-following sub-population (`data.n_planted`, workbench.data.planted),
+    else a celebrities run's first n_celebrities (sampled more often); else a ValueError (no planted set)."""
+    if config.data.n_planted:
+        return np.arange(config.data.n_planted)
     sampler = config.data.sampler
     if sampler.kind != "celebrities":
         raise ValueError(
-            f"edit.selection='planted' on a run with data.sampler.kind={sampler.kind!r}: allowed a run with "
-            f"data.sampler.kind='celebrities' (its celebrities are the planted individuals)"
+            f"edit.selection='planted' on a run with data.sampler.kind={sampler.kind!r} and data.n_planted=0: allowed "
+            f"a run with data.n_planted > 0 or data.sampler.kind='celebrities' (its planted individuals)"
         )
     return np.arange(sampler.n_celebrities)
 

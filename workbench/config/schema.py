@@ -139,6 +139,10 @@ class DataConfig:
     vocab_size: int = 8192  # saturates: whole words (names, most values) become single tokens
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     packing: PackingConfig = field(default_factory=PackingConfig)
+    # a planted sub-population (workbench.data.planted): the first n_planted seen individuals carry one of
+    # planted_names reserved first names and values that follow from it; 0 = none
+    n_planted: int = 0
+    planted_names: int = 10
 
     def __post_init__(self) -> None:
         for name, cls in (("pool_sizes", PoolSizes), ("sampler", SamplerConfig), ("packing", PackingConfig)):
@@ -173,6 +177,9 @@ class DataConfig:
             0,
             max_names - self.n_individuals - self.n_heldout - self.n_finetune,
         )
+        check_int("data.n_planted", self.n_planted, 0, self.n_individuals)
+        if self.n_planted:  # reserved first names: the others keep at least one
+            check_int("data.planted_names", self.planted_names, 1, p.first_names - 1)
         s = self.sampler
         if s.kind == "celebrities":
             check_int("sampler.n_celebrities", s.n_celebrities, 1, self.n_individuals)
@@ -354,9 +361,9 @@ class EditConfig:
     From the attribution's scores over its window of steps: selection `top` takes the `percent`% most
     promoting sequences, `bottom` the most demoting, `random` as many at random (seeded by
     selection_seed), `matched` random ones with the top set's count per individual, `planted` every sequence of
-    the individuals the sampler plants (a celebrities run's celebrities: the positive control's oracle; percent
-    unused). unit `individual` ranks individuals by summed influence instead and edits all their sequences of the
-    window.
+    the run's planted individuals (data.n_planted, or a celebrities run's celebrities: the positive control's
+    oracle; percent unused). unit `individual` ranks individuals by summed influence instead and edits all their
+    sequences of the window.
     """
 
     attribution: str = ""  # an attribution directory (under its run's attribution/)

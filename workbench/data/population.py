@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from workbench.config import DataConfig
+from workbench.data.planted import plant
 from workbench.data.pools import Pools
 from workbench.data.templates import ATTRIBUTES
 
@@ -120,6 +121,9 @@ def make_population(config: DataConfig, seed: int) -> Population:
     cols = [ATTRIBUTES.index(a) for a in config.attributes]
     values_arr = np.concatenate(values)[:total, cols].astype(np.int32)
     order_arr = np.concatenate(orders)[:total][:, cols].astype(np.uint8)
+    if config.n_planted:
+        sizes = [pools.n_values(a) for a in config.attributes]
+        names, values_arr = plant(names, values_arr, len(pools.first_names), len(pools.last_names), sizes, config, seed)
     return Population(config, pools, names, values_arr, order_arr)
 
 
