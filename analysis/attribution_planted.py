@@ -95,7 +95,8 @@ def main() -> None:
     ranked, table = attributions(args.spec, args.seeds, ["exact", *[e for e in args.estimators if e != "exact"]])
     print(f"\n### Separation of the planted individuals' sequences ({time.perf_counter() - t0:.0f} s this call)\n")
     print(markdown(table.round(3)))
-    print("\nmean over seeds:\n" + markdown(table.groupby(["estimator", "scoring"]).mean(numeric_only=True).round(3)))
+    mean = table.drop(columns="seed").groupby(["estimator", "scoring"]).mean(numeric_only=True).round(3)
+    print("\nmean over seeds:\n" + markdown(mean.reset_index()))
     if args.attribute_only:
         return
 
