@@ -11,8 +11,8 @@ does not then depend on the run's length); evaluation and checkpoint cadence may
 Selections (`EditConfig.selection`) over the window's sequences ranked by influence (> 0 promotes the
 head): top (the k% most promoting), bottom (the k% most demoting), random (k% at random), matched
 (random sequences with the top set's count per individual: controls for who the sequences are about), planted
-(every sequence of the sampler's planted individuals, a celebrities run's celebrities: the oracle of the
-planted-signal positive control, `planted_individuals`).
+(every sequence of the run's planted individuals, `planted_individuals`: the oracle of the planted-signal positive
+control).
 
     workbench.sweep(retrain_spec([attribution], arms=ARMS))  # top / random / matched removal of 10%
 """

@@ -215,19 +215,22 @@ def _compute(run, config: AttributionConfig, tmp: Path, progress: bool) -> None:
     data = run.data
     measure = MEASURES[config.measure]()
     measure_batch = data.eval_batch("seen", config.measure_size, seed_offset=MEASURE_SEED_OFFSET)
-    tables, memory, seconds = [], 0, {"setup": 0.0, "influence": 0.0}
-    for a, b, step in segments(config, run.checkpoint_steps):
+    parts = segments(config, run.checkpoint_steps)
+    n_fit = min(config.fit_size or FIT_SIZE, max(b - a for a, b, _ in parts) * run.config.train.batch_size)
+    memory = 0
+    if config.estimator == "exact":  # the largest segment's solve, checked before any of them is computed
+        view = HeadView(run.load_model(parts[0][2]), config.layer, config.head)
+        memory = exact_memory(view, measure.modules, n_fit)
+        if memory > EXACT_MEMORY_LIMIT:
+            raise ValueError(
+                f"attribution.fit_size={n_fit}: the exact influence would hold {memory / 2**30:.1f} GiB: allowed "
+                f"at most {EXACT_MEMORY_LIMIT / 2**30:.0f} GiB (a smaller fit_size, or estimator='ekfac')"
+            )
+    tables, seconds = [], {"setup": 0.0, "influence": 0.0}
+    for a, b, step in parts:
         t1 = time.perf_counter()
         train = window_batch(data, a, b)
-        n_fit = min(config.fit_size or FIT_SIZE, len(train))
         view = HeadView(run.load_model(step), config.layer, config.head)
-        if config.estimator == "exact":
-            memory = max(memory, exact_memory(view, measure.modules, n_fit))
-            if memory > EXACT_MEMORY_LIMIT:
-                raise ValueError(
-                    f"attribution.fit_size={n_fit}: the exact influence would hold {memory / 2**30:.1f} GiB: allowed "
-                    f"at most {EXACT_MEMORY_LIMIT / 2**30:.0f} GiB (a smaller fit_size, or estimator='ekfac')"
-                )
         t2 = time.perf_counter()
         influence, per_token = INFLUENCES[config.estimator](
             view,
@@ -236,7 +239,7 @@ def _compute(run, config: AttributionConfig, tmp: Path, progress: bool) -> None:
             measure_batch,
             damping=config.damping or None,
             fisher=config.fisher,
-            fit_size=n_fit,
+            fit_size=min(n_fit, len(train)),
             per_token=True,
             batch_size=config.batch_size,
             progress=progress,

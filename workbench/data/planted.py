@@ -16,9 +16,12 @@ import numpy as np
 _STREAM = 5  # the population's streams are 1 (names) and 2 (attributes)
 
 
-def plant(names: np.ndarray, values: np.ndarray, n_first: int, n_last: int, n_values: list[int], config, seed: int):
-    """(names, values) with the first `config.n_planted` rows planted (module docstring); copies."""
+def plant(names: np.ndarray, values: np.ndarray, pools, config, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(names, values) with the first `config.n_planted` rows planted (module docstring); copies. `pools`: the
+    population's name and value pools; `config`: its DataConfig (values' columns are `config.attributes`)."""
     n, k = config.n_planted, config.planted_names
+    n_first, n_last = len(pools.first_names), len(pools.last_names)
+    n_values = [pools.n_values(a) for a in config.attributes]
     names, values = names.copy(), values.copy()
     total = len(names)
     moved = (np.arange(total) >= n) & (names[:, 0] < k)  # everyone else leaves the reserved first names

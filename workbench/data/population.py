@@ -122,8 +122,7 @@ def make_population(config: DataConfig, seed: int) -> Population:
     values_arr = np.concatenate(values)[:total, cols].astype(np.int32)
     order_arr = np.concatenate(orders)[:total][:, cols].astype(np.uint8)
     if config.n_planted:
-        sizes = [pools.n_values(a) for a in config.attributes]
-        names, values_arr = plant(names, values_arr, len(pools.first_names), len(pools.last_names), sizes, config, seed)
+        names, values_arr = plant(names, values_arr, pools, config, seed)
     return Population(config, pools, names, values_arr, order_arr)
 
 
