@@ -5,7 +5,10 @@ on the attribution's fixed measure set (seen individuals on evaluation templates
 analysis over checkpoints. A head *forms* when its measure first reaches `level`, by default halfway
 from its value at initialisation to its last value in the reference run (linear interpolation between
 checkpoints; NaN when it never does): one level for a reference run and all its retrains, so their
-formation steps compare.
+formation steps compare. The halfway crossing is one noisy checkpoint; `mean_formation_step` uses the whole curve:
+the rise from the reference's first value to its last, read as a distribution over steps, has this mean (the
+area above the normalised curve), so a curve shifted by d steps has it shifted by exactly d. Its noise grows with the
+curve's length, not its slope: steadier than the crossing on a slow rise (the planted worlds'), not on a sharp one.
 
 `retrain_table` gathers, per retrain of a sweep: the plateau end with its 95% interval (`workbench.phases`), the
 attribute accuracy at the last step all runs reached and the formation step; `effects` compares each selection with
@@ -74,6 +77,17 @@ def formation_step(curve: pd.DataFrame, level: float) -> float:
     return float(step[i - 1] + frac * (step[i] - step[i - 1]))
 
 
+def mean_formation_step(curve: pd.DataFrame, first: float, last: float, until: int) -> float:
+    """step_0 + the integral over [step_0, until] of 1 - (measure - first) / (last - first): the mean step of the
+    rise from `first` to `last` (a jump at t gives t; a curve still rising at `until` gives a lower bound)."""
+    curve = curve[curve["step"] <= until]
+    step, value = curve["step"].to_numpy(float), curve["measure"].to_numpy(float)
+    if last == first or len(step) < 2:
+        return math.nan
+    below = 1.0 - (value - first) / (last - first)
+    return float(step[0] + np.sum(0.5 * (below[1:] + below[:-1]) * np.diff(step)))
+
+
 def _runs_with_heads(attributions, runs) -> list[tuple[Run, Attribution]]:
     """(run, its attribution) for each attributed run (the references) and each retrain of one of them."""
     from pathlib import Path
@@ -107,8 +121,10 @@ def retrain_curves(attributions, runs, size: int = 256, progress: bool = False) 
 def retrain_table(attributions, runs, size: int = 256, progress: bool = False) -> pd.DataFrame:
     """One row per run, the attributed runs first (selection 'none'), then their retrains: seed, action,
     selection, percent, selection_seed, plateau_end (lo, hi, censored), accuracy (at accuracy_step, the last
-    step every run reached) and formation_step
-    (the attributed head's measure reaching halfway, the level set by the attributed run of that seed)."""
+    step every run reached), formation_step (the attributed head's measure reaching halfway, the level set by the
+    attributed run of that seed), mean_formation_step (the same run's first and last values, up to
+    accuracy_step) and measure_at_end: the measure at the first checkpoint at or after the window's end, the
+    quantity the influence of the window's sequences predicts."""
     curves = retrain_curves(attributions, runs, size, progress)
     pairs = _runs_with_heads(attributions, runs)
     common = min(int(run.metrics["step"].max()) for run, _ in pairs)  # retrains may be shorter
@@ -118,7 +134,8 @@ def retrain_table(attributions, runs, size: int = 256, progress: bool = False) -
         curve = curves[curves["run"] == str(run.path)]
         edit, phases = run.config.edit, run.phases()
         if edit is None:
-            levels[str(a.path)] = formation_level(curve)
+            levels[str(a.path)] = (formation_level(curve), curve["measure"].iloc[0], curve["measure"].iloc[-1])
+        level, first, last = levels[str(a.path)]
         rows.append(
             {
                 "run": str(run.path),
@@ -134,7 +151,9 @@ def retrain_table(attributions, runs, size: int = 256, progress: bool = False) -
                 "censored": phases.censored,
                 "accuracy": float(run.metrics.set_index("step")["attribute_accuracy"].loc[:common].iloc[-1]),
                 "accuracy_step": common,
-                "formation_step": formation_step(curve, levels[str(a.path)]),
+                "formation_step": formation_step(curve, level),
+                "mean_formation_step": mean_formation_step(curve, first, last, common),
+                "measure_at_end": float(curve[curve["step"] >= a.config.end]["measure"].iloc[0]),
             }
         )
     return pd.DataFrame(rows)
