@@ -68,7 +68,7 @@ def window(run, layer: int, head: int, kind: str) -> dict:
 
 def attributions(spec: str, seeds, estimators, kind: str, rank_by: str) -> tuple[dict, pd.DataFrame]:
     """Per seed the exact attribution the retrains rank by (`rank_by` scoring); a row per (seed, estimator, scoring)
-    with the separation of the planted individuals' sequences, the planted set's share of the influence and the
+    with the separation of the planted individuals' sequences (per sequence and as a group) and the
     cost."""
     root = checkpoints_root() / "sweeps" / spec.replace("/", "-")
     ranked, rows = {}, []

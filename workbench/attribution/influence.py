@@ -172,7 +172,11 @@ def compare(a, b, top: float = 0.1) -> dict[str, float]:
 def separation(influence, planted, share: float | None = None) -> dict[str, float]:
     """How well influence picks out a planted subset (the positive control): AUROC (the probability that a planted
     sequence outranks another, ties counting half; Mann-Whitney through average ranks) and the precision of the top
-    `share` (default: the planted share) against the base rate, with their ratio (lift)."""
+    `share` (default: the planted share) against the base rate, with their ratio (lift); and group_z, the planted
+    set's summed influence against random sets of its size, in standard errors (without replacement): what
+    first-order influence predicts for removing the whole set rather than how it ranks single sequences (> 0: the
+    set raises the measure more than a random set; a set can stand out as a group while its members rank at
+    chance when single scores are noisy)."""
     import pandas as pd
 
     x, planted = np.asarray(influence, dtype=float), np.asarray(planted, dtype=bool)
@@ -185,4 +189,12 @@ def separation(influence, planted, share: float | None = None) -> dict[str, floa
     auroc = (ranks[planted].sum() - n_p * (n_p + 1) / 2) / (n_p * (n - n_p))
     k = max(1, int(round(share * n)))
     precision = float(planted[np.argsort(-x, kind="stable")[:k]].mean())
-    return {"auroc": float(auroc), "top_precision": precision, "base_rate": n_p / n, "lift": precision * n / n_p}
+    spread = x.std(ddof=1) * np.sqrt(n_p * (1 - n_p / n))  # the sd of a random n_p-subset's sum
+    group_z = (x[planted].sum() - n_p * x.mean()) / spread if spread > 0 else 0.0
+    return {
+        "auroc": float(auroc),
+        "top_precision": precision,
+        "base_rate": n_p / n,
+        "lift": precision * n / n_p,
+        "group_z": float(group_z),
+    }
