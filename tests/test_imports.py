@@ -269,6 +269,7 @@ FEATURES = (
     "workbench.probes*",
     "workbench.stability",
     "workbench.attention",
+    "workbench.head_ablation",
     "workbench.sweeps*",
     "workbench.attribution*",
     "workbench.retrieval*",

@@ -15,6 +15,8 @@ Queries and keys are chosen from the batch's token labels (kind, attribute, valu
   0 = all mass on one token (lower is sharper).
 
 Every value is a mean over all queries of the evaluation set (all sequences pooled).
+`NAME_DEFINITIONS` are alternatives to ``name->name`` (other queries, other keys; `name_definitions`,
+`head_summary` for the per-head maximum), to ask whether any of them shows the study's rise.
 `attention_over_training` computes them at every checkpoint of a run and caches the result in
 ``<run>/analysis/attention_metrics.csv`` so that notebooks re-run fast.
 """
@@ -84,9 +86,8 @@ def _key_masks(batch: Batch, rows: Tensor, pos: Tensor, group: str) -> dict[str,
     }
 
 
-@torch.no_grad()
-def pattern_sums(patterns: Patterns, batch: Batch) -> Sums:
-    """Per metric: the sum over queries of the metric's value [layer, head], and the query count."""
+def _checked_layers(patterns: Patterns, batch: Batch) -> list[int]:
+    """The sorted layers of `patterns`; ValueError unless each is [batch, head, pos, pos] for `batch`."""
     if not patterns:
         raise ValueError("patterns is empty: need at least one layer")
     layers = sorted(patterns)
@@ -97,6 +98,13 @@ def pattern_sums(patterns: Patterns, batch: Batch) -> Sums:
                 f"patterns[{layer}] has shape {tuple(p.shape)}: expected "
                 f"[{len(batch)}, head, {batch.tokens.shape[1]}, {batch.tokens.shape[1]}]"
             )
+    return layers
+
+
+@torch.no_grad()
+def pattern_sums(patterns: Patterns, batch: Batch) -> Sums:
+    """Per metric: the sum over queries of the metric's value [layer, head], and the query count."""
+    layers = _checked_layers(patterns, batch)
     batch = batch.to(patterns[layers[0]].device)
     out: Sums = {}
     for group, mask in query_masks(batch).items():
@@ -121,10 +129,10 @@ def add_sums(a: Sums | None, b: Sums) -> Sums:
     return b if a is None else {k: (a[k][0] + b[k][0], a[k][1] + b[k][1]) for k in b}
 
 
-def sums_frame(sums: Sums, layers: list[int]) -> pd.DataFrame:
+def sums_frame(sums: Sums, layers: list[int], metrics: tuple[str, ...] = METRICS) -> pd.DataFrame:
     """Long DataFrame (layer, head, metric, value) of the means; nan where a metric had no query."""
     rows = []
-    for metric in METRICS:
+    for metric in metrics:
         total, n = sums[metric]
         mean = (total / n) if n else torch.full_like(total, math.nan)
         for i, layer in enumerate(layers):
@@ -145,6 +153,11 @@ def attention_metrics(model, batch: Batch, chunk: int = 32) -> pd.DataFrame:
         raise ValueError(f"chunk={chunk!r} is out of range: allowed >= 1")
     if len(batch) == 0:
         raise ValueError("batch is empty")
+    return sums_frame(_model_sums(model, batch, chunk, pattern_sums), list(range(model.cfg.n_layers)))
+
+
+def _model_sums(model, batch: Batch, chunk: int, sums_of) -> Sums:
+    """`sums_of(patterns, sub_batch)` added up over chunks of `batch`, from `model`'s patterns of every layer."""
     n_layers, device = model.cfg.n_layers, next(model.parameters()).device
     total: Sums | None = None
     for i in range(0, len(batch), chunk):
@@ -153,9 +166,125 @@ def attention_metrics(model, batch: Batch, chunk: int = 32) -> pd.DataFrame:
             sub.tokens, names_filter=lambda n: n.endswith("hook_pattern"), stop_at_layer=n_layers
         )  # skip the unembedding
         patterns = {layer: cache[f"blocks.{layer}.attn.hook_pattern"] for layer in range(n_layers)}
-        total = add_sums(total, pattern_sums(patterns, sub))
+        total = add_sums(total, sums_of(patterns, sub))
         del cache, patterns
-    return sums_frame(total, list(range(n_layers)))
+    return total
+
+
+# ---------------------------------------------------------------------------------------------
+# name->name by definition: which name tokens query, which keys count (issue 25 item 4)
+
+NAME_DEFINITIONS: dict[str, str] = {
+    "name->name": "the default, METRICS' name->name: the last token of each name occurrence -> the "
+    "occurrence's other tokens (the same on unpacked rows, the evaluation sets; METRICS' also counts "
+    "the same sentence's name in other biographies of a packed row)",
+    "name->name:to_first": "the last token of each occurrence -> the occurrence's first token only (for "
+    "names of 3+ tokens this skips the adjacent token, which a previous-token head covers)",
+    "name->name:every_query": "every non-first token of each occurrence -> the occurrence's earlier tokens "
+    "(the middle name queries too)",
+    "name->name:first_occurrence": "the default restricted to each biography's first occurrence, where the "
+    "name has not been seen before",
+    "name->name:any_name": "the last token of each occurrence -> every other name token before it, earlier "
+    "occurrences of the name included",
+    "name->name:earlier_occurrences": "the last token of each later occurrence -> the name tokens of the "
+    "earlier occurrences only (same biography)",
+}
+
+
+def _occurrences(batch: Batch) -> tuple[Tensor, Tensor, Tensor]:
+    """Per token: its name occurrence's index in the row and in its biography (-1 off names), and
+    whether it starts an occurrence (an occurrence = a run of name tokens within one sentence)."""
+    is_name = batch.name_mask
+    start = is_name.clone()
+    start[:, 1:] &= ~(is_name[:, :-1] & (batch.attribute[:, 1:] == batch.attribute[:, :-1]))
+    seen = start.long().cumsum(1)  # occurrences started so far
+    base = torch.where(batch.kind == BOS, seen, 0).cummax(1).values  # ... before the biography's BOS
+    occ = (seen - 1).masked_fill(~is_name, -1)
+    return occ, (seen - base - 1).masked_fill(~is_name, -1), start
+
+
+def _name_queries_keys(batch: Batch, definition: str) -> tuple[Tensor, Tensor, Tensor]:
+    """The definition's query positions (rows, pos) and their [n_queries, key] key masks; queries
+    without any key (e.g. a one-token name, or a first occurrence for earlier_occurrences) are dropped."""
+    occ, occ_in_bio, start = _occurrences(batch)
+    query = {
+        "name->name:every_query": batch.name_mask & ~start,
+        "name->name:first_occurrence": batch.name_end_mask & (occ_in_bio == 0),
+    }.get(definition, batch.name_end_mask)
+    rows, pos = query.nonzero(as_tuple=True)
+    key_pos = torch.arange(batch.tokens.shape[1], device=pos.device)[None, :]
+    before = key_pos < pos[:, None]
+    name = batch.name_mask[rows] & before
+    same = name & (occ[rows] == occ[rows, pos][:, None])
+    earlier = (
+        name & (occ[rows] < occ[rows, pos][:, None]) & (batch.biography[rows] == batch.biography[rows, pos][:, None])
+    )
+    keys = {
+        "name->name:to_first": same & start[rows],
+        "name->name:any_name": same | earlier,
+        "name->name:earlier_occurrences": earlier,
+    }.get(definition, same)
+    keep = keys.any(-1)
+    return rows[keep], pos[keep], keys[keep]
+
+
+def check_definitions(definitions) -> tuple[str, ...]:
+    """`definitions` as a tuple; ValueError unless it is a non-empty subset of NAME_DEFINITIONS."""
+    definitions = (definitions,) if isinstance(definitions, str) else tuple(definitions)
+    bad = [d for d in definitions if d not in NAME_DEFINITIONS]
+    if bad or not definitions:
+        raise ValueError(
+            f"definitions={definitions!r} is not allowed: allowed a non-empty subset of {list(NAME_DEFINITIONS)}"
+        )
+    return definitions
+
+
+@torch.no_grad()
+def name_definition_sums(patterns: Patterns, batch: Batch, definitions=tuple(NAME_DEFINITIONS)) -> Sums:
+    """Per definition: the summed attention mass from its queries to its keys, summed over queries
+    [layer, head], and the query count (the default is `pattern_sums`'s ``name->name``)."""
+    definitions = check_definitions(definitions)
+    layers = _checked_layers(patterns, batch)
+    batch = batch.to(patterns[layers[0]].device)
+    out: Sums = {}
+    for d in definitions:
+        rows, pos, keys = _name_queries_keys(batch, d)
+        per_layer = [
+            torch.einsum("nhk,nk->h", patterns[layer][rows, :, pos, :].double(), keys.double()) for layer in layers
+        ]
+        out[d] = (torch.stack(per_layer).cpu(), len(rows))
+    return out
+
+
+def name_definitions_from_patterns(
+    patterns: Patterns, batch: Batch, definitions=tuple(NAME_DEFINITIONS)
+) -> pd.DataFrame:
+    """The name->name definitions (long: layer, head, metric, value) of patterns {layer: [batch, head, q, k]}."""
+    definitions = check_definitions(definitions)
+    return sums_frame(name_definition_sums(patterns, batch, definitions), sorted(patterns), definitions)
+
+
+@torch.no_grad()
+def name_definitions(model, batch: Batch, definitions=tuple(NAME_DEFINITIONS), chunk: int = 32) -> pd.DataFrame:
+    """The name->name definitions of `model` on `batch`, every layer and head (long format)."""
+    definitions = check_definitions(definitions)
+    if chunk < 1:
+        raise ValueError(f"chunk={chunk!r} is out of range: allowed >= 1")
+    if len(batch) == 0:
+        raise ValueError("batch is empty")
+    sums = _model_sums(model, batch, chunk, lambda p, b: name_definition_sums(p, b, definitions))
+    return sums_frame(sums, list(range(model.cfg.n_layers)), definitions)
+
+
+def head_summary(df: pd.DataFrame) -> pd.DataFrame:
+    """Per (step,) layer and metric of a long frame: the mean over heads, the maximum over heads and the
+    head that attains it (the per-head maximum picks out one name-gathering head that the mean dilutes)."""
+    keys = [c for c in ("step", "layer", "metric") if c in df.columns]
+    df = df.dropna(subset=["value"])
+    g = df.groupby(keys, sort=True)["value"]
+    out = g.agg(mean="mean", max="max").reset_index()
+    out["max_head"] = df.loc[g.idxmax().values, "head"].to_numpy()
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -180,4 +309,22 @@ def attention_over_training(
         return attention_metrics(models(step), batch(), chunk)
 
     df = over_checkpoints(run, "attention_metrics", compute, steps, {"size": size}, progress)
+    return df[["step", *COLUMNS]]
+
+
+def name_definitions_over_training(
+    run, steps: list[int] | None = None, size: int = 256, progress: bool = True, chunk: int = 32
+) -> pd.DataFrame:
+    """Every name->name definition (step, layer, head, metric, value) at checkpoints of a run, on
+    `run.data.eval_batch("seen", size)`; cached in <run>/analysis/name_definitions.csv like
+    `attention_over_training`."""
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f"size={size!r} is out of range: allowed an int >= 1")
+    batch = functools.cache(lambda: run.data.eval_batch("seen", size))
+
+    def compute(step, models):
+        return name_definitions(models(step), batch(), chunk=chunk)
+
+    params = {"size": size, "definitions": list(NAME_DEFINITIONS)}
+    df = over_checkpoints(run, "name_definitions", compute, steps, params, progress)
     return df[["step", *COLUMNS]]
