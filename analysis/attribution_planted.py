@@ -4,7 +4,7 @@
         [--estimators exact ekfac] [--selections planted top random matched] [--attribute-only]
         [--window plateau|formation] [--rank-by checkpoint|trajectory]
 
-A world where a known subset drives the recall head's formation, three seeds, a checkpoint every 25 steps:
+A world where a known subset drives the recall head's formation, a checkpoint every 25 steps (seeds 0-2 by default):
 `cpu/attribution-planted` (cpu-sweep, N = 4,000, 200 celebrities sampled 10x more often: 34% of sequences; a
 frequency plant) or `cpu/attribution-planted-rule` (400 of 4,000 individuals whose values follow from one of 10
 reserved first names: 10% of sequences, each rewarding reading the name).
@@ -112,13 +112,14 @@ def main() -> None:
     p.add_argument("--estimators", nargs="+", choices=sorted(SCORINGS), default=["exact"])
     p.add_argument("--selections", nargs="+", default=["planted", "top", "random", "matched"])
     p.add_argument("--attribute-only", action="store_true")
+    p.add_argument("--percent", type=float, default=0.0, help="s, the share removed (default: the planted share)")
     p.add_argument("--window", choices=["plateau", "formation"], default="plateau", help="the window attributed")
     p.add_argument("--rank-by", choices=["checkpoint", "trajectory"], default="checkpoint", help="the top arm's order")
     args = p.parse_args()
     FIGURES.mkdir(exist_ok=True)
 
     t0 = time.perf_counter()
-    train_trials(args.spec)
+    train_trials(args.spec, args.seeds)
     print(f"reference runs ({args.spec}): {time.perf_counter() - t0:.0f} s this call")
     t0 = time.perf_counter()
     estimators = ["exact", *[e for e in args.estimators if e != "exact"]]
@@ -131,7 +132,7 @@ def main() -> None:
         return
 
     suffix = [x for x in (args.window, f"by-{args.rank_by}") if x not in ("plateau", "by-checkpoint")]
-    percent = round(100 * float(table[table["estimator"] == "exact"]["base_rate"].mean()), 1)
+    percent = args.percent or round(100 * float(table[table["estimator"] == "exact"]["base_rate"].mean()), 1)
     arms = [{"action": "remove", "selection": s, "percent": percent} for s in args.selections]
     t0 = time.perf_counter()
     runs = train_trials(

@@ -43,15 +43,17 @@ def table(family: str, name: str) -> pd.DataFrame | None:
     return t
 
 
-def train_trials(spec) -> list[Path]:
-    """Train a sweep's trials one after another in this process (no Ray), resuming unfinished ones: for analysis
-    scripts whose trials are short or that share a small machine. The same run directories as `workbench.sweep`."""
+def train_trials(spec, seeds=None) -> list[Path]:
+    """Train a sweep's trials (those of `seeds` when given) one after another in this process (no Ray), resuming
+    unfinished ones: for analysis scripts whose trials are short or that share a small machine. The same run
+    directories as `workbench.sweep`."""
     from tqdm.auto import tqdm
 
     from workbench.experiment import plan_sweep, train_or_resume
 
     planned = plan_sweep(spec)
-    return [train_or_resume(t.config, t.out, progress=False).path for t in tqdm(planned.trials, desc=planned.spec.name)]
+    trials = [t for t in planned.trials if seeds is None or t.config.seed in seeds]
+    return [train_or_resume(t.config, t.out, progress=False).path for t in tqdm(trials, desc=planned.spec.name)]
 
 
 def markdown(df: pd.DataFrame) -> str:
