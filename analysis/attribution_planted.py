@@ -152,7 +152,7 @@ def main() -> None:
     deltas = {m: effects(retrains, m) for m in metrics}
     for metric, frame in deltas.items():
         print(f"\n{metric}, each arm minus random removal (paired by seed, 95% t-interval):\n" + markdown(frame))
-    d = deltas["mean_formation_step"].set_index("selection")
+    d = deltas["formation_step"].set_index("selection")
     if {"planted", "top"} <= set(d.index):
         oracle, top = d.loc["planted"], d.loc["top"]
         print(
