@@ -25,7 +25,7 @@ from transformer_lens.utilities import get_act_name
 from workbench.data.batch import Batch
 from workbench.metrics import evaluate
 from workbench.over_checkpoints import over_checkpoints
-from workbench.patching.ablations import _position_means
+from workbench.patching.ablations import position_means
 
 KINDS = ("mean", "zero")
 COLUMNS = ["layer", "head", "kind", "attribute_loss", "attribute_accuracy", "clean_loss", "delta"]
@@ -46,7 +46,7 @@ def head_ablation(model, batch: Batch, n_attributes: int, layer: int = 0, kind: 
         raise ValueError(f"chunk={chunk!r} is out of range: allowed >= 1")
     if len(batch) == 0:
         raise ValueError("batch is empty")
-    fill = _position_means(model, batch, "z", batch.tokens.shape[1])[layer] if kind == "mean" else None
+    fill = position_means(model, batch, "z", batch.tokens.shape[1])[layer] if kind == "mean" else None
 
     def hook(z, hook, heads):  # z: [batch, pos, head, d_head]; chunks keep the batch's padded width
         z[:, :, heads] = 0.0 if fill is None else fill[:, :, heads].to(z.dtype)

@@ -305,7 +305,7 @@ def ablate(
     n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
     act = "z" if units == "heads" else "mlp_out"
     with torch.no_grad():
-        means = _position_means(model, mean_batch, act, clean.shape[1]) if kind == "mean" else None
+        means = position_means(model, mean_batch, act, clean.shape[1]) if kind == "mean" else None
         base = target.score(model(clean)).item()
         todo = [(layer, h) for layer in range(n_layers) for h in (range(n_heads) if units == "heads" else (-1,))]
         rows = []
@@ -327,7 +327,7 @@ def ablate(
     return df
 
 
-def _position_means(model, mean_batch, act: str, n_pos: int) -> dict[int, Tensor]:
+def position_means(model, mean_batch, act: str, n_pos: int) -> dict[int, Tensor]:
     """Per layer: the activation averaged over the batch at each of `n_pos` positions."""
     if isinstance(mean_batch, Batch):
         tokens, mask = mean_batch.tokens, mean_batch.mask
