@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from test_attention import previous, uniform  # tests/, beside this file
 
 from workbench.attention import (
     NAME_DEFINITIONS,
@@ -16,18 +17,6 @@ from workbench.attention import (
 )
 from workbench.data.batch import Batch
 from workbench.data.kinds import BOS, NAME, PAD, TEXT, VALUE
-
-
-def uniform(b, t):
-    causal = torch.tril(torch.ones(t, t))
-    return (causal / causal.sum(-1, keepdim=True)).expand(b, t, t)
-
-
-def previous(b, t):
-    p = torch.zeros(t, t)
-    p[0, 0] = 1.0
-    p[torch.arange(1, t), torch.arange(t - 1)] = 1.0
-    return p.expand(b, t, t)
 
 
 def random_patterns(b, h, t, seed=0):
