@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from workbench.retrieval.study import RetrievalConfig, retrieve
 from workbench.viz.figures import plot_phases
 from workbench.viz.report import default_sections, write_report
 
 
+@pytest.mark.slow  # every section of a run, a retrieval study and a BM25 index: 3-6 CPU-seconds, over the fast tier's 5
 def test_report_has_contents_links_config_and_the_runs_retrieval(packed_run, tmp_path):
     retrieve(
         packed_run,
