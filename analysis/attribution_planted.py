@@ -2,7 +2,7 @@
 
     python analysis/attribution_planted.py [--spec cpu/attribution-planted] [--seeds 0 1 2] [--steps 2000]
         [--estimators exact ekfac] [--selections planted top random matched] [--attribute-only]
-        [--window plateau|formation] [--rank-by checkpoint|trajectory]
+        [--window plateau|formation] [--rank-by checkpoint|trajectory] [--percent S]
 
 A world where a known subset drives the recall head's formation, a checkpoint every 25 steps (seeds 0-2 by default):
 `cpu/attribution-planted` (cpu-sweep, N = 4,000, 200 celebrities sampled 10x more often: 34% of sequences; a
@@ -116,6 +116,8 @@ def main() -> None:
     p.add_argument("--window", choices=["plateau", "formation"], default="plateau", help="the window attributed")
     p.add_argument("--rank-by", choices=["checkpoint", "trajectory"], default="checkpoint", help="the top arm's order")
     args = p.parse_args()
+    if not 0 <= args.percent < 100:
+        p.error(f"--percent {args.percent:g}: allowed 0 < S < 100, or 0 for the planted share")
     FIGURES.mkdir(exist_ok=True)
 
     t0 = time.perf_counter()
