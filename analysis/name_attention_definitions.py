@@ -1,7 +1,7 @@
 """Name->name by definition (issue 25 item 4): does any definition of first-layer name->name attention
 rise across the phases, and what does ablating each layer-0 head do to the attribute loss?
 
-    WORKBENCH_CHECKPOINTS=/work/runs python analysis/name_attention_definitions.py /work/runs/cpu-quick-seed0
+    python analysis/name_attention_definitions.py checkpoints/cpu-quick-seed0   # after `python3 -m workbench main`
 
 Prints Markdown tables: each definition of `workbench.attention.NAME_DEFINITIONS` in layer 0 (mean and
 maximum over heads, and uniform attention's value on the same batch as a chance level) at the key steps
