@@ -210,9 +210,9 @@ def bench_checkpoint(cfg, workdir: Path) -> dict:
     snapshot of the tensors) and the background writer's (serialise, hash while writing, fsync, rename)."""
     from safetensors.torch import save_file
 
-    from workbench.atomic import atomic_path
+    from workbench.atomic import atomic_path, sha256
     from workbench.model import build_model
-    from workbench.training.checkpoint import optimizer_tensors, save_tensors, sha256
+    from workbench.training.checkpoint import optimizer_tensors, save_tensors
 
     model = build_model(cfg.model, cfg.data.vocab_size, 128, 0)
     opt = make_optimizer(model, cfg.train)

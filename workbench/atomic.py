@@ -2,12 +2,14 @@
 
 A file is written to a temporary sibling, flushed to disk, then renamed over its destination, so a
 reader (or a process killed at any moment) only ever sees the old file or the complete new one.
-A failed write removes its temporary file and leaves the destination untouched.
+A failed write removes its temporary file and leaves the destination untouched. `sha256` is how every
+manifest fingerprints a file it lists.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -18,6 +20,15 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 TMP_SUFFIX = ".tmp"
+
+
+def sha256(path: Path) -> str:
+    """The file's sha256 (hex), read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def umask() -> int:

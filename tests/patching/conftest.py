@@ -8,9 +8,8 @@ import shutil
 
 import pytest
 
-from workbench.atomic import atomic_write_json
+from workbench.atomic import atomic_write_json, sha256
 from workbench.config import preset
-from workbench.training.checkpoint import sha256
 
 
 @pytest.fixture(scope="session")

@@ -8,11 +8,12 @@ import pytest
 import torch
 from interrupts import KillAt
 
+from workbench.atomic import sha256
 from workbench.config import preset
 from workbench.experiment import resume, train
 from workbench.run import load_run
 from workbench.training import callbacks
-from workbench.training.checkpoint import save_tensors, sha256
+from workbench.training.checkpoint import save_tensors
 from workbench.training.rundir import RunDir
 
 

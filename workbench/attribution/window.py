@@ -20,7 +20,6 @@ is loaded, not recomputed.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import shutil
 import time
@@ -30,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from workbench.atomic import atomic_write_csv, atomic_write_json, read_json, saved_or_computed
+from workbench.atomic import atomic_write_csv, atomic_write_json, read_json, saved_or_computed, sha256
 from workbench.attribution.measures import MEASURE_SEED_OFFSET, MEASURES
 from workbench.config import check, check_int, check_number
 
@@ -271,7 +270,7 @@ def write_attribution(
             "sign": "influence > 0: training on the sequence raises the measure (promotes the head)",
             "seconds": seconds,
             **(extra or {}),
-            "sha256": {n: hashlib.sha256((out / n).read_bytes()).hexdigest() for n in files},
+            "sha256": {n: sha256(out / n) for n in files},
         },
     )
 
@@ -360,7 +359,7 @@ def load_attribution(path: str | os.PathLike) -> Attribution:
         )
     meta = read_json(meta_file)
     for name, sha in meta["sha256"].items():
-        if hashlib.sha256((path / name).read_bytes()).hexdigest() != sha:
+        if sha256(path / name) != sha:
             raise ValueError(f"{path / name} does not match its sha256 in attribution.json (edited or truncated)")
     return Attribution(path, AttributionConfig(**_current_keys(meta["config"])), meta)
 

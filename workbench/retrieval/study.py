@@ -11,7 +11,6 @@ renamed, and reloaded instead of recomputed.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import time
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from workbench.atomic import atomic_write_csv, atomic_write_json, read_json, saved_or_computed
+from workbench.atomic import atomic_write_csv, atomic_write_json, read_json, saved_or_computed, sha256
 from workbench.config import check, check_indices, check_int
 from workbench.retrieval.augment import MODES, augmented_items, check_room
 from workbench.retrieval.datastore import DatastoreConfig, build_datastore
@@ -159,7 +158,7 @@ def load_retrieval(path: str | Path) -> Retrieval:
     path = Path(path)
     meta = read_json(path / "retrieval.json")
     for name, sha in meta.get("sha256", {}).items():  # a table edited or truncated since: named, not a parser error
-        if not (path / name).is_file() or hashlib.sha256((path / name).read_bytes()).hexdigest() != sha:
+        if not (path / name).is_file() or sha256(path / name) != sha:
             raise ValueError(
                 f"{path / name} does not match its sha256 in retrieval.json (edited, truncated or "
                 f"missing): allowed the file as the workbench wrote it (or remove {path})"
@@ -251,7 +250,7 @@ def _compute(run, config: RetrievalConfig, out: Path, progress: bool) -> None:
                 "times_longer": float(baseline.metrics["step"].max()) / run.config.train.steps,
             },
             "seconds": {"datastore": round(t1 - t0, 2), "evaluation": round(time.perf_counter() - t1, 2)},
-            "sha256": {n: hashlib.sha256((out / n).read_bytes()).hexdigest() for n in files},
+            "sha256": {n: sha256(out / n) for n in files},
         },
     )
 

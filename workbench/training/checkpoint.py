@@ -16,7 +16,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
-from workbench.atomic import atomic_path, os_error
+from workbench.atomic import atomic_path, os_error, sha256
 
 STUDY_STEPS = 16_000
 
@@ -40,14 +40,6 @@ def scheduled_steps(cfg) -> tuple[int, ...]:
     else:
         steps = set(study_checkpoint_steps(cfg.steps))
     return tuple(sorted(steps | {cfg.steps}))
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 _SAFETENSORS_DTYPES = {

@@ -19,10 +19,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from workbench.atomic import TMP_SUFFIX, atomic_write_bytes, atomic_write_csv, atomic_write_json, read_json
+from workbench.atomic import TMP_SUFFIX, atomic_write_bytes, atomic_write_csv, atomic_write_json, read_json, sha256
 from workbench.config import MAX_STEPS, RunConfig, check, check_int
 from workbench.data.tokenizer import BiographyTokenizer
-from workbench.training.checkpoint import sha256
 
 LOCK_FILE = ".lock"
 CREATION_FILES = {"config.json", "tokenizer.json", LOCK_FILE}
