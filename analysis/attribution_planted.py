@@ -30,6 +30,7 @@ part's CPU cost; figures in analysis/figures/attribution_planted_*.png.
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from pathlib import Path
 
@@ -61,9 +62,11 @@ def window(run, layer: int, head: int, kind: str) -> dict:
         return {}
     curve = measure_over_training(run, layer, head, progress=False)
     formed = formation_step(curve, formation_level(curve))
+    if math.isnan(formed):
+        raise ValueError(f"run {run.path}: head L{layer}H{head} never forms: allowed --window plateau only")
     start = int(run.phases().plateau_start)
-    end = next(s for s in run.checkpoint_steps if s >= min(formed + 100, run.checkpoint_steps[-1]))
-    return {"start": start, "end": max(end, start + 1)}
+    target = min(max(formed + 100, start + 1), run.checkpoint_steps[-1])
+    return {"start": start, "end": next(s for s in run.checkpoint_steps if s >= target)}
 
 
 def attributions(spec: str, seeds, estimators, kind: str, rank_by: str) -> tuple[dict, pd.DataFrame]:

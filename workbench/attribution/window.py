@@ -216,20 +216,19 @@ def _compute(run, config: AttributionConfig, tmp: Path, progress: bool) -> None:
     measure_batch = data.eval_batch("seen", config.measure_size, seed_offset=MEASURE_SEED_OFFSET)
     parts = segments(config, run.checkpoint_steps)
     n_fit = min(config.fit_size or FIT_SIZE, max(b - a for a, b, _ in parts) * run.config.train.batch_size)
-    memory = 0
+    memory, first = 0, HeadView(run.load_model(parts[0][2]), config.layer, config.head)  # the first segment's
     if config.estimator == "exact":  # the largest segment's solve, checked before any of them is computed
-        view = HeadView(run.load_model(parts[0][2]), config.layer, config.head)
-        memory = exact_memory(view, measure.modules, n_fit)
+        memory = exact_memory(first, measure.modules, n_fit)
         if memory > EXACT_MEMORY_LIMIT:
             raise ValueError(
                 f"attribution.fit_size={n_fit}: the exact influence would hold {memory / 2**30:.1f} GiB: allowed "
                 f"at most {EXACT_MEMORY_LIMIT / 2**30:.0f} GiB (a smaller fit_size, or estimator='ekfac')"
             )
     tables, seconds = [], {"setup": 0.0, "influence": 0.0}
-    for a, b, step in parts:
+    for i, (a, b, step) in enumerate(parts):
         t1 = time.perf_counter()
         train = window_batch(data, a, b)
-        view = HeadView(run.load_model(step), config.layer, config.head)
+        view = first if i == 0 else HeadView(run.load_model(step), config.layer, config.head)
         t2 = time.perf_counter()
         influence, per_token = INFLUENCES[config.estimator](
             view,
