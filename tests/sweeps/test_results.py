@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from workbench import experiment
-from workbench.sweeps.results import drops, over_seeds, power_law_fit, sweep_table
+from workbench.sweeps.results import drops, finetune_summary, over_seeds, power_law_fit, sweep_table
 
 
 def table(ns, ends, seeds=(0, 1), rel_ci=0.05, **cols) -> pd.DataFrame:
@@ -96,6 +96,31 @@ def test_finetune_drops_on_a_known_curve():
     assert d["base_accuracy"] == 0.9
     assert d["initial_drop"] == pytest.approx(0.6)  # the minimum over steps <= 20
     assert d["final_drop"] == pytest.approx(0.1) and d["new_final_accuracy"] == 1.0
+
+
+def test_finetune_summary_intervals_and_paired_replay_effect():
+    """Three bases, two replay weights: replay lowers every base's final drop by 0.1 (paired: an exact interval)
+    and leaves the initial drop as it was; the intervals are the t-intervals over the bases, computed by hand."""
+    rows = []
+    for base, (initial, final) in enumerate([(0.5, 0.3), (0.6, 0.2), (0.7, 0.4)]):
+        for weight, cut in ((0.0, 0.0), (1.0, 0.1)):
+            rows.append(
+                {
+                    "finetune.base_run": f"b{base}",
+                    "finetune.n_new": 100,
+                    "finetune.replay_weight": weight,
+                    "initial_drop": initial,
+                    "final_drop": final - cut,
+                    "new_final_accuracy": 0.9,
+                }
+            )
+    s = finetune_summary(pd.DataFrame(rows)).set_index("replay_weight")
+    half = 4.302653 * 0.1 / math.sqrt(3)  # t(0.975, 2) x sd / sqrt(n), sd of (0.5, 0.6, 0.7) = 0.1
+    assert s.loc[0.0, "initial_drop"] == pytest.approx(0.6)
+    assert s.loc[0.0, "initial_drop_hi"] - 0.6 == pytest.approx(half, rel=1e-5)
+    assert s.loc[1.0, "final_drop_vs_none"] == pytest.approx(-0.1)
+    assert s.loc[1.0, "final_drop_vs_none_lo"] == pytest.approx(-0.1) == s.loc[1.0, "final_drop_vs_none_hi"]
+    assert s.loc[1.0, "initial_drop_vs_none"] == pytest.approx(0.0) and s.loc[1.0, "seeds"] == 3
 
 
 def test_sweep_table_reads_the_run_directories(tmp_path, local_ray):

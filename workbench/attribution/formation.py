@@ -25,6 +25,7 @@ import pandas as pd
 
 from workbench.attribution.measures import MEASURE_SEED_OFFSET, MEASURES
 from workbench.attribution.window import Attribution
+from workbench.intervals import mean_interval
 from workbench.over_checkpoints import over_checkpoints
 from workbench.run import Run, load_run
 
@@ -167,13 +168,8 @@ def effects(table: pd.DataFrame, metric: str = "plateau_end", control: str = "ra
     for (action, selection, percent), g in table[table["selection"] != "none"].groupby(
         ["action", "selection", "percent"]
     ):
-        d = np.array(
-            [v - ctrl.get((action, percent, s), math.nan) for s, v in g.groupby("seed")[metric].mean().items()]
-        )
-        d = d[np.isfinite(d)]
-        n = len(d)
-        half = _t975(n - 1) * d.std(ddof=1) / math.sqrt(n) if n > 1 else math.inf
-        mean = float(d.mean()) if n else math.nan
+        d = [v - ctrl.get((action, percent, s), math.nan) for s, v in g.groupby("seed")[metric].mean().items()]
+        mean, lo, hi, n = mean_interval(d)
         rows.append(
             {
                 "action": action,
@@ -181,16 +177,9 @@ def effects(table: pd.DataFrame, metric: str = "plateau_end", control: str = "ra
                 "percent": percent,
                 "metric": metric,
                 f"delta_vs_{control}": mean,
-                "lo": mean - half,
-                "hi": mean + half,
+                "lo": lo,
+                "hi": hi,
                 "n_seeds": n,
             }
         )
     return pd.DataFrame(rows)
-
-
-def _t975(df: int) -> float:
-    """The 97.5% quantile of Student's t with `df` degrees of freedom (scipy's, exact)."""
-    from scipy.stats import t
-
-    return float(t.ppf(0.975, df)) if df >= 1 else math.inf

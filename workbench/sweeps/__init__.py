@@ -7,7 +7,15 @@ fit = power_law_fit(table, "data.n_individuals")        # plateau end ~ a * N^b,
 """
 
 from workbench.sweeps.engine import STATUSES, Trial, read_plan, status_table
-from workbench.sweeps.results import STUDY_POWER_LAW, PowerLaw, finetune_drops, over_seeds, power_law_fit, sweep_table
+from workbench.sweeps.results import (
+    STUDY_POWER_LAW,
+    PowerLaw,
+    finetune_drops,
+    finetune_summary,
+    over_seeds,
+    power_law_fit,
+    sweep_table,
+)
 from workbench.sweeps.spec import Resources, SweepSpec, load_spec, shipped_specs
 
 __all__ = [
@@ -18,6 +26,7 @@ __all__ = [
     "SweepSpec",
     "Trial",
     "finetune_drops",
+    "finetune_summary",
     "load_spec",
     "over_seeds",
     "power_law_fit",

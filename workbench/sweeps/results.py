@@ -11,7 +11,8 @@ the loss never escaped). On it:
 - `power_law_fit(..., estimator=)` fits any estimator of `workbench.escape` (onset, accuracy10); `exposures_at_escape`
   gives the exposures per individual at escape per N;
 - `over_seeds`: per setting (all values but the seed), the mean plateau end with that same interval;
-- `finetune_drops`: initial and final drop of seen-individual accuracy per fine-tuning run.
+- `finetune_drops`: initial and final drop of seen-individual accuracy per fine-tuning run; `finetune_summary`: their
+  means over bases (seeds) per (n_new, replay weight), with intervals and the paired change from no replay.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from workbench.escape import ESTIMATORS, escape_estimates
+from workbench.intervals import mean_interval
 from workbench.phases import PlateauRule, detect_phases
 from workbench.run import Run
 from workbench.sweeps.engine import read_plan
@@ -107,6 +109,26 @@ def finetune_drops(table: pd.DataFrame) -> pd.DataFrame:
     keys = [c for c in table.columns if c.startswith("finetune.")]
     cols = keys + ["base_accuracy", "initial_drop", "final_drop", "new_final_accuracy"]
     return table[table["status"] == "finished"][cols].sort_values(keys).reset_index(drop=True)
+
+
+def finetune_summary(drops_table: pd.DataFrame, pair: str = "finetune.base_run") -> pd.DataFrame:
+    """Per (n_new, replay weight) of `finetune_drops` rows over bases (seeds): the mean initial and final drops with
+    95% t-intervals, and each drop's change from no replay (weight 0) paired by base (`pair`), with its interval:
+    the table that says whether replay reduces the final drop but not the initial one."""
+    keys = ["finetune.n_new", "finetune.replay_weight"]
+    none = drops_table[drops_table["finetune.replay_weight"] == 0].set_index(["finetune.n_new", pair])
+    rows = []
+    for (n_new, weight), g in drops_table.groupby(keys):
+        row = {"n_new": n_new, "replay_weight": weight, "seeds": len(g)}
+        for drop in ("initial_drop", "final_drop"):
+            mean, lo, hi, _ = mean_interval(g[drop])
+            base = [none[drop].get((n_new, b), math.nan) for b in g[pair]]
+            d_mean, d_lo, d_hi, _ = mean_interval(g[drop].to_numpy() - np.asarray(base, dtype=float))
+            row |= {drop: mean, f"{drop}_lo": lo, f"{drop}_hi": hi}
+            row |= {f"{drop}_vs_none": d_mean, f"{drop}_vs_none_lo": d_lo, f"{drop}_vs_none_hi": d_hi}
+        row["new_final_accuracy"] = float(g["new_final_accuracy"].mean())
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 @dataclass(frozen=True)
