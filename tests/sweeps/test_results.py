@@ -9,7 +9,14 @@ import pandas as pd
 import pytest
 
 from workbench import experiment
-from workbench.sweeps.results import drops, finetune_summary, over_seeds, power_law_fit, sweep_table
+from workbench.sweeps.results import (
+    drops,
+    finetune_summary,
+    over_seeds,
+    power_law_fit,
+    replay_verdict,
+    sweep_table,
+)
 
 
 def table(ns, ends, seeds=(0, 1), rel_ci=0.05, **cols) -> pd.DataFrame:
@@ -121,6 +128,11 @@ def test_finetune_summary_intervals_and_paired_replay_effect():
     assert s.loc[1.0, "final_drop_vs_none"] == pytest.approx(-0.1)
     assert s.loc[1.0, "final_drop_vs_none_lo"] == pytest.approx(-0.1) == s.loc[1.0, "final_drop_vs_none_hi"]
     assert s.loc[1.0, "initial_drop_vs_none"] == pytest.approx(0.0) and s.loc[1.0, "seeds"] == 3
+    verdict = replay_verdict(s.reset_index()).iloc[0]
+    assert verdict["final_reduced"] and verdict["initial_unchanged"] and verdict["holds"]
+    rows = pd.DataFrame(rows)
+    rows.loc[rows["finetune.replay_weight"] == 1.0, "initial_drop"] -= [0.1, 0.2, 0.15]  # replay now helps early too
+    assert not replay_verdict(finetune_summary(rows)).iloc[0]["holds"]
 
 
 def test_sweep_table_reads_the_run_directories(tmp_path, local_ray):

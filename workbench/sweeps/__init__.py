@@ -31,6 +31,7 @@ __all__ = [
     "over_seeds",
     "power_law_fit",
     "read_plan",
+    "replay_verdict",
     "shipped_specs",
     "status_table",
     "sweep_table",

@@ -12,7 +12,8 @@ the loss never escaped). On it:
   gives the exposures per individual at escape per N;
 - `over_seeds`: per setting (all values but the seed), the mean plateau end with that same interval;
 - `finetune_drops`: initial and final drop of seen-individual accuracy per fine-tuning run; `finetune_summary`: their
-  means over bases (seeds) per (n_new, replay weight), with intervals and the paired change from no replay.
+  means over bases (seeds) per (n_new, replay weight), with intervals and the paired change from no replay;
+  `replay_verdict`: whether replay reduces the final drop but not the initial one, per n_new.
 """
 
 from __future__ import annotations
@@ -128,6 +129,27 @@ def finetune_summary(drops_table: pd.DataFrame, pair: str = "finetune.base_run")
             row |= {f"{drop}_vs_none": d_mean, f"{drop}_vs_none_lo": d_lo, f"{drop}_vs_none_hi": d_hi}
         row["new_final_accuracy"] = float(g["new_final_accuracy"].mean())
         rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def replay_verdict(summary: pd.DataFrame) -> pd.DataFrame:
+    """Per n_new of `finetune_summary`, at its largest replay weight against none: does replay reduce the final
+    drop (its change's interval below 0) and leave the initial one (its change's interval contains 0)? `holds`:
+    both, the study's "replay reduces the final drop but not the initial one"."""
+    rows = []
+    for n_new, g in summary.groupby("n_new"):
+        top = g.loc[g["replay_weight"].idxmax()]
+        final = bool(top["final_drop_vs_none_hi"] < 0)
+        initial = bool(top["initial_drop_vs_none_lo"] <= 0 <= top["initial_drop_vs_none_hi"])
+        rows.append(
+            {
+                "n_new": n_new,
+                "replay_weight": top["replay_weight"],
+                "final_reduced": final,
+                "initial_unchanged": initial,
+                "holds": final and initial,
+            }
+        )
     return pd.DataFrame(rows)
 
 

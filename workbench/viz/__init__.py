@@ -22,7 +22,7 @@ from workbench.viz.patching import plot_grid, plot_heads, plot_layer_position
 from workbench.viz.probes import plot_localisation, plot_probes, plot_toy_memory
 from workbench.viz.retrieval import plot_retrieval
 from workbench.viz.stability import plot_stability
-from workbench.viz.sweeps import plot_curves, plot_finetune_drops, plot_scaling, plot_tradeoff
+from workbench.viz.sweeps import plot_curves, plot_finetune_drops, plot_finetune_summary, plot_scaling, plot_tradeoff
 
 __all__ = [
     "attention_view",
@@ -45,6 +45,7 @@ __all__ = [
     "plot_stability",
     "plot_curves",
     "plot_finetune_drops",
+    "plot_finetune_summary",
     "plot_scaling",
     "plot_tradeoff",
     "AblationExplorer",

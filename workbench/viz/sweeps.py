@@ -103,3 +103,22 @@ def plot_finetune_drops(drops: pd.DataFrame, x: str = "finetune.n_new", hue: str
         ax.set(xlabel="new individuals", ylabel="seen accuracy lost", title=title, xscale="log")
         ax.legend(fontsize=8)
     return fig
+
+
+def plot_finetune_summary(summary: pd.DataFrame) -> Figure:
+    """`finetune_summary`: initial and final drop vs replay weight (log scale; no replay drawn at the left edge),
+    one line per number of new individuals, with 95% intervals over bases."""
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    axes = fig.subplots(1, 2, sharey=True)
+    weights = summary["replay_weight"]
+    none_at = weights[weights > 0].min() / 4 if (weights > 0).any() else 1.0
+    for ax, col, title in zip(axes, ("initial_drop", "final_drop"), ("initial drop (first quarter)", "final drop")):
+        for n_new, g in summary.groupby("n_new"):
+            g = g.sort_values("replay_weight")
+            x = g["replay_weight"].where(g["replay_weight"] > 0, none_at)
+            err = np.vstack([g[col] - g[f"{col}_lo"], g[f"{col}_hi"] - g[col]])
+            ax.errorbar(x, g[col], yerr=np.clip(err, 0, None), marker="o", capsize=3, label=f"{n_new:g} new")
+        ax.axvline(none_at * 2, color="0.8", lw=0.8)
+        ax.set(xscale="log", xlabel="replay weight (left of the line: none)", ylabel="seen accuracy lost", title=title)
+        ax.legend(fontsize=8)
+    return fig
