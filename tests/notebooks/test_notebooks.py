@@ -183,7 +183,8 @@ def check_06(nb, root: Path) -> None:
     assert len(outputs(nb, "image/png")) == 4  # scaling, alpha trade-off, curricula curves, fine-tuning drops
     html = "\n".join(outputs(nb, "text/html"))
     assert "initial_drop" in html and "final_attribute_accuracy" in html
-    for name, trials in (("scaling", 4), ("alpha", 2), ("curricula", 3), ("finetune", 4)):
+    assert "final_drop_vs_none_lo" in html and "initial_unchanged" in html and "exposures" in html
+    for name, trials in (("scaling", 4), ("alpha", 2), ("curricula", 3), ("finetune-study", 8)):
         plan = read_plan(root / "sweeps" / f"tiny-{name}")
         assert len(plan["trials"]) == trials
         assert all(wb.load_run(t["run"]).status == "finished" for t in plan["trials"])

@@ -14,6 +14,7 @@ from workbench.sweeps.results import (
     finetune_summary,
     over_seeds,
     power_law_fit,
+    replay_verdict,
     sweep_table,
 )
 from workbench.sweeps.spec import Resources, SweepSpec, load_spec, shipped_specs

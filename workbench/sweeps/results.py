@@ -295,4 +295,4 @@ def exposures_at_escape(table: pd.DataFrame, x: str = "data.n_individuals") -> p
                     "exposures": float((g[col] * g["exposures_per_step"]).mean()),
                 }
             )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=[x, "estimator", "runs", "escape_step", "exposures"])
