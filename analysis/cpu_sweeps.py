@@ -56,6 +56,21 @@ def train_trials(spec, seeds=None) -> list[Path]:
     return [train_or_resume(t.config, t.out, progress=False).path for t in tqdm(trials, desc=planned.spec.name)]
 
 
+def orderings(summary: pd.DataFrame, key: str) -> list[str]:
+    """The pairs of settings of an `over_seeds` table whose plateau-end intervals separate (the only orderings
+    stated), and those that do not."""
+    rows = summary.dropna(subset=["plateau_end"]).sort_values("plateau_end").to_dict("records")
+    out = []
+    for i, a in enumerate(rows):
+        for b in rows[i + 1 :]:
+            sep = a["plateau_end_hi"] < b["plateau_end_lo"]
+            out.append(
+                f"{key} {a[key]} ({a['plateau_end']:.0f}) < {b[key]} ({b['plateau_end']:.0f}): "
+                + ("intervals separate" if sep else "intervals overlap, no ordering stated")
+            )
+    return out
+
+
 def markdown(df: pd.DataFrame) -> str:
     """A pipe table (numbers to 3 significant digits)."""
     cell = lambda v: f"{v:.3g}" if isinstance(v, float) else str(v)  # noqa: E731
@@ -100,6 +115,8 @@ def main() -> None:
         )
         if len(s):
             print("\n" + markdown(s))
+            for n, g in s.groupby("data.n_individuals") if "data.n_individuals" in s else [(None, s)]:
+                print(f"\nN = {n}:\n" + "\n".join(orderings(g, "data.sampler.alpha")))
             save(
                 plot_tradeoff(
                     s, x="data.sampler.alpha", hue="data.n_individuals" if "data.n_individuals" in s else None
@@ -108,6 +125,8 @@ def main() -> None:
             )
     if (t := table(args.family, "curricula")) is not None:
         print("\n### curricula\n\n" + markdown(t.reindex(columns=PHASES)))
+        s = over_seeds(t)
+        print("\n" + markdown(s) + "\n\n" + "\n".join(orderings(s, "data.sampler.kind")))
         save(plot_curves(t), "curricula")
     if (t := table(args.family, "finetune")) is not None:
         d = finetune_drops(t)
