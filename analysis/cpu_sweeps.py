@@ -2,7 +2,7 @@
 
     workbench sweep cpu/scaling && workbench sweep cpu/curricula && workbench sweep cpu/alpha \
         && workbench sweep cpu/finetune        # ~45 min on 2 cores; finished trials are skipped
-    python analysis/cpu_sweeps.py [--family cpu] [--figures analysis/figures]
+    python analysis/cpu_sweeps.py [--family cpu] [--scaling scaling-capacity] [--attention] [--figures analysis/figures]
 
 Reads the sweeps from their run directories (under the checkpoints root), prints markdown tables for
 analysis/NOTES.md and writes `sweeps_<family>_*.png`. A sweep not run yet is reported and skipped.
@@ -15,8 +15,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from workbench.escape import CHECKPOINT_ESTIMATORS, ESTIMATORS
 from workbench.experiment import sweep_root
 from workbench.sweeps import finetune_drops, over_seeds, power_law_fit, sweep_table
+from workbench.sweeps.results import exposures_at_escape
 from workbench.viz import plot_curves, plot_finetune_drops, plot_scaling, plot_tradeoff
 
 PHASES = [
@@ -83,6 +85,8 @@ def markdown(df: pd.DataFrame) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--family", default="cpu", help="the spec family: cpu | gpu | tiny")
+    ap.add_argument("--scaling", default="scaling", help="the plateau-vs-N spec: scaling | scaling-capacity")
+    ap.add_argument("--attention", action="store_true", help="also the attention50 escape (loads every checkpoint)")
     ap.add_argument("--figures", default=str(Path(__file__).with_name("figures")), help="folder for the PNGs")
     args = ap.parse_args()
     figures = Path(args.figures)
@@ -91,7 +95,7 @@ def main() -> None:
     def save(fig, what: str) -> None:
         fig.savefig(figures / f"sweeps_{args.family}_{what}.png", dpi=110)
 
-    if (t := table(args.family, "scaling")) is not None:
+    if (t := table(args.family, args.scaling)) is not None:
         print("\n### plateau vs N\n\n" + markdown(t.reindex(columns=["data.n_individuals", "seed", *PHASES[1:]])))
         try:
             fit = power_law_fit(t)
@@ -106,6 +110,15 @@ def main() -> None:
             fit = None
             print(f"\nno fit: {e}")
         print("\n" + markdown(over_seeds(t)))
+        if args.attention:  # the attention50 estimator loads every checkpoint (cached per run)
+            t = sweep_table(sweep_root(f"{args.family}/{args.scaling}"), attention=True)
+        for estimator in ESTIMATORS[1:] + (CHECKPOINT_ESTIMATORS if args.attention else ()):
+            try:  # each estimator's own exponent; 0.81 inside its interval or not
+                f = power_law_fit(t, estimator=estimator)
+                print(f"{estimator}: {f.describe()}; 0.81 inside: {f.b_ci[0] <= 0.81 <= f.b_ci[1]}")
+            except ValueError as e:
+                print(f"{estimator}: no fit: {e}")
+        print("\nexposures per individual at escape:\n" + markdown(exposures_at_escape(t)))
         save(plot_scaling(t, fit), "scaling")
     if (t := table(args.family, "alpha")) is not None:
         s = over_seeds(t)

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from workbench.escape import ESTIMATORS, accuracy_crossing, escape_estimates
+from workbench.escape import ESTIMATORS, accuracy_crossing, attention_half, escape_estimates, first_crossing
 
 BASELINE = 4.0
 STEPS = np.arange(0, 2001, 25, dtype=float)
@@ -61,3 +61,14 @@ def test_accuracy_crossing_is_exact_on_a_log_linear_curve():
     acc = np.array([0.0, 0.0, 0.2, 0.4])  # 0.1 halfway between 10 and 100 in log-steps
     assert accuracy_crossing(steps, acc) == pytest.approx(10**1.5, rel=1e-12)
     assert math.isnan(accuracy_crossing(steps, acc, level=0.5))
+
+
+def test_attention_half_after_a_dip():
+    """The last layer's attribute->name attention dips, then rises from 0.3 to 0.7: attention50 is where it crosses
+    0.5 (halfway from its first to its last value) on the way up, interpolated, between the checkpoints around it."""
+    steps = [0, 100, 200, 300, 400, 500]
+    e = attention_half(steps, [0.3, 0.1, 0.2, 0.4, 0.6, 0.7])
+    assert e.step == pytest.approx(350.0) and (e.lo, e.hi) == (300.0, 400.0) and not e.censored
+    assert first_crossing(steps, [0.3, 0.1, 0.2, 0.4, 0.6, 0.7], 0.2) == 0.0  # already there at the first step
+    assert math.isnan(first_crossing(steps, [0.3, 0.4, 0.5, 0.6, 0.7, 0.8], 0.9))
+    assert first_crossing(steps, [1.0, 0.8, 0.6, 0.4, 0.2, 0.0], 0.5) == pytest.approx(250.0)  # a falling curve

@@ -10,6 +10,12 @@ sequences (boundaries recomputed on each resample), on the per-sequence scores e
                 one-sided 97.5% bound is under the level) for `sustain` evaluations: the earliest detectable departure
     accuracy10  the first step where attribute accuracy reaches 10%, interpolated linearly in log(step)
 
+and one on checkpoints, not evaluations (`attention_half`; the sweep tables add it on request, it loads every
+checkpoint): attention50, the first step where the last layer's attribute->name attention (mean over heads) has
+risen halfway from its value at the first checkpoint to its last value ("half its final value" is often met at
+initialisation, where near-uniform attention already gives the names that much), interpolated linearly between
+checkpoints, its interval the two checkpoints around the crossing.
+
 A value that is never reached within the run is censored: NaN, with an interval open above (inf).
 
     est = escape_estimates(steps, loss, correct, baseline)   # {"rule": Escape, "onset": ..., "accuracy10": ...}
@@ -24,7 +30,8 @@ import numpy as np
 
 from workbench.phases import PlateauRule, plateau
 
-ESTIMATORS = ("rule", "onset", "accuracy10")
+ESTIMATORS = ("rule", "onset", "accuracy10")  # on the evaluations' per-sequence scores (bootstrap intervals)
+CHECKPOINT_ESTIMATORS = ("attention50",)  # on checkpoints (`attention_half`)
 ACCURACY_LEVEL = 0.1
 
 
@@ -35,6 +42,30 @@ class Escape:
     lo: float
     hi: float  # inf when more than 2.5% of resamples are censored
     censored: bool
+
+
+def first_crossing(steps, values, level: float) -> float:
+    """The first step at which `values` reach `level` (rising when the last value is above the first, else falling),
+    interpolated linearly between the evaluations around it; the first step when already there, NaN if never."""
+    step, value = np.asarray(steps, dtype=float), np.asarray(values, dtype=float)
+    above = value >= level if value[-1] >= value[0] else value <= level
+    if not above.any():
+        return math.nan
+    i = int(np.argmax(above))
+    if i == 0:
+        return float(step[0])
+    frac = (level - value[i - 1]) / (value[i] - value[i - 1])
+    return float(step[i - 1] + frac * (step[i] - step[i - 1]))
+
+
+def attention_half(steps, attention) -> Escape:
+    """attention50 (module docstring) on a curve of the last layer's attribute->name attention at checkpoints."""
+    steps, attention = np.asarray(steps, dtype=float), np.asarray(attention, dtype=float)
+    step = first_crossing(steps, attention, attention[0] + 0.5 * (attention[-1] - attention[0]))
+    after = int(np.searchsorted(steps, step, side="left"))
+    lo = float(steps[max(after - 1, 0)]) if math.isfinite(step) else math.nan
+    hi = float(steps[min(after, len(steps) - 1)]) if math.isfinite(step) else math.inf
+    return Escape("attention50", step, lo, hi, not math.isfinite(step))
 
 
 def accuracy_crossing(steps, accuracy, level: float = ACCURACY_LEVEL) -> float:

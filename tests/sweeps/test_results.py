@@ -146,6 +146,11 @@ def test_sweep_table_reads_the_run_directories(tmp_path, local_ray):
         assert row.final_attribute_accuracy == m["attribute_accuracy"].iloc[-1]
         ph = run.phases(n_boot=20)
         assert row.has_plateau == ph.exists and (math.isnan(row.plateau_end) == math.isnan(ph.plateau_end))
+    with_attention = sweep_table(tmp_path / "t", n_boot=5, attention=True)
+    for row in with_attention.itertuples():  # the crossing lies between the two checkpoints around it
+        steps = experiment.load_run(row.run).checkpoint_steps
+        assert row.escape_attention50_lo in steps and row.escape_attention50_hi in steps
+        assert row.escape_attention50_lo <= row.escape_attention50 <= row.escape_attention50_hi
 
 
 def test_every_estimator_has_its_own_fit_and_exposures():
@@ -154,14 +159,16 @@ def test_every_estimator_has_its_own_fit_and_exposures():
     ns = np.array([1000, 2000, 4000, 8000])
     t = table(ns, 0.43 * ns**0.81, rel_ci=0.0, exposures_per_step=0.0)
     t["exposures_per_step"] = 32 / t["data.n_individuals"]
+    assert "attention50" not in set(exposures_at_escape(t)["estimator"])  # only when read with attention=True
     for name, law in (
         ("onset", 0.3 * t["data.n_individuals"] ** 0.9),
         ("accuracy10", 2.0 * t["data.n_individuals"] ** 0.7),
+        ("attention50", 0.1 * t["data.n_individuals"] ** 1.2),
     ):
         t[f"escape_{name}"] = law
         t[f"escape_{name}_lo"] = t[f"escape_{name}_hi"] = law
-    fits = {e: power_law_fit(t, estimator=e, n_boot=100) for e in ("rule", "onset", "accuracy10")}
-    assert [round(f.b, 9) for f in fits.values()] == [0.81, 0.9, 0.7]
+    fits = {e: power_law_fit(t, estimator=e, n_boot=100) for e in ("rule", "onset", "accuracy10", "attention50")}
+    assert [round(f.b, 9) for f in fits.values()] == [0.81, 0.9, 0.7, 1.2]
     ex = exposures_at_escape(t).set_index(["estimator", "data.n_individuals"])
     assert ex.loc[("rule", 2000), "exposures"] == pytest.approx(0.43 * 2000**0.81 * 32 / 2000)
     assert ex.loc[("onset", 8000), "runs"] == 2

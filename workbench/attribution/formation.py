@@ -25,6 +25,7 @@ import pandas as pd
 
 from workbench.attribution.measures import MEASURE_SEED_OFFSET, MEASURES
 from workbench.attribution.window import Attribution
+from workbench.escape import first_crossing
 from workbench.intervals import mean_interval
 from workbench.over_checkpoints import over_checkpoints
 from workbench.run import Run, load_run
@@ -66,16 +67,7 @@ def formation_level(curve: pd.DataFrame) -> float:
 
 def formation_step(curve: pd.DataFrame, level: float) -> float:
     """The first step at which the measure reaches `level` (interpolated), NaN if it never does."""
-    step, value = curve["step"].to_numpy(float), curve["measure"].to_numpy(float)
-    rising = value[-1] >= value[0]
-    above = value >= level if rising else value <= level
-    if not above.any():
-        return math.nan
-    i = int(np.argmax(above))
-    if i == 0:
-        return float(step[0])
-    frac = (level - value[i - 1]) / (value[i] - value[i - 1])
-    return float(step[i - 1] + frac * (step[i] - step[i - 1]))
+    return first_crossing(curve["step"], curve["measure"], level)
 
 
 def mean_formation_step(curve: pd.DataFrame, first: float, last: float, until: int) -> float:

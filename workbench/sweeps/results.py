@@ -8,7 +8,8 @@ the loss never escaped). On it:
   over seeds (per N, seeds resampled with replacement) and, inside each run, over its plateau-end
   interval (the evaluation spacing and the per-sequence bootstrap), so both uncertainties are in it
   (an interval open above, when some replicates never escape within the run, is capped at its length);
-- `power_law_fit(..., estimator=)` fits any estimator of `workbench.escape` (onset, accuracy10); `exposures_at_escape`
+- `power_law_fit(..., estimator=)` fits any estimator of `workbench.escape` (onset, accuracy10; attention50 when the
+  table was read with `attention=True`); `exposures_at_escape`
   gives the exposures per individual at escape per N;
 - `over_seeds`: per setting (all values but the seed), the mean plateau end with that same interval;
 - `finetune_drops`: initial and final drop of seen-individual accuracy per fine-tuning run; `finetune_summary`: their
@@ -25,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from workbench.escape import ESTIMATORS, escape_estimates
+from workbench.escape import CHECKPOINT_ESTIMATORS, ESTIMATORS, attention_half, escape_estimates
 from workbench.intervals import mean_interval
 from workbench.phases import PlateauRule, detect_phases
 from workbench.run import Run
@@ -35,9 +36,12 @@ STUDY_POWER_LAW = (0.43, 0.81)  # plateau length ~ 0.43 * N^0.81 steps (docs/met
 INITIAL_FRACTION = 0.25  # the initial drop of a fine-tuning run: its worst seen accuracy in the first quarter
 
 
-def sweep_table(root: str | Path, rule: PlateauRule | None = None, n_boot: int = 200) -> pd.DataFrame:
+def sweep_table(
+    root: str | Path, rule: PlateauRule | None = None, n_boot: int = 200, attention: bool = False
+) -> pd.DataFrame:
     """One row per trial of the sweep at `root` (see the module docstring); unfinished trials have
-    their status and NaN results."""
+    their status and NaN results. `attention`: also the attention50 escape (`workbench.escape.attention_half`),
+    which loads every checkpoint of every run (cached under each run's analysis/)."""
     plan = read_plan(root)
     rows = []
     for entry in plan["trials"]:
@@ -46,12 +50,12 @@ def sweep_table(root: str | Path, rule: PlateauRule | None = None, n_boot: int =
             run = Run(entry["run"])
             row["status"] = run.status
             if row["status"] == "finished":
-                row |= _results(run, rule, n_boot)
+                row |= _results(run, rule, n_boot, attention)
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def _results(run: Run, rule: PlateauRule | None, n_boot: int) -> dict:
+def _results(run: Run, rule: PlateauRule | None, n_boot: int, attention: bool = False) -> dict:
     m = run.metrics.sort_values("step")
     last = m.iloc[-1]
     out = {
@@ -83,6 +87,15 @@ def _results(run: Run, rule: PlateauRule | None, n_boot: int) -> dict:
             f"escape_{name}_hi": e.hi,
             f"escape_{name}_censored": e.censored,
         }
+    if attention:
+        from workbench.attention import attention_over_training
+
+        df = attention_over_training(run, progress=False)
+        df = df[(df["layer"] == df["layer"].max()) & (df["metric"] == "attribute->name")]
+        curve = df.groupby("step")["value"].mean()
+        e = attention_half(curve.index.to_numpy(), curve.to_numpy())
+        out |= {"escape_attention50": e.step, "escape_attention50_lo": e.lo, "escape_attention50_hi": e.hi}
+        out["escape_attention50_censored"] = e.censored
     # exposures per individual: biographies of an individual seen per step, on average
     out["exposures_per_step"] = run.config.train.batch_size * run.config.data.packing.k / run.config.data.n_individuals
     return out
@@ -184,8 +197,9 @@ def escaped(table: pd.DataFrame) -> pd.Series:
 
 def escape_column(estimator: str) -> str:
     """The sweep table's column of an estimator's escape step (`workbench.escape`): the rule's is plateau_end."""
-    if estimator not in ESTIMATORS:
-        raise ValueError(f"estimator={estimator!r} is out of range: allowed {' | '.join(ESTIMATORS)}")
+    if estimator not in ESTIMATORS + CHECKPOINT_ESTIMATORS:
+        allowed = " | ".join(ESTIMATORS + CHECKPOINT_ESTIMATORS)
+        raise ValueError(f"estimator={estimator!r} is out of range: allowed {allowed}")
     return "plateau_end" if estimator == "rule" else f"escape_{estimator}"
 
 
@@ -282,8 +296,10 @@ def exposures_at_escape(table: pd.DataFrame, x: str = "data.n_individuals") -> p
     (escape step x biographies per step / individuals). The study's law (escape ~ N^0.81) implies exposures
     falling as N^-0.19; rising exposures mean the training regime, not the population, sets the escape."""
     rows = []
-    for estimator in ESTIMATORS:
+    for estimator in ESTIMATORS + CHECKPOINT_ESTIMATORS:
         col = escape_column(estimator)
+        if col not in table:  # attention50 only when the table was read with attention=True
+            continue
         ok, _ = _usable(table, estimator)
         for value, g in ok.groupby(x):
             rows.append(
