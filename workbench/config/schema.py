@@ -331,7 +331,7 @@ class PatchConfig:
 
 @dataclass(frozen=True)
 class FinetuneConfig:
-    """Fine-tuning on new individuals from a pre-trained checkpoint, with optional replay (§4.7)."""
+    """Fine-tuning on new individuals from a pre-trained checkpoint, with optional replay (docs/method.md §4.7)."""
 
     base_run: str = ""
     base_step: int = 0
