@@ -33,12 +33,12 @@ PHASES = [
 ]
 
 
-def table(family: str, name: str) -> pd.DataFrame | None:
+def table(family: str, name: str, attention: bool = False) -> pd.DataFrame | None:
     root = sweep_root(f"{family}/{name}")
     if not (root / "sweep.json").is_file():
         print(f"\n{family}/{name}: not run yet (workbench sweep {family}/{name})")
         return None
-    t = sweep_table(root)
+    t = sweep_table(root, attention=attention)
     unfinished = t[t["status"] != "finished"]
     if len(unfinished):
         print(f"\n{family}/{name}: {len(unfinished)} trial(s) not finished: {', '.join(unfinished['trial'])}")
@@ -95,7 +95,7 @@ def main() -> None:
     def save(fig, what: str) -> None:
         fig.savefig(figures / f"sweeps_{args.family}_{what}.png", dpi=110)
 
-    if (t := table(args.family, args.scaling)) is not None:
+    if (t := table(args.family, args.scaling, args.attention)) is not None:
         print("\n### plateau vs N\n\n" + markdown(t.reindex(columns=["data.n_individuals", "seed", *PHASES[1:]])))
         try:
             fit = power_law_fit(t)
@@ -110,8 +110,6 @@ def main() -> None:
             fit = None
             print(f"\nno fit: {e}")
         print("\n" + markdown(over_seeds(t)))
-        if args.attention:  # the attention50 estimator loads every checkpoint (cached per run)
-            t = sweep_table(sweep_root(f"{args.family}/{args.scaling}"), attention=True)
         for estimator in ESTIMATORS[1:] + (CHECKPOINT_ESTIMATORS if args.attention else ()):
             try:  # each estimator's own exponent; 0.81 inside its interval or not
                 f = power_law_fit(t, estimator=estimator)

@@ -37,15 +37,13 @@ FIGURES = Path(__file__).resolve().parent / "figures"
 
 def statement(summary: pd.DataFrame) -> list[str]:
     """The replay statement per n_new (`replay_verdict`), with the numbers it rests on."""
-    rows = summary.loc[summary.groupby("n_new")["replay_weight"].idxmax()].set_index("n_new")
     lines = []
-    for v in replay_verdict(summary).itertuples():
-        r = rows.loc[v.n_new]
-        change = lambda d, r=r: f"{r[d]:+.3f} [{r[d + '_lo']:+.3f}, {r[d + '_hi']:+.3f}]"  # noqa: E731
+    for v in replay_verdict(summary).to_dict("records"):
+        change = lambda d, v=v: f"{v[d]:+.3f} [{v[d + '_lo']:+.3f}, {v[d + '_hi']:+.3f}]"  # noqa: E731
         lines.append(
-            f"n_new {v.n_new:g}, replay {v.replay_weight:g} vs none: final drop {change('final_drop_vs_none')}, "
-            f"initial drop {change('initial_drop_vs_none')}: final reduced {v.final_reduced}, initial unchanged "
-            f"{v.initial_unchanged}: the statement {'holds' if v.holds else 'fails'}"
+            f"n_new {v['n_new']:g}, replay {v['replay_weight']:g} vs none: final drop {change('final_drop_vs_none')}, "
+            f"initial drop {change('initial_drop_vs_none')}: final reduced {v['final_reduced']}, initial unchanged "
+            f"{v['initial_unchanged']}: the statement {'holds' if v['holds'] else 'fails'}"
         )
     return lines
 

@@ -80,8 +80,7 @@ def held_out(paths: list[str]) -> pd.DataFrame:
     rows = []
     for path in paths:
         run = load_run(path)
-        scores = np.load(run.path / "eval_scores.npz")
-        baseline = float(run.metrics["no_knowledge_baseline"].iloc[0])
+        scores, baseline = run.dir.read_scores(), run.config.data.no_knowledge_baseline  # as sweep_table reads them
         for max_slope in GRID:
             ph = detect_phases(scores["step"], scores["loss"], baseline, PlateauRule(max_slope=max_slope))
             rows.append({"run": run.path.name, "max_slope": max_slope, "plateau": ph.describe()})

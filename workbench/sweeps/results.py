@@ -154,10 +154,12 @@ def replay_verdict(summary: pd.DataFrame) -> pd.DataFrame:
         top = g.loc[g["replay_weight"].idxmax()]
         final = bool(top["final_drop_vs_none_hi"] < 0)
         initial = bool(top["initial_drop_vs_none_lo"] <= 0 <= top["initial_drop_vs_none_hi"])
+        changes = {c: top[c] for c in top.index if c.endswith(("_vs_none", "_vs_none_lo", "_vs_none_hi"))}
         rows.append(
             {
                 "n_new": n_new,
                 "replay_weight": top["replay_weight"],
+                **changes,
                 "final_reduced": final,
                 "initial_unchanged": initial,
                 "holds": final and initial,
