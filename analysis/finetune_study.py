@@ -2,7 +2,7 @@
 replay statement, attention stability and the MLP locus on the same runs.
 
     workbench train --preset cpu-quick --seed S   # S = 0, 1, 2: the annealed bases (~30 min each on one core)
-    workbench sweep cpu/finetune-study            # 45 fine-tuning runs (~1 min each)
+    workbench sweep cpu/finetune-study            # 45 fine-tuning runs (210-460 s each on one core)
     python analysis/finetune_study.py [--spec cpu/finetune-study]
 
 Prints, per (new individuals, replay weight): the initial drop (seen accuracy lost at its worst in the first

@@ -17,7 +17,7 @@ import torch
 from rayproc import ray_pids, wait_gone
 
 from workbench import experiment
-from workbench.sweeps import read_plan
+from workbench.sweeps import Resources, read_plan, sweep_cost
 from workbench.training.loop import Callback
 from workbench.training.stopping import Stopped
 
@@ -45,6 +45,7 @@ def test_every_point_trained_then_skipped(tmp_path, local_ray):
     table = experiment.sweep(spec(tmp_path), progress=False)
     assert list(table["trial"]) == ["seed0", "seed1"] and set(table["status"]) == {"finished"}
     assert list(table["step"]) == [STEPS, STEPS]
+    assert (table["wall_s"] > 0).all()  # each trial's training time, read from its manifest
     for row in table.itertuples():
         assert manifest(row.run)["status"] == "finished"
         assert json.loads((Path(row.run) / "config.json").read_text())["seed"] == row.seed
@@ -54,6 +55,18 @@ def test_every_point_trained_then_skipped(tmp_path, local_ray):
     again = experiment.sweep(spec(tmp_path), progress=False)
     assert set(again["status"]) == {"finished"}
     assert {r: (Path(r) / "manifest.json").stat().st_mtime_ns for r in again["run"]} == stamps  # nothing rerun
+
+
+@pytest.mark.parametrize(
+    "resources, expected",
+    [
+        (Resources(cpus=2), "cost so far: 2.00 CPU-hours (2 of 3 trials started"),
+        (Resources(cpus=1, gpus=0.5), "cost so far: 1.00 CPU-hours, 0.50 GPU-hours (2 of 3 trials started"),
+    ],
+)
+def test_a_sweeps_cost_is_its_trials_training_time_times_what_each_requests(resources, expected):
+    table = pd.DataFrame({"trial": ["a", "b", "c"], "wall_s": [1800.0, 1800.0, 0.0]})
+    assert sweep_cost(table, resources).startswith(expected)
 
 
 class SigtermAt(Callback):
@@ -153,6 +166,7 @@ def test_cli_and_api_give_the_same_run_directories(tmp_path, local_ray):
     )
     assert done.returncode == 0, done.stderr
     assert "seed0" in done.stdout and "finished" in done.stdout
+    assert "CPU-hours (2 of 2 trials started" in done.stdout  # the sweep's cost, printed
     assert not wait_gone(ray_pids() - before), "the CLI's Ray outlived it"
     api = experiment.sweep(spec(tmp_path, name="api"), progress=False)
     for name in ("seed0", "seed1"):

@@ -6,7 +6,7 @@ table = sweep_table("checkpoints/sweeps/cpu-scaling")   # one row per trial, rea
 fit = power_law_fit(table, "data.n_individuals")        # plateau end ~ a * N^b, bootstrap over seeds
 """
 
-from workbench.sweeps.engine import STATUSES, Trial, read_plan, status_table
+from workbench.sweeps.engine import STATUSES, Trial, read_plan, status_table, sweep_cost
 from workbench.sweeps.results import (
     STUDY_POWER_LAW,
     PowerLaw,
@@ -35,5 +35,6 @@ __all__ = [
     "replay_verdict",
     "shipped_specs",
     "status_table",
+    "sweep_cost",
     "sweep_table",
 ]

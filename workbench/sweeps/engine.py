@@ -79,11 +79,13 @@ def last_step(out: Path) -> int:
 
 
 def status_table(root: Path, trials: list[Trial]) -> pd.DataFrame:
-    """Every trial's status, evaluated step, planned steps, error (failed ones) and run directory."""
+    """Every trial's status, evaluated step, planned steps, training wall time so far (`wall_s`, summed over
+    resumes and extensions), error (failed ones) and run directory."""
     rows = []
     for t in trials:
         failure = read_failure(root, t) or {}
         status = trial_status(root, t)
+        run = RunDir(t.out)
         rows.append(
             {
                 "trial": t.name,
@@ -91,11 +93,24 @@ def status_table(root: Path, trials: list[Trial]) -> pd.DataFrame:
                 "status": status,
                 "step": last_step(t.out),
                 "steps": t.config.train.steps,
+                "wall_s": round(run.manifest().get("wall_s", 0.0), 1) if run.exists() else 0.0,
                 "error": failure.get("error", "") if status == "failed" else "",
                 "run": str(t.out),
             }
         )
     return pd.DataFrame(rows)
+
+
+def sweep_cost(table: pd.DataFrame, resources: Resources) -> str:
+    """A sweep's compute so far, in one line: every trial's training wall time (`status_table`'s `wall_s`) times
+    the CPUs (and GPUs) it requests, in hours."""
+    hours = table["wall_s"].sum() / 3600
+    started = int((table["wall_s"] > 0).sum())
+    gpu = f", {hours * resources.gpus:.2f} GPU-hours" if resources.gpus else ""
+    return (
+        f"cost so far: {hours * resources.cpus:.2f} CPU-hours{gpu} ({started} of {len(table)} trials started; "
+        f"training wall time x {resources.cpus:g} CPU per trial)"
+    )
 
 
 def cap_gpu_memory(fraction: float) -> None:
