@@ -11,9 +11,10 @@ base. The replay statement is judged, per number of new individuals, at the larg
 the runs): "replay reduces the final drop but not the initial one" holds when the final drop's change has an
 interval below 0 and the initial drop's change has an interval containing 0. Then, on the runs without and with the
 largest replay at the largest n_new: attention stability (Jensen-Shannon distance of each head's attention at the
-last checkpoint from the base checkpoint, the largest over heads, against the base run's own drift over its last
-pre-training interval) and the MLP locus (the share of old individuals whose top MLP keys or decoded values
-changed, per layer). Writes analysis/figures/finetune_study.png.
+last checkpoint from the base checkpoint, the largest over heads, against the whole change of the base run's own
+attention from its initialisation to its last checkpoint; its last pre-training interval is no yardstick, since the
+cosine has annealed the learning rate to ~1e-7 there) and the MLP locus (the share of old individuals whose top MLP
+keys or decoded values changed, per layer). Writes analysis/figures/finetune_study.png.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def locus(table: pd.DataFrame) -> pd.DataFrame:
         attn = attn[attn["step"] == last].groupby("layer")["distance"].max()
         base = wb.load_run(run.config.finetune.base_run)
         drift = pretraining_drift(base, progress=False)
-        drift = drift[(drift["reference"] == "previous") & (drift["step"] == base.checkpoint_steps[-1])]
+        drift = drift[(drift["reference"] == "start") & (drift["step"] == base.checkpoint_steps[-1])]
         drift = drift.groupby("layer")["distance"].max()
         over = overwrite_over_checkpoints(run, steps=[last], progress=False).set_index("layer")
         for layer in attn.index:
@@ -72,7 +73,7 @@ def locus(table: pd.DataFrame) -> pd.DataFrame:
                     "replay_weight": r["finetune.replay_weight"],
                     "layer": layer,
                     "attention_js_max": attn[layer],
-                    "base_drift_js_max": drift.get(layer, float("nan")),
+                    "base_total_js_max": drift.get(layer, float("nan")),
                     "keys_changed": over.loc[layer, "keys_changed"],
                     "values_changed": over.loc[layer, "values_changed"],
                 }
