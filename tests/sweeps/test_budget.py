@@ -8,6 +8,7 @@ import math
 import pytest
 
 from workbench.config import preset
+from workbench.sweeps import status_table
 from workbench.sweeps.spec import Budget, SweepSpec
 
 
@@ -51,6 +52,9 @@ def test_a_budgeted_trial_is_extended_to_its_maximum_and_replanned_as_is(tmp_pat
     extensions = json.loads((run.path / "manifest.json").read_text())["extensions"]
     assert [(e["from_steps"], e["to_steps"]) for e in extensions] == [(10, 20), (20, 30)]
     assert plan_sweep(spec).trials[0].out == run.path  # the longer run is this trial's, not another config
+    planned = plan_sweep(spec)
+    status = status_table(planned.root, planned.trials).iloc[0]
+    assert (status["status"], status["step"], status["steps"]) == ("finished", 30, 30)  # the run's, not 10
     with pytest.raises(ValueError, match="another config"):
         plan_sweep({k: v for k, v in spec.items() if k != "budget"})
     assert preset("tiny").train.schedule == "cosine"  # (the spec had to set a constant schedule)

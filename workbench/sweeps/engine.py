@@ -79,8 +79,9 @@ def last_step(out: Path) -> int:
 
 
 def status_table(root: Path, trials: list[Trial]) -> pd.DataFrame:
-    """Every trial's status, evaluated step, planned steps, training wall time so far (`wall_s`, summed over
-    resumes and extensions), error (failed ones) and run directory."""
+    """Every trial's status, evaluated step, steps (the run's own once it exists: a budget may have extended it
+    beyond the point's), training wall time so far (`wall_s`, summed over resumes and extensions), error (failed
+    ones) and run directory."""
     rows = []
     for t in trials:
         failure = read_failure(root, t) or {}
@@ -92,7 +93,7 @@ def status_table(root: Path, trials: list[Trial]) -> pd.DataFrame:
                 **dict(t.values),
                 "status": status,
                 "step": last_step(t.out),
-                "steps": t.config.train.steps,
+                "steps": run.config().train.steps if run.exists() else t.config.train.steps,
                 "wall_s": round(run.manifest().get("wall_s", 0.0), 1) if run.exists() else 0.0,
                 "error": failure.get("error", "") if status == "failed" else "",
                 "run": str(t.out),
