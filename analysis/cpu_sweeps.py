@@ -99,7 +99,8 @@ def main() -> None:
         print("\n### plateau vs N\n\n" + markdown(t.reindex(columns=["data.n_individuals", "seed", *PHASES[1:]])))
         try:
             fit = power_law_fit(t)
-            print(f"\n{fit.describe()}; left out: {'; '.join(fit.excluded) or 'none'}")
+            inside = fit.b_ci[0] <= 0.81 <= fit.b_ci[1]
+            print(f"\nrule: {fit.describe()}; 0.81 inside: {inside}; left out: {'; '.join(fit.excluded) or 'none'}")
             for n in sorted(t["data.n_individuals"].unique()):  # sensitivity: the fit without one N
                 rest = t[t["data.n_individuals"] != n]
                 try:
