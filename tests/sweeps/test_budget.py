@@ -1,14 +1,16 @@
-"""Adaptive budgets: a sweep trial is extended until it has escaped and memorised, or reaches its maximum."""
+"""Adaptive budgets: a sweep trial is extended until it has escaped and memorised, or reaches its maximum; and what a
+sweep has cost so far."""
 
 from __future__ import annotations
 
 import json
 import math
 
+import pandas as pd
 import pytest
 
 from workbench.config import preset
-from workbench.sweeps import status_table
+from workbench.sweeps import Resources, status_table, sweep_cost
 from workbench.sweeps.spec import Budget, SweepSpec
 
 
@@ -58,3 +60,15 @@ def test_a_budgeted_trial_is_extended_to_its_maximum_and_replanned_as_is(tmp_pat
     with pytest.raises(ValueError, match="another config"):
         plan_sweep({k: v for k, v in spec.items() if k != "budget"})
     assert preset("tiny").train.schedule == "cosine"  # (the spec had to set a constant schedule)
+
+
+@pytest.mark.parametrize(
+    "resources, expected",
+    [
+        (Resources(cpus=2), "cost so far: 2.00 CPU-hours (2 of 3 trials started"),
+        (Resources(cpus=1, gpus=0.5), "cost so far: 1.00 CPU-hours, 0.50 GPU-hours (2 of 3 trials started"),
+    ],
+)
+def test_a_sweeps_cost_is_its_trials_training_time_times_what_each_requests(resources, expected):
+    table = pd.DataFrame({"trial": ["a", "b", "c"], "wall_s": [1800.0, 1800.0, 0.0]})
+    assert sweep_cost(table, resources).startswith(expected)

@@ -17,7 +17,7 @@ import torch
 from rayproc import ray_pids, wait_gone
 
 from workbench import experiment
-from workbench.sweeps import Resources, read_plan, sweep_cost
+from workbench.sweeps import read_plan
 from workbench.training.loop import Callback
 from workbench.training.stopping import Stopped
 
@@ -55,18 +55,6 @@ def test_every_point_trained_then_skipped(tmp_path, local_ray):
     again = experiment.sweep(spec(tmp_path), progress=False)
     assert set(again["status"]) == {"finished"}
     assert {r: (Path(r) / "manifest.json").stat().st_mtime_ns for r in again["run"]} == stamps  # nothing rerun
-
-
-@pytest.mark.parametrize(
-    "resources, expected",
-    [
-        (Resources(cpus=2), "cost so far: 2.00 CPU-hours (2 of 3 trials started"),
-        (Resources(cpus=1, gpus=0.5), "cost so far: 1.00 CPU-hours, 0.50 GPU-hours (2 of 3 trials started"),
-    ],
-)
-def test_a_sweeps_cost_is_its_trials_training_time_times_what_each_requests(resources, expected):
-    table = pd.DataFrame({"trial": ["a", "b", "c"], "wall_s": [1800.0, 1800.0, 0.0]})
-    assert sweep_cost(table, resources).startswith(expected)
 
 
 class SigtermAt(Callback):
