@@ -1,4 +1,4 @@
-"""workbench: study how language models learn facts, hands-on (Zucchet et al. 2025, arXiv 2503.21676).
+"""workbench: study how language models learn facts, hands-on (the method it reproduces: docs/method.md).
 
 Public API (loaded lazily, PEP 562: `import workbench` stays cheap and TransformerLens loads only
 when a model is needed):

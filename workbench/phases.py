@@ -1,4 +1,4 @@
-"""Operational definition of the three phases (the study gives none), with uncertainty.
+"""Operational definition of the three phases (the study gives none; docs/method.md §2.4), with uncertainty.
 
 With b the no-knowledge baseline and L the attribute loss on seen individuals (evaluation
 templates) at the evaluation steps, a `PlateauRule` says:

@@ -7,7 +7,7 @@ every real token ("all") or the positions that predict the first token of an att
 ("attribute", where the last layer fetches the value). Padding queries are never counted; with
 right padding and causal attention, keys of real queries are always real tokens.
 
-The study's claim: during fine-tuning, attention barely moves (the damage is in the MLP
+The study's claim (docs/method.md §4.7): during fine-tuning, attention barely moves (the damage is in the MLP
 key-value memory). `attention_stability` measures a run's checkpoints against its first one
 (for a fine-tuning run: the base checkpoint); `pretraining_drift` gives the scale, the same
 distance over pre-training (each checkpoint vs step 0 and vs the previous checkpoint). Results

@@ -1,4 +1,4 @@
-"""Sentence templates for the synthetic-biography dataset (Zucchet et al. 2025).
+"""Sentence templates for the synthetic-biography dataset (docs/method.md §1.3).
 
 Each attribute has 25 paraphrased templates with `{name}` before `{value}`, so a
 model that knows the person can predict the attribute value from the prefix.

@@ -1,7 +1,7 @@
 """Checkpoints: safetensors weights and optimizer state, written atomically, verified on load.
 
 Loading never runs code: weights and optimizer tensors are safetensors, everything else JSON.
-The study's schedule: every 125 steps up to step 2,000 plus 32 evenly spaced over a 16k-step run,
+The study's schedule (docs/method.md §3): every 125 steps up to step 2,000 plus 32 evenly spaced over a 16k-step run,
 scaled proportionally for shorter or longer runs (step 0, the untrained model, is always kept).
 """
 
