@@ -54,16 +54,23 @@ def locus(table: pd.DataFrame) -> pd.DataFrame:
     replay at the largest n_new, one row per run and layer."""
     n_new, weight = table["finetune.n_new"].max(), table["finetune.replay_weight"].max()
     pick = table[(table["finetune.n_new"] == n_new) & table["finetune.replay_weight"].isin([0.0, weight])]
+    totals: dict[str, pd.Series] = {}  # per base: its attention's whole change, read once
+
+    def total(base_run: str) -> pd.Series:
+        if base_run not in totals:
+            base = wb.load_run(base_run)
+            drift = pretraining_drift(base, progress=False)
+            drift = drift[(drift["reference"] == "start") & (drift["step"] == base.checkpoint_steps[-1])]
+            totals[base_run] = drift.groupby("layer")["distance"].max()
+        return totals[base_run]
+
     rows = []
     for _, r in pick.iterrows():
         run = wb.load_run(r["run"])
         last = run.checkpoint_steps[-1]
         attn = attention_stability(run, progress=False)
         attn = attn[attn["step"] == last].groupby("layer")["distance"].max()
-        base = wb.load_run(run.config.finetune.base_run)
-        drift = pretraining_drift(base, progress=False)
-        drift = drift[(drift["reference"] == "start") & (drift["step"] == base.checkpoint_steps[-1])]
-        drift = drift.groupby("layer")["distance"].max()
+        drift = total(run.config.finetune.base_run)
         over = overwrite_over_checkpoints(run, steps=[last], progress=False).set_index("layer")
         for layer in attn.index:
             rows.append(

@@ -240,7 +240,7 @@ def cmd_patch_grid(args) -> None:
 
 def cmd_sweep(args) -> int:
     from workbench import experiment
-    from workbench.sweeps import shipped_specs, status_table, sweep_cost
+    from workbench.sweeps import load_spec, shipped_specs, status_table, sweep_cost
 
     if args.list:
         print("\n".join(shipped_specs()))
@@ -249,8 +249,7 @@ def cmd_sweep(args) -> int:
         raise ValueError("SPEC is missing: allowed a TOML file or a shipped spec (see `workbench sweep --list`)")
     if args.plan:
         _refuse(args, ("address", "retry_failed"), "with --plan (it trains nothing)")
-    planned = experiment.plan_sweep(args.spec)  # every point validated before anything runs
-    if args.plan:
+        planned = experiment.plan_sweep(args.spec)
         table = status_table(planned.root, planned.trials)
         print(f"sweep {planned.spec.name}: {len(planned.trials)} trials under {planned.root}")
         print(table.to_string(index=False))
@@ -258,7 +257,7 @@ def cmd_sweep(args) -> int:
         return 0
     df = experiment.sweep(args.spec, address=args.address, retry_failed=args.retry_failed, progress=not args.quiet)
     print(df.drop(columns=["run"]).to_string(index=False))
-    print(sweep_cost(df, planned.spec.resources))
+    print(sweep_cost(df, load_spec(args.spec).resources))  # the spec the sweep planned, read again (no replanning)
     failed = df[df["status"] != "finished"]
     if len(failed):
         print(

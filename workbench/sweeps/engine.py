@@ -87,14 +87,15 @@ def status_table(root: Path, trials: list[Trial]) -> pd.DataFrame:
         failure = read_failure(root, t) or {}
         status = trial_status(root, t)
         run = RunDir(t.out)
+        exists = run.exists()
         rows.append(
             {
                 "trial": t.name,
                 **dict(t.values),
                 "status": status,
                 "step": last_step(t.out),
-                "steps": run.config().train.steps if run.exists() else t.config.train.steps,
-                "wall_s": round(run.manifest().get("wall_s", 0.0), 1) if run.exists() else 0.0,
+                "steps": run.config().train.steps if exists else t.config.train.steps,
+                "wall_s": round(run.manifest().get("wall_s", 0.0), 1) if exists else 0.0,
                 "error": failure.get("error", "") if status == "failed" else "",
                 "run": str(t.out),
             }
