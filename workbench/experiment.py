@@ -151,7 +151,8 @@ def budgeted(
 ) -> Run:
     """A sweep trial with an adaptive budget (`sweeps.spec.Budget`): train or finish the run (one extended beyond
     `config` before keeps its own length), then extend it by the budget's factor until it has escaped its plateau
-    and memorised, or reached the budget's maximum."""
+    and memorised, or reached the budget's maximum; `out`'s folder name is the trial's (`Budget.for_run`)."""
+    budget = None if budget is None else budget.for_run(Path(out).name)
     existing = RunDir(out)
     if existing.exists() and existing.config().train.steps > config.train.steps:
         existing.check_resumable(config, longer=True)

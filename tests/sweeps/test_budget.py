@@ -24,17 +24,28 @@ def test_done_means_escaped_and_memorised_or_out_of_budget():
     assert [b.next_steps(s) for s in (100, 400, 600)] == [200, 800, 1000]
 
 
+def test_a_gate_run_is_held_to_the_gate_accuracy_and_the_others_to_until_accuracy():
+    b = Budget(max_steps=1000, until_accuracy=0.5, gate_runs=["N8-seed0"], gate_accuracy=0.9)
+    gate, other = b.for_run("N8-seed0"), b.for_run("N8-seed1")
+    assert not gate.done(600, 0.7, 300.0) and gate.done(600, 0.95, 300.0)
+    assert other is b and other.done(600, 0.7, 300.0)
+    assert gate.done(1000, 0.1, math.inf)  # the maximum still binds a gate run
+
+
 @pytest.mark.parametrize(
     "table, message",
     [
         ({"max_steps": 0}, r"budget\.max_steps=0 is out of range"),
         ({"max_steps": 10, "factor": 1.0}, r"budget\.factor=1\.0"),
         ({"max_steps": 10, "until": 0.5}, r"budget\.until"),
+        ({"max_steps": 10, "gate_accuracy": 1.5}, r"budget\.gate_accuracy=1\.5"),
+        ({"max_steps": 10, "gate_runs": "seed0"}, r"budget\.gate_runs='seed0'.*a list of trial names"),
+        ({"max_steps": 10, "gate_runs": ["seed0", "seed7"]}, r"budget\.gate_runs=\['seed7'\].*this sweep's trials"),
     ],
 )
 def test_bad_budgets_are_refused_with_the_spec(table, message):
     with pytest.raises(ValueError, match=message):
-        SweepSpec(name="b", preset="tiny", budget=table)
+        SweepSpec(name="b", preset="tiny", grid={"seed": [0, 1]}, budget=table)
 
 
 def test_a_budgeted_trial_is_extended_to_its_maximum_and_replanned_as_is(tmp_path):
@@ -60,6 +71,31 @@ def test_a_budgeted_trial_is_extended_to_its_maximum_and_replanned_as_is(tmp_pat
     with pytest.raises(ValueError, match="another config"):
         plan_sweep({k: v for k, v in spec.items() if k != "budget"})
     assert preset("tiny").train.schedule == "cosine"  # (the spec had to set a constant schedule)
+
+
+def test_only_the_gate_run_of_a_sweep_is_trained_on_to_the_gate_accuracy(tmp_path):
+    from workbench.experiment import budgeted, plan_sweep
+
+    budget = {
+        "max_steps": 20,
+        "until_accuracy": 0.0,
+        "plateau_multiple": 1.0,
+        "gate_runs": ["seed0"],
+        "gate_accuracy": 1.0,
+    }
+    spec = {
+        "name": "g",
+        "preset": "tiny",
+        "out": str(tmp_path / "sweep"),
+        "grid": {"seed": [0, 1]},
+        "set": {"train.schedule": "constant", "train.steps": 10, "train.n_checkpoints": 1},
+        "budget": budget,
+    }
+    planned = plan_sweep(spec)
+    steps = {
+        t.name: budgeted(t.config, t.out, False, budget=planned.spec.budget).config.train.steps for t in planned.trials
+    }
+    assert steps == {"seed0": 20, "seed1": 10}  # 10 steps of tiny do not reach accuracy 1.0; 0.0 is met at once
 
 
 @pytest.mark.parametrize(

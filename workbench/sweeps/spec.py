@@ -83,18 +83,36 @@ class Budget:
     """A budget that adapts to the run (`[budget]` in a spec): a trial trained to its `train.steps` is extended by
     `factor` (constant-lr runs only) until it has escaped its plateau and memorised, i.e. its final attribute
     accuracy is at least `until_accuracy` and it ran at least `plateau_multiple` times its plateau end, or until
-    `max_steps`. The first budget is the point's train.steps; every extension is exact (`extension`)."""
+    `max_steps`. The first budget is the point's train.steps; every extension is exact (`extension`). The trials
+    named in `gate_runs` (a capacity gate: one run per grid cell trained on to high accuracy) are held to
+    `gate_accuracy` instead of `until_accuracy` (`for_run`)."""
 
     max_steps: int = 0
     until_accuracy: float = 0.5
     plateau_multiple: float = 2.0
     factor: float = 2.0
+    gate_runs: tuple[str, ...] = ()
+    gate_accuracy: float = 0.9
 
     def __post_init__(self) -> None:
         check_int("budget.max_steps", self.max_steps, 1, 100_000_000)
         check_number("budget.until_accuracy", self.until_accuracy, 0.0, 1.0)
         check_number("budget.plateau_multiple", self.plateau_multiple, 1.0)
         check_number("budget.factor", self.factor, 1.0, 100.0, lo_open=True)
+        check_number("budget.gate_accuracy", self.gate_accuracy, 0.0, 1.0)
+        runs = self.gate_runs
+        check(
+            isinstance(runs, (list, tuple)) and all(isinstance(r, str) for r in runs),
+            "budget.gate_runs",
+            "a list of trial names",
+            runs,
+        )
+        object.__setattr__(self, "gate_runs", tuple(runs))
+
+    def for_run(self, trial: str) -> Budget:
+        """This budget as it applies to the trial named `trial`: a gate run is held to `gate_accuracy`."""
+        gated = trial in self.gate_runs
+        return dataclasses.replace(self, until_accuracy=self.gate_accuracy, gate_runs=()) if gated else self
 
     def done(self, steps: int, final_accuracy: float, plateau_end: float) -> bool:
         """Escaped and memorised, or out of budget; `plateau_end` is 0 for a run without a plateau (nothing to
@@ -181,6 +199,8 @@ class SweepSpec:
         names = [n for n, _ in self.points()]
         dupes = sorted({n for n in names if names.count(n) > 1})
         check(not dupes, "trial_name", "a pattern that gives every point its own name", dupes[:3])
+        strangers = sorted(set(self.budget.gate_runs if self.budget else ()) - set(names))
+        check(not strangers, "budget.gate_runs", f"names of this sweep's trials (e.g. {names[0]})", strangers)
 
     def points(self) -> list[tuple[str, dict[str, Any]]]:
         """(trial name, {dotted path: value}) for every point: set, then the case, then the grid values."""
