@@ -58,6 +58,35 @@ def train_trials(spec, seeds=None) -> list[Path]:
     return [train_or_resume(t.config, t.out, progress=False).path for t in tqdm(trials, desc=planned.spec.name)]
 
 
+def capacity_gate(family: str, name: str, t: pd.DataFrame, size: int = 1024) -> pd.DataFrame:
+    """The capacity gate of a sweep whose budget names `gate_runs`: each gate run's final model scored on `size`
+    fresh biographies of its seen individuals (`Run.seen_accuracy`, what the budget decides on), accuracy with a 95%
+    normal interval over the sequences (each scored on all its attributes), beside the run's last evaluation."""
+    from workbench.run import Run
+    from workbench.sweeps.spec import load_spec
+
+    budget = load_spec(f"{family}/{name}").budget
+    rows = []
+    for trial in budget.gate_runs if budget else ():
+        run = Run(sweep_root(f"{family}/{name}") / trial)
+        correct = run.seen_accuracy(size)
+        half = 1.96 * correct.std(ddof=1) / len(correct) ** 0.5
+        read = t.loc[t["trial"] == trial, "final_attribute_accuracy"]
+        rows.append(
+            {
+                "N": run.config.data.n_individuals,
+                "gate run": trial,
+                "steps": run.config.train.steps,
+                "last evaluation": float(read.iloc[0]) if len(read) else float("nan"),
+                "accuracy": correct.mean(),
+                "lo": correct.mean() - half,
+                "hi": correct.mean() + half,
+                f"passes ({budget.gate_accuracy})": bool(correct.mean() >= budget.gate_accuracy),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
 def orderings(summary: pd.DataFrame, key: str) -> list[str]:
     """The pairs of settings of an `over_seeds` table whose plateau-end intervals separate (the only orderings
     stated), and those that do not."""
@@ -97,6 +126,8 @@ def main() -> None:
 
     if (t := table(args.family, args.scaling, args.attention)) is not None:
         print("\n### plateau vs N\n\n" + markdown(t.reindex(columns=["data.n_individuals", "seed", *PHASES[1:]])))
+        if len(gate := capacity_gate(args.family, args.scaling, t)):
+            print("\ncapacity gate (final model, 1,024 fresh biographies of seen individuals):\n" + markdown(gate))
         try:
             fit = power_law_fit(t)
             inside = fit.b_ci[0] <= 0.81 <= fit.b_ci[1]

@@ -162,10 +162,17 @@ def budgeted(
     while True:
         phases = run.phases(n_boot=0)
         end = 0.0 if not phases.exists else math.inf if phases.censored else phases.plateau_end
-        accuracy = float(run.metrics.dropna(subset=["attribute_accuracy"])["attribute_accuracy"].iloc[-1])
-        if budget is None or budget.done(run.config.train.steps, accuracy, end):
+        if budget is None or budget.done(run.config.train.steps, functools.partial(_final_accuracy, run, budget), end):
             return run
         run = resume(out, progress, callbacks, steps=budget.next_steps(run.config.train.steps))
+
+
+def _final_accuracy(run: Run, budget: Budget) -> float:
+    """What a budget decides on: the last checkpoint on `budget.eval_size` fresh biographies, else the last
+    evaluation."""
+    if budget.eval_size:
+        return float(run.seen_accuracy(budget.eval_size).mean())
+    return float(run.metrics.dropna(subset=["attribute_accuracy"])["attribute_accuracy"].iloc[-1])
 
 
 def reference_run(preset_name: str | None = None, seed: int = 0, progress: bool = True) -> Run:

@@ -19,6 +19,7 @@ from workbench.phases import Phases, PlateauRule, detect_phases
 from workbench.training.rundir import RunDir, saved_step
 
 if TYPE_CHECKING:
+    import numpy as np
     from transformer_lens import HookedTransformer
 
     from workbench.data.biography_data import BiographyData
@@ -98,6 +99,15 @@ class Run:
         )
         load_weights(model, self.path / entry["weights"], entry["sha256"])
         return attach_tokenizer(model, self.tokenizer).eval()
+
+    def seen_accuracy(self, size: int = 1024, step: int | None = None) -> "np.ndarray":
+        """Per-sequence attribute accuracy (the share of its attributes right) of the model at `step` (default: the
+        last checkpoint) on `size` biographies of seen individuals: a fresh evaluation set (seed offset 1), apart
+        from the small one training reports on, for decisions that one noisy evaluation should not make."""
+        from workbench.metrics import evaluate
+
+        batch = self.data.eval_batch("seen", size, seed_offset=1)
+        return evaluate(self.load_model(step), batch, self.config.data.attributes).correct.mean(1).numpy()
 
     def manifest_entry(self, step: int) -> dict:
         return self.dir.manifest()["checkpoints"][str(step)]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -30,6 +31,32 @@ def test_a_gate_run_is_held_to_the_gate_accuracy_and_the_others_to_until_accurac
     assert not gate.done(600, 0.7, 300.0) and gate.done(600, 0.95, 300.0)
     assert other is b and other.done(600, 0.7, 300.0)
     assert gate.done(1000, 0.1, math.inf)  # the maximum still binds a gate run
+
+
+def test_the_accuracy_is_asked_for_only_when_it_decides():
+    b, asked = Budget(max_steps=1000, until_accuracy=0.5), []
+    accuracy = lambda: asked.append(1) or 0.7  # noqa: E731
+    assert not b.done(500, accuracy, math.inf) and b.done(1000, accuracy, math.inf) and not asked
+    assert b.done(600, accuracy, 300.0) and asked == [1]
+
+
+@pytest.mark.parametrize("fresh, steps", [(0.2, 40), (0.9, 10)])
+def test_a_budget_decides_on_the_fresh_evaluation_of_the_last_checkpoint(tmp_path, monkeypatch, fresh, steps):
+    from workbench.experiment import budgeted, plan_sweep
+    from workbench.run import Run
+
+    seen = []
+    monkeypatch.setattr(Run, "seen_accuracy", lambda run, size: seen.append(size) or np.full(8, fresh))
+    spec = {
+        "name": "f",
+        "preset": "tiny",
+        "out": str(tmp_path / "sweep"),
+        "set": {"train.schedule": "constant", "train.steps": 10, "train.n_checkpoints": 1},
+        "budget": {"max_steps": 40, "until_accuracy": 0.5, "plateau_multiple": 1.0, "eval_size": 256},
+    }
+    trial = plan_sweep(spec).trials[0]
+    run = budgeted(trial.config, trial.out, progress=False, budget=plan_sweep(spec).spec.budget)
+    assert run.config.train.steps == steps and set(seen) == {256}
 
 
 @pytest.mark.parametrize(
@@ -57,7 +84,7 @@ def test_a_budgeted_trial_is_extended_to_its_maximum_and_replanned_as_is(tmp_pat
         "out": str(tmp_path / "sweep"),
         "grid": {"seed": [0]},
         "set": {"train.schedule": "constant", "train.steps": 10, "train.n_checkpoints": 1},
-        "budget": {"max_steps": 30, "until_accuracy": 1.0, "factor": 2.0},
+        "budget": {"max_steps": 30, "until_accuracy": 1.0, "factor": 2.0, "eval_size": 32},
     }
     trial = plan_sweep(spec).trials[0]
     run = budgeted(trial.config, trial.out, progress=False, budget=SweepSpec.from_dict(spec).budget)
@@ -82,6 +109,7 @@ def test_only_the_gate_run_of_a_sweep_is_trained_on_to_the_gate_accuracy(tmp_pat
         "plateau_multiple": 1.0,
         "gate_runs": ["seed0"],
         "gate_accuracy": 1.0,
+        "eval_size": 32,
     }
     spec = {
         "name": "g",

@@ -25,7 +25,7 @@ import dataclasses
 import itertools
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -83,9 +83,11 @@ class Budget:
     """A budget that adapts to the run (`[budget]` in a spec): a trial trained to its `train.steps` is extended by
     `factor` (constant-lr runs only) until it has escaped its plateau and memorised, i.e. its final attribute
     accuracy is at least `until_accuracy` and it ran at least `plateau_multiple` times its plateau end, or until
-    `max_steps`. The first budget is the point's train.steps; every extension is exact (`extension`). The trials
-    named in `gate_runs` (a capacity gate: one run per grid cell trained on to high accuracy) are held to
-    `gate_accuracy` instead of `until_accuracy` (`for_run`)."""
+    `max_steps`. The first budget is the point's train.steps; every extension is exact (`extension`). The final
+    accuracy is that of the last checkpoint on `eval_size` fresh biographies of seen individuals
+    (`Run.seen_accuracy`; 0: the run's last evaluation, which may hold only 64). The trials named in `gate_runs`
+    (a capacity gate: one run per grid cell trained on to high accuracy) are held to `gate_accuracy` instead of
+    `until_accuracy` (`for_run`)."""
 
     max_steps: int = 0
     until_accuracy: float = 0.5
@@ -93,6 +95,7 @@ class Budget:
     factor: float = 2.0
     gate_runs: tuple[str, ...] = ()
     gate_accuracy: float = 0.9
+    eval_size: int = 1024
 
     def __post_init__(self) -> None:
         check_int("budget.max_steps", self.max_steps, 1, 100_000_000)
@@ -100,6 +103,7 @@ class Budget:
         check_number("budget.plateau_multiple", self.plateau_multiple, 1.0)
         check_number("budget.factor", self.factor, 1.0, 100.0, lo_open=True)
         check_number("budget.gate_accuracy", self.gate_accuracy, 0.0, 1.0)
+        check_int("budget.eval_size", self.eval_size, 0, 1_000_000)
         runs = self.gate_runs
         check(
             isinstance(runs, (list, tuple)) and all(isinstance(r, str) for r in runs),
@@ -114,11 +118,13 @@ class Budget:
         gated = trial in self.gate_runs
         return dataclasses.replace(self, until_accuracy=self.gate_accuracy, gate_runs=()) if gated else self
 
-    def done(self, steps: int, final_accuracy: float, plateau_end: float) -> bool:
+    def done(self, steps: int, final_accuracy: float | Callable[[], float], plateau_end: float) -> bool:
         """Escaped and memorised, or out of budget; `plateau_end` is 0 for a run without a plateau (nothing to
-        escape) and inf for one that has not escaped yet."""
-        escaped = steps >= self.plateau_multiple * plateau_end
-        return steps >= self.max_steps or (escaped and final_accuracy >= self.until_accuracy)
+        escape) and inf for one that has not escaped yet; `final_accuracy` may be a function, called only when
+        the accuracy decides."""
+        if steps >= self.max_steps or steps < self.plateau_multiple * plateau_end:
+            return steps >= self.max_steps
+        return (final_accuracy() if callable(final_accuracy) else final_accuracy) >= self.until_accuracy
 
     def next_steps(self, steps: int) -> int:
         return min(self.max_steps, max(steps + 1, math.ceil(steps * self.factor)))
