@@ -87,19 +87,24 @@ def capacity_gate(family: str, name: str, t: pd.DataFrame, size: int = 1024) -> 
     return pd.DataFrame(rows)
 
 
-def orderings(summary: pd.DataFrame, key: str) -> list[str]:
-    """The pairs of settings of an `over_seeds` table whose plateau-end intervals separate (the only orderings
-    stated), and those that do not."""
-    rows = summary.dropna(subset=["plateau_end"]).sort_values("plateau_end").to_dict("records")
+def orderings(summary: pd.DataFrame, key: str, metric: str = "plateau_end") -> list[str]:
+    """The pairs of settings of an `over_seeds` table whose intervals of `metric` (plateau_end or
+    final_attribute_accuracy) separate (the only orderings stated), and those that do not."""
+    rows = summary.dropna(subset=[metric]).sort_values(metric).to_dict("records")
     out = []
     for i, a in enumerate(rows):
         for b in rows[i + 1 :]:
-            sep = a["plateau_end_hi"] < b["plateau_end_lo"]
+            sep = a[f"{metric}_hi"] < b[f"{metric}_lo"]
             out.append(
-                f"{key} {a[key]} ({a['plateau_end']:.0f}) < {b[key]} ({b['plateau_end']:.0f}): "
+                f"{metric}: {key} {a[key]} ({a[metric]:.3g}) < {b[key]} ({b[metric]:.3g}): "
                 + ("intervals separate" if sep else "intervals overlap, no ordering stated")
             )
     return out
+
+
+def both_orderings(summary: pd.DataFrame, key: str) -> str:
+    """The stated orderings of plateau end and of final accuracy."""
+    return "\n".join(orderings(summary, key) + orderings(summary, key, "final_attribute_accuracy"))
 
 
 def markdown(df: pd.DataFrame) -> str:
@@ -159,7 +164,7 @@ def main() -> None:
         if len(s):
             print("\n" + markdown(s))
             for n, g in s.groupby("data.n_individuals") if "data.n_individuals" in s else [(None, s)]:
-                print(f"\nN = {n}:\n" + "\n".join(orderings(g, "data.sampler.alpha")))
+                print(f"\nN = {n}:\n" + both_orderings(g, "data.sampler.alpha"))
             save(
                 plot_tradeoff(
                     s, x="data.sampler.alpha", hue="data.n_individuals" if "data.n_individuals" in s else None
@@ -169,7 +174,7 @@ def main() -> None:
     if (t := table(args.family, "curricula")) is not None:
         print("\n### curricula\n\n" + markdown(t.reindex(columns=PHASES)))
         s = over_seeds(t)
-        print("\n" + markdown(s) + "\n\n" + "\n".join(orderings(s, "data.sampler.kind")))
+        print("\n" + markdown(s) + "\n\n" + both_orderings(s, "data.sampler.kind"))
         save(plot_curves(t), "curricula")
     if (t := table(args.family, "finetune")) is not None:
         d = finetune_drops(t)

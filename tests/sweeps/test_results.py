@@ -96,6 +96,16 @@ def test_over_seeds_means_and_interval():
     assert s.loc[1000, "plateau_end_lo"] < 125.0 < s.loc[1000, "plateau_end_hi"]
 
 
+def test_over_seeds_final_accuracy_interval_is_the_t_interval_over_seeds():
+    t = table([1000, 2000], [100.0, 200.0])
+    t["final_attribute_accuracy"] = np.where(t["seed"] == 0, 0.4, 0.6)
+    s = over_seeds(t).set_index("data.n_individuals")
+    half = 12.7062047 * np.std([0.4, 0.6], ddof=1) / np.sqrt(2)  # t(0.975, 1 df) x sd / sqrt(n)
+    assert s.loc[1000, "final_attribute_accuracy"] == pytest.approx(0.5)
+    lo, hi = s.loc[1000, ["final_attribute_accuracy_lo", "final_attribute_accuracy_hi"]]
+    assert (lo, hi) == pytest.approx((0.5 - half, 0.5 + half))
+
+
 def test_finetune_drops_on_a_known_curve():
     steps = np.arange(0, 90, 10)
     acc = [0.9, 0.5, 0.3, 0.4, 0.6, 0.7, 0.7, 0.7, 0.8]

@@ -264,7 +264,8 @@ def power_law_fit(
 
 def over_seeds(table: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
     """Per setting (every value column but `seed`): runs, plateaus found, censored, mean plateau end with a
-    95% interval over seeds and within-run intervals, mean final attribute loss and accuracy."""
+    95% interval over seeds and within-run intervals, mean final attribute loss, and mean final attribute accuracy
+    with its 95% t-interval over seeds."""
     keys = [c for c in table.columns if "." in c or c == "case"]
     keys = [c for c in keys if c != "seed" and table[c].nunique(dropna=False) > 1] or keys[:1]
     rng = np.random.default_rng(seed)
@@ -285,9 +286,12 @@ def over_seeds(table: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> pd.Dat
                 "plateau_end_lo": float(np.quantile(boot, 0.025)),
                 "plateau_end_hi": float(np.quantile(boot, 0.975)),
             }
+        accuracy, acc_lo, acc_hi, _ = mean_interval(g["final_attribute_accuracy"])
         row |= {
             "final_attribute_loss": float(g["final_attribute_loss"].mean()),
-            "final_attribute_accuracy": float(g["final_attribute_accuracy"].mean()),
+            "final_attribute_accuracy": accuracy,
+            "final_attribute_accuracy_lo": acc_lo,
+            "final_attribute_accuracy_hi": acc_hi,
         }
         rows.append(row)
     return pd.DataFrame(rows)
