@@ -154,7 +154,7 @@ def main() -> None:
             except ValueError as e:
                 print(f"{estimator}: no fit: {e}")
         print("\nexposures per individual at escape:\n" + markdown(exposures_at_escape(t)))
-        save(plot_scaling(t, fit), "scaling")
+        save(plot_scaling(t, fit), args.scaling)
     if (t := table(args.family, "alpha")) is not None:
         s = over_seeds(t)
         print(
