@@ -1,4 +1,4 @@
-"""Mechanistic data attribution of the recall head (docs/method.md §6.1, arXiv 2601.21996).
+"""Mechanistic data attribution of the recall head (docs/method.md §6.1).
 
 Which training sequences build the head that, at an attribute's value, attends to the individual's name:
 

@@ -1,5 +1,4 @@
-"""Test-time retrieval over the pre-training biographies, and the compute multiplier (docs/method.md §6.2,
-arXiv 2511.04234).
+"""Test-time retrieval over the pre-training biographies, and the compute multiplier (docs/method.md §6.2).
 
     datastore   DatastoreConfig, build_datastore(data) -> Datastore (BM25 over training-template biographies)
     augment     MODES (none, bm25, oracle, vote), augmented_items: per (biography, attribute, mode) scores

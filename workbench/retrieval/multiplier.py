@@ -1,4 +1,4 @@
-"""The compute multiplier (docs/method.md §6.2, arXiv 2511.04234): how many more training steps retrieval is worth.
+"""The compute multiplier (docs/method.md §6.2): how many more training steps retrieval is worth.
 
 For a checkpoint at step s whose retrieval-augmented accuracy is A, the equivalent step s* is where the
 run's baseline curve accuracy(steps) (no retrieval) first reaches A, interpolated linearly in log(step)
