@@ -17,6 +17,7 @@ import pandas as pd
 
 from workbench.escape import CHECKPOINT_ESTIMATORS, ESTIMATORS
 from workbench.experiment import sweep_root
+from workbench.intervals import mean_interval
 from workbench.sweeps import finetune_drops, over_seeds, power_law_fit, sweep_table
 from workbench.sweeps.results import exposures_at_escape
 from workbench.viz import plot_curves, plot_finetune_drops, plot_scaling, plot_tradeoff
@@ -61,7 +62,7 @@ def train_trials(spec, seeds=None) -> list[Path]:
 def capacity_gate(family: str, name: str, t: pd.DataFrame, size: int = 1024) -> pd.DataFrame:
     """The capacity gate of a sweep whose budget names `gate_runs`: each gate run's final model scored on `size`
     fresh biographies of its seen individuals (`Run.seen_accuracy`, what the budget decides on), accuracy with a 95%
-    normal interval over the sequences (each scored on all its attributes), beside the run's last evaluation."""
+    t-interval over the sequences, each scored on all its attributes (`mean_interval`), beside its last evaluation."""
     from workbench.run import Run
     from workbench.sweeps.spec import load_spec
 
@@ -69,8 +70,7 @@ def capacity_gate(family: str, name: str, t: pd.DataFrame, size: int = 1024) -> 
     rows = []
     for trial in budget.gate_runs if budget else ():
         run = Run(sweep_root(f"{family}/{name}") / trial)
-        correct = run.seen_accuracy(size)
-        half = 1.96 * correct.std(ddof=1) / len(correct) ** 0.5
+        accuracy, lo, hi, _ = mean_interval(run.seen_accuracy(size))
         read = t.loc[t["trial"] == trial, "final_attribute_accuracy"]
         rows.append(
             {
@@ -78,10 +78,10 @@ def capacity_gate(family: str, name: str, t: pd.DataFrame, size: int = 1024) -> 
                 "gate run": trial,
                 "steps": run.config.train.steps,
                 "last evaluation": float(read.iloc[0]) if len(read) else float("nan"),
-                "accuracy": correct.mean(),
-                "lo": correct.mean() - half,
-                "hi": correct.mean() + half,
-                f"passes ({budget.gate_accuracy})": bool(correct.mean() >= budget.gate_accuracy),
+                "accuracy": accuracy,
+                "lo": lo,
+                "hi": hi,
+                f"passes ({budget.gate_accuracy})": bool(accuracy >= budget.gate_accuracy),
             }
         )
     return pd.DataFrame(rows)
