@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from workbench.phases import PlateauRule, boundaries, detect_phases, plateau
+from workbench.phases import PlateauRule, boundaries, detect_phases, local_slopes, plateau
 
 B = 5.0  # the no-knowledge baseline of the synthetic curves
 STEPS = np.arange(0, 2050, 50, dtype=float)
@@ -86,3 +86,13 @@ def test_a_slowly_drifting_plateau_is_still_a_plateau():
     assert start == 300 and 900 <= end <= 1100 and not censored
     power = 3 * B * (np.maximum(STEPS, 25) / 25) ** -1.0  # passes through the band at slope -1
     assert math.isnan(plateau(STEPS, power, B)[0])
+
+
+def test_slopes_asked_only_where_masked_equal_the_full_ones():
+    """`plateau` fits local slopes only near the baseline (the fit is quadratic in a window's evaluations)."""
+    loss = _three_phases() * np.exp(np.random.default_rng(1).normal(0, 0.02, len(STEPS)))
+    near = np.abs(loss - B) <= 0.2 * B
+    full, masked = local_slopes(STEPS, loss, 1.5, 3), local_slopes(STEPS, loss, 1.5, 3, where=near)
+    assert near.any() and not near.all()
+    np.testing.assert_array_equal(masked[near], full[near])
+    assert np.isnan(masked[~near]).all() and not np.isnan(full[~near]).all()

@@ -106,14 +106,18 @@ def _fmt_ci(ci: tuple[float, float]) -> str:
     return "-".join("inf" if math.isinf(c) else "nan" if math.isnan(c) else f"{c:.0f}" for c in ci)
 
 
-def local_slopes(steps: np.ndarray, loss: np.ndarray, span: float, window: int) -> np.ndarray:
+def local_slopes(
+    steps: np.ndarray, loss: np.ndarray, span: float, window: int, where: np.ndarray | None = None
+) -> np.ndarray:
     """d log L / d log step from each evaluation on: a robust (Theil-Sen) fit over the evaluations in
     [step, span * step] (at least `window` of them), so the fit covers the same range in log-steps
-    early and late in a run; nan at step 0 and where fewer than `window` evaluations remain."""
+    early and late in a run; nan at step 0, where fewer than `window` evaluations remain, and where `where`
+    (a boolean mask, default all) is False: the fit is quadratic in the evaluations it covers, so `plateau`
+    asks only near the baseline."""
     x, y = np.log(np.maximum(steps, 1e-12)), np.log(np.maximum(loss, 1e-12))
     out = np.full(len(steps), np.nan)
     for i in range(len(steps)):
-        if steps[i] <= 0:
+        if steps[i] <= 0 or (where is not None and not where[i]):
             continue
         stop = max(i + window, int(np.searchsorted(steps, span * steps[i], side="right")))
         if stop <= len(steps):
@@ -127,7 +131,7 @@ def plateau(steps, loss, baseline: float, rule: PlateauRule = PlateauRule()) -> 
     """(start, end, censored, level) of one loss curve under `rule`; nan where not defined."""
     steps, loss = np.asarray(steps, dtype=float), np.asarray(loss, dtype=float)
     near = np.abs(loss - baseline) <= rule.level_tol * baseline
-    flat = np.abs(local_slopes(steps, loss, rule.span, rule.window)) <= rule.max_slope
+    flat = np.abs(local_slopes(steps, loss, rule.span, rule.window, where=near)) <= rule.max_slope  # only where near
     ok = near & flat
     ok[1:-1] |= ok[:-2] & ok[2:]  # a single failing evaluation between two good ones is noise
     run_start = None
