@@ -46,12 +46,18 @@ def umask() -> int:
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to `path`; when the block succeeds, it is fsynced, given the mode a
-    plain `open()` would (0o666 less the umask: some writers, e.g. safetensors, make 0600 files), and renamed
-    onto `path`, otherwise removed. For writers that want a file name (safetensors, savefig). An OSError
-    of the temporary file (or of no file: a failed f.write) names `path` (ENOSPC: "No space left on device")."""
+    """Yield a temporary path next to `path` (unique, ending in TMP_SUFFIX); when the block succeeds, it is
+    fsynced, given the mode a plain `open()` would (0o666 less the umask: some writers, e.g. safetensors, make
+    0600 files), and renamed onto `path`, otherwise removed. For writers that want a file name (safetensors,
+    savefig). An OSError of the temporary file (or of no file: a failed f.write) names `path` (ENOSPC: "No
+    space left on device")."""
     path = Path(path)
-    tmp = path.with_name(path.name + TMP_SUFFIX)
+    try:  # a unique name: two processes writing the same file (e.g. a sweep's plan) must not share one
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f"{path.name}.", suffix=TMP_SUFFIX)
+    except OSError as e:
+        raise os_error(e.errno, path) from e
+    os.close(fd)
+    tmp = Path(name)
     try:
         yield tmp
         with open(tmp, "rb+") as f:
