@@ -55,6 +55,14 @@ def test_tradeoff_and_drops_figures_have_one_line_per_group():
     )
     fig = plot_tradeoff(summary, "data.sampler.alpha", "data.n_individuals")
     assert [len(ax.get_lines()) >= 2 for ax in fig.axes] == [True, True]
+    assert [len(ax.containers) for ax in fig.axes] == [2, 0]  # error bars only where an interval is given
+    summary["final_attribute_accuracy_lo"], summary["final_attribute_accuracy_hi"] = [0.5, 0.3, 0.2, 0.1], 0.7
+    fig = plot_tradeoff(summary, "data.sampler.alpha", "data.n_individuals")
+    bars = fig.axes[1].containers[0].lines[2][0].get_segments()  # N = 2,000's accuracy interval per alpha
+    assert [len(ax.containers) for ax in fig.axes] == [2, 2] and [tuple(b[:, 1]) for b in bars] == [
+        (0.5, 0.7),
+        (0.3, 0.7),
+    ]
     drops = pd.DataFrame(
         {
             "finetune.n_new": [100, 1000, 100, 1000],

@@ -53,7 +53,7 @@ def plot_scaling(table: pd.DataFrame, fit: PowerLaw | None, x: str = "data.n_ind
 
 def plot_tradeoff(summary: pd.DataFrame, x: str, hue: str | None = None) -> Figure:
     """Left: plateau end vs `x` (e.g. data.sampler.alpha), one line per `hue` (e.g. N); right: final
-    attribute accuracy. `summary` is `over_seeds(table)`."""
+    attribute accuracy. `summary` is `over_seeds(table)`; its 95% intervals are drawn as error bars."""
     fig = Figure(figsize=(10, 4), layout="constrained")
     ax_p, ax_a = fig.subplots(1, 2)
     groups = summary.groupby(hue) if hue else [(None, summary)]
@@ -61,11 +61,8 @@ def plot_tradeoff(summary: pd.DataFrame, x: str, hue: str | None = None) -> Figu
         g = g.sort_values(x)
         label = f"{hue.rsplit('.', 1)[-1]}={key}" if hue else None
         if "plateau_end" in g:
-            yerr = np.vstack([g["plateau_end"] - g["plateau_end_lo"], g["plateau_end_hi"] - g["plateau_end"]])
-            ax_p.errorbar(
-                g[x], g["plateau_end"], yerr=np.nan_to_num(np.clip(yerr, 0, None)), marker="o", capsize=3, label=label
-            )
-        ax_a.plot(g[x], g["final_attribute_accuracy"], marker="o", label=label)
+            _with_interval(ax_p, g, x, "plateau_end", label)
+        _with_interval(ax_a, g, x, "final_attribute_accuracy", label)
     name = x.rsplit(".", 1)[-1]
     ax_p.set(xlabel=name, ylabel="plateau end (step)", title=f"plateau end vs {name}")
     ax_a.set(xlabel=name, ylabel="final attribute accuracy", title="final knowledge", ylim=(0, 1.02))
@@ -73,6 +70,15 @@ def plot_tradeoff(summary: pd.DataFrame, x: str, hue: str | None = None) -> Figu
         if hue and ax.has_data():
             ax.legend(fontsize=8)
     return fig
+
+
+def _with_interval(ax, g: pd.DataFrame, x: str, column: str, label: str | None) -> None:
+    """`column` vs `x`, with error bars from `column`_lo/_hi where the summary has them."""
+    if f"{column}_lo" not in g:
+        ax.plot(g[x], g[column], marker="o", label=label)
+        return
+    yerr = np.vstack([g[column] - g[f"{column}_lo"], g[f"{column}_hi"] - g[column]])
+    ax.errorbar(g[x], g[column], yerr=np.nan_to_num(np.clip(yerr, 0, None)), marker="o", capsize=3, label=label)
 
 
 def plot_curves(table: pd.DataFrame, label: str = "trial", column: str = "attribute_loss") -> Figure:
